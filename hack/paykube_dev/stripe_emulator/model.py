@@ -1,0 +1,237 @@
+"""The emulator's records and their Stripe-shaped JSON forms."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+JsonObject = dict[str, Any]
+SessionStatus = Literal["open", "complete", "expired"]
+PaymentStatus = Literal["paid", "unpaid", "no_payment_required"]
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def mask_key(key: str) -> str:
+    """`sk_test_****abcd`, the way Stripe quotes keys back."""
+    prefix, _, rest = key.rpartition("_")
+    return f"{prefix}_****{rest[-4:]}" if prefix else f"****{key[-4:]}"
+
+
+class Clock:
+    """Wall time plus an offset that tests move forward (`POST /_emulator/clock`)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def now_int(self) -> int:
+        return int(self.now())
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class LineItem:
+    name: str
+    description: str | None
+    currency: str
+    unit_amount: int
+    quantity: int
+    id: str = field(default_factory=lambda: new_id("li_"))
+    price_id: str = field(default_factory=lambda: new_id("price_"))
+    product_id: str = field(default_factory=lambda: new_id("prod_", 14))
+
+    @property
+    def amount(self) -> int:
+        return self.unit_amount * self.quantity
+
+    def to_api(self, livemode: bool, created: int) -> JsonObject:
+        price = {
+            "id": self.price_id, "object": "price", "active": False,
+            "billing_scheme": "per_unit", "created": created, "currency": self.currency,
+            "custom_unit_amount": None, "livemode": livemode, "lookup_key": None,
+            "metadata": {}, "nickname": None, "product": self.product_id, "recurring": None,
+            "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None,
+            "type": "one_time", "unit_amount": self.unit_amount,
+            "unit_amount_decimal": str(self.unit_amount),
+        }
+        return {
+            "id": self.id, "object": "item", "amount_discount": 0,
+            "amount_subtotal": self.amount, "amount_tax": 0, "amount_total": self.amount,
+            "currency": self.currency, "description": self.name, "price": price,
+            "quantity": self.quantity,
+        }
+
+
+@dataclass
+class Session:
+    id: str
+    account: str
+    livemode: bool
+    created: int
+    expires_at: int
+    currency: str
+    line_items: list[LineItem]
+    success_url: str | None
+    cancel_url: str | None
+    customer_email: str | None
+    client_reference_id: str | None
+    metadata: dict[str, str]
+    url_base: str
+    locale: str | None = None
+    payment_method_types: list[str] = field(default_factory=lambda: ["card"])
+    status: SessionStatus = "open"
+    payment_status: PaymentStatus = "unpaid"
+    payment_intent: str | None = None
+    customer_details: JsonObject | None = None
+    async_outcome: Literal["succeeded", "failed"] | None = None
+
+    @property
+    def amount_total(self) -> int:
+        return sum(item.amount for item in self.line_items)
+
+    def to_api(self) -> JsonObject:
+        return {
+            "id": self.id, "object": "checkout.session", "adaptive_pricing": None,
+            "after_expiration": None, "allow_promotion_codes": None,
+            "amount_subtotal": self.amount_total, "amount_total": self.amount_total,
+            "automatic_tax": {"enabled": False, "liability": None, "status": None},
+            "billing_address_collection": None, "cancel_url": self.cancel_url,
+            "client_reference_id": self.client_reference_id, "client_secret": None,
+            "consent": None, "consent_collection": None, "created": self.created,
+            "currency": self.currency, "currency_conversion": None, "custom_fields": [],
+            "custom_text": {
+                "after_submit": None, "shipping_address": None, "submit": None,
+                "terms_of_service_acceptance": None,
+            },
+            "customer": None, "customer_creation": "if_required",
+            "customer_details": copy.deepcopy(self.customer_details),
+            "customer_email": self.customer_email, "discounts": [],
+            "expires_at": self.expires_at, "invoice": None,
+            "invoice_creation": None, "livemode": self.livemode, "locale": self.locale,
+            "metadata": dict(self.metadata), "mode": "payment",
+            "payment_intent": self.payment_intent, "payment_link": None,
+            "payment_method_collection": "if_required", "payment_method_configuration_details": None,
+            "payment_method_options": {}, "payment_method_types": list(self.payment_method_types),
+            "payment_status": self.payment_status,
+            "phone_number_collection": {"enabled": False}, "recovered_from": None,
+            "saved_payment_method_options": None, "setup_intent": None,
+            "shipping_address_collection": None, "shipping_cost": None,
+            "shipping_options": [], "status": self.status, "submit_type": None,
+            "subscription": None, "success_url": self.success_url,
+            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            "ui_mode": "hosted",
+            "url": f"{self.url_base}{self.id}" if self.status == "open" else None,
+        }
+
+
+@dataclass
+class Event:
+    id: str
+    type: str
+    created: int
+    api_version: str
+    livemode: bool
+    account: str
+    session_id: str
+    snapshot: JsonObject
+    request_id: str | None = None
+    idempotency_key: str | None = None
+    pending: set[str] = field(default_factory=set)
+
+    def to_api(self) -> JsonObject:
+        return {
+            "id": self.id, "object": "event", "api_version": self.api_version,
+            "created": self.created, "data": {"object": copy.deepcopy(self.snapshot)},
+            "livemode": self.livemode, "pending_webhooks": len(self.pending),
+            "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
+            "type": self.type,
+        }
+
+
+@dataclass
+class WebhookEndpoint:
+    url: str
+    secrets: list[str]
+    api_key: str | None = None
+    enabled_events: list[str] = field(default_factory=lambda: ["*"])
+    retry_delays: list[float] = field(default_factory=list)
+    timeout: float = 10.0
+    id: str = field(default_factory=lambda: new_id("we_"))
+
+    def wants(self, event: Event) -> bool:
+        if self.api_key is not None and self.api_key != event.account:
+            return False
+        return "*" in self.enabled_events or event.type in self.enabled_events
+
+    def to_api(self) -> JsonObject:
+        return {
+            "id": self.id, "url": self.url, "secrets": len(self.secrets),
+            "account": mask_key(self.api_key) if self.api_key else None,
+            "enabled_events": list(self.enabled_events),
+            "retry_delays": list(self.retry_delays), "timeout": self.timeout,
+        }
+
+
+@dataclass
+class Delivery:
+    event_id: str
+    endpoint_id: str | None
+    url: str
+    attempt: int
+    timestamp: int
+    signature: str
+    automatic: bool
+    at: float
+    status: int | None = None
+    error: str | None = None
+    duration_ms: float = 0.0
+    response_body: str = ""
+    id: str = field(default_factory=lambda: new_id("dl_"))
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def to_api(self) -> JsonObject:
+        return {
+            "id": self.id, "event": self.event_id, "endpoint": self.endpoint_id,
+            "url": self.url, "attempt": self.attempt, "timestamp": self.timestamp,
+            "signature": self.signature, "automatic": self.automatic, "at": self.at,
+            "status": self.status, "ok": self.ok, "error": self.error,
+            "duration_ms": self.duration_ms, "response_body": self.response_body,
+        }
+
+
+@dataclass
+class RequestRecord:
+    request_id: str
+    method: str
+    path: str
+    at: float
+    account: str | None = None
+    idempotency_key: str | None = None
+    status: int = 0
+    replayed: bool = False
+    fault: str | None = None
+    stripe_version: str | None = None
+
+    def to_api(self) -> JsonObject:
+        return {
+            "request_id": self.request_id, "method": self.method, "path": self.path,
+            "at": self.at, "account": self.account, "idempotency_key": self.idempotency_key,
+            "status": self.status, "replayed": self.replayed, "fault": self.fault,
+            "stripe_version": self.stripe_version,
+        }

@@ -1,0 +1,1 @@
+"""paykube: payments declared as Kubernetes objects, reconciled against a PSP."""

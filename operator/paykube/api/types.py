@@ -1,0 +1,265 @@
+"""Typed values for `PaymentSession` (payments.paykube.dev/v1alpha1).
+
+The CRD in `crds/paymentsession.yaml` is the schema's source of truth and the API server
+enforces it; these types only parse what the server already validated and render status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+GROUP = "payments.paykube.dev"
+VERSION = "v1alpha1"
+KIND = "PaymentSession"
+PLURAL = "paymentsessions"
+
+RESERVED_METADATA_PREFIX = "paykube_"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    OPEN = "Open"
+    PROCESSING = "Processing"
+    PAID = "Paid"
+    FAILED = "Failed"
+    EXPIRED = "Expired"
+    CANCELED = "Canceled"
+
+    @property
+    def rank(self) -> int:
+        """Position in the partial order: a session only ever moves to a higher rank."""
+        return _RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == _TERMINAL_RANK
+
+
+_TERMINAL_RANK = 3
+_RANK = {
+    Phase.PENDING: 0,
+    Phase.OPEN: 1,
+    Phase.PROCESSING: 2,
+    Phase.PAID: _TERMINAL_RANK,
+    Phase.FAILED: _TERMINAL_RANK,
+    Phase.EXPIRED: _TERMINAL_RANK,
+    Phase.CANCELED: _TERMINAL_RANK,
+}
+
+
+class Source(StrEnum):
+    OPERATOR = "operator"
+    WEBHOOK = "webhook"
+    POLL = "poll"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def api_path(self) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}/{self.name}"
+
+
+@dataclass(frozen=True)
+class LineItem:
+    name: str
+    unit_amount: int
+    quantity: int
+
+
+_DURATION_PART = re.compile(r"(\d+)(h|m|s)")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """Parse the Go-style durations the CRD admits (`30m`, `1h30m`, `24h`)."""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    seconds = {"h": 3600, "m": 60, "s": 1}
+    return dt.timedelta(seconds=sum(int(n) * seconds[u] for n, u in parts))
+
+
+@dataclass(frozen=True)
+class PaymentSessionSpec:
+    amount: int
+    currency: str
+    success_url: str
+    cancel_url: str
+    provider: str = "stripe"
+    description: str | None = None
+    line_items: tuple[LineItem, ...] = ()
+    customer_email: str | None = None
+    expires_after: dt.timedelta = dt.timedelta(hours=24)
+    metadata: dict[str, str] = field(default_factory=dict)
+    cancel: bool = False
+    deletion_policy: str = "Expire"
+    credentials_secret: str | None = None
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> PaymentSessionSpec:
+        items = tuple(
+            LineItem(str(i["name"]), int(i["unitAmount"]), int(i["quantity"]))
+            for i in spec.get("lineItems") or ()
+        )
+        ref = spec.get("credentialsRef") or {}
+        return cls(
+            amount=int(spec["amount"]),
+            currency=str(spec["currency"]),
+            success_url=str(spec["successUrl"]),
+            cancel_url=str(spec["cancelUrl"]),
+            provider=str(spec.get("provider", "stripe")),
+            description=spec.get("description"),
+            line_items=items,
+            customer_email=spec.get("customerEmail"),
+            expires_after=parse_duration(str(spec.get("expiresAfter", "24h"))),
+            metadata={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
+            cancel=bool(spec.get("cancel", False)),
+            deletion_policy=str(spec.get("deletionPolicy", "Expire")),
+            credentials_secret=ref.get("name"),
+        )
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+    provider_code: str | None = None
+    doc_url: str | None = None
+    explanation: str | None = None
+    retryable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message,
+                               "retryable": self.retryable}
+        for key, value in (("providerCode", self.provider_code), ("docUrl", self.doc_url),
+                           ("explanation", self.explanation)):
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorInfo:
+        return cls(
+            code=str(data.get("code", "")), message=str(data.get("message", "")),
+            provider_code=data.get("providerCode"), doc_url=data.get("docUrl"),
+            explanation=data.get("explanation"), retryable=bool(data.get("retryable", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str
+    observed_generation: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "status": self.status, "reason": self.reason,
+                               "message": self.message,
+                               "lastTransitionTime": self.last_transition_time}
+        if self.observed_generation is not None:
+            out["observedGeneration"] = self.observed_generation
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Condition:
+        generation = data.get("observedGeneration")
+        return cls(
+            type=str(data["type"]), status=str(data.get("status", "Unknown")),
+            reason=str(data.get("reason", "")), message=str(data.get("message", "")),
+            last_transition_time=str(data.get("lastTransitionTime", "")),
+            observed_generation=int(generation) if generation is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    phase: Phase
+    at: str
+    source: Source
+    event_id: str | None = None
+    published: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"phase": self.phase.value, "at": self.at,
+                               "source": self.source.value, "published": self.published}
+        if self.event_id is not None:
+            out["eventId"] = self.event_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HistoryEntry:
+        return cls(
+            phase=Phase(data["phase"]), at=str(data.get("at", "")),
+            source=Source(data.get("source", Source.OPERATOR)), event_id=data.get("eventId"),
+            published=bool(data.get("published", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    phase: Phase = Phase.PENDING
+    session_id: str | None = None
+    url: str | None = None
+    payment_intent_id: str | None = None
+    payment_status: str | None = None
+    amount_total: int | None = None
+    currency: str | None = None
+    expires_at: str | None = None
+    observed_generation: int | None = None
+    conditions: tuple[Condition, ...] = ()
+    error: ErrorInfo | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def with_changes(self, **changes: Any) -> Status:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Render as the CRD's status; absent values are sent as null to clear them."""
+        return {
+            "phase": self.phase.value,
+            "sessionId": self.session_id,
+            "url": self.url,
+            "paymentIntentId": self.payment_intent_id,
+            "paymentStatus": self.payment_status,
+            "amountTotal": self.amount_total,
+            "currency": self.currency,
+            "expiresAt": self.expires_at,
+            "observedGeneration": self.observed_generation,
+            "conditions": [c.to_dict() for c in self.conditions],
+            "error": self.error.to_dict() if self.error else None,
+            "history": [h.to_dict() for h in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Status:
+        data = data or {}
+        generation = data.get("observedGeneration")
+        amount = data.get("amountTotal")
+        return cls(
+            phase=Phase(data.get("phase") or Phase.PENDING),
+            session_id=data.get("sessionId"),
+            url=data.get("url"),
+            payment_intent_id=data.get("paymentIntentId"),
+            payment_status=data.get("paymentStatus"),
+            amount_total=int(amount) if amount is not None else None,
+            currency=data.get("currency"),
+            expires_at=data.get("expiresAt"),
+            observed_generation=int(generation) if generation is not None else None,
+            conditions=tuple(Condition.from_dict(c) for c in data.get("conditions") or ()),
+            error=ErrorInfo.from_dict(data["error"]) if data.get("error") else None,
+            history=tuple(HistoryEntry.from_dict(h) for h in data.get("history") or ()),
+        )

@@ -1,0 +1,87 @@
+"""The paykube error catalog: stable codes, each retryable or permanent.
+
+The same code appears in condition reasons, `status.error.code`, Events, log fields,
+metric labels and HTTP error bodies, so it must never be renamed lightly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    PROVIDER_REJECTED = "ProviderRejected"
+    PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    RATE_LIMITED = "RateLimited"
+    CREDENTIALS_INVALID = "CredentialsInvalid"
+    CREDENTIALS_MISSING = "CredentialsMissing"
+    SIGNATURE_INVALID = "SignatureInvalid"
+    PAYLOAD_INVALID = "PayloadInvalid"
+    API_SERVER_UNAVAILABLE = "ApiServerUnavailable"
+    BROKER_UNAVAILABLE = "BrokerUnavailable"
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    CONFLICT = "Conflict"
+
+    @property
+    def retryable(self) -> bool:
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset({
+    ErrorCode.PROVIDER_UNAVAILABLE,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.API_SERVER_UNAVAILABLE,
+    ErrorCode.BROKER_UNAVAILABLE,
+    ErrorCode.DATABASE_UNAVAILABLE,
+    ErrorCode.CONFLICT,
+})
+
+
+class PaykubeError(Exception):
+    """Base of every error paykube raises on purpose."""
+
+    code: ErrorCode = ErrorCode.PROVIDER_UNAVAILABLE
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    @property
+    def retryable(self) -> bool:
+        return self.code.retryable
+
+
+class ProviderError(PaykubeError):
+    """An error answered by (or on the way to) the payment provider.
+
+    Keeps the provider's own code and doc URL beside ours.
+    """
+
+    def __init__(
+        self, message: str, *, code: ErrorCode, provider_code: str | None = None,
+        doc_url: str | None = None, param: str | None = None, http_status: int | None = None,
+        retry_after: float | None = None, error_type: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.provider_code = provider_code
+        self.doc_url = doc_url
+        self.param = param
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.error_type = error_type
+
+
+class ConflictError(PaykubeError):
+    """The object changed since it was read (HTTP 409 on a resourceVersion precondition)."""
+
+    code = ErrorCode.CONFLICT
+
+
+class ApiServerUnavailable(PaykubeError):
+    code = ErrorCode.API_SERVER_UNAVAILABLE
+
+
+class CredentialsError(PaykubeError):
+    code = ErrorCode.CREDENTIALS_MISSING

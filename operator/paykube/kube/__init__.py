@@ -1,0 +1,6 @@
+"""A small typed Kubernetes API client (httpx) for PaymentSession status and Events."""
+
+from paykube.kube.client import KubeClient
+from paykube.kube.config import KubeConfig
+
+__all__ = ["KubeClient", "KubeConfig"]

@@ -1,0 +1,135 @@
+"""Async Kubernetes API client for exactly what paykube needs.
+
+Status writes go through the status subresource with `metadata.resourceVersion` as a
+precondition: the API server answers 409 when someone else wrote first, and the caller
+re-reads and re-applies the lifecycle function.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+
+from paykube.api.types import GROUP, PLURAL, VERSION, ObjectRef
+from paykube.errors import ApiServerUnavailable, ConflictError, PaykubeError
+from paykube.kube.config import KubeConfig
+
+Manifest = dict[str, Any]
+
+
+class NotFound(PaykubeError):
+    """The object does not exist (any more)."""
+
+
+class KubeClient:
+    def __init__(self, config: KubeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
+                 timeout: float = 10.0) -> None:
+        self._config = config
+        self._http = httpx.AsyncClient(
+            base_url=config.server, verify=config.ssl_context(), transport=transport,
+            timeout=timeout,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        token = self._config.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiServerUnavailable(f"API server unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise NotFound(f"{method} {path}: not found")
+        if response.status_code == 409:
+            raise ConflictError(f"{method} {path}: conflict")
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ApiServerUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise PaykubeError(
+                f"{method} {path}: HTTP {response.status_code}: {_message(response)}"
+            )
+        return response
+
+    async def get_session(self, namespace: str, name: str) -> Manifest:
+        path = ObjectRef(namespace, name, "").api_path
+        result: Manifest = (await self._request("GET", path)).json()
+        return result
+
+    async def list_sessions(self, namespace: str | None = None) -> list[Manifest]:
+        base = f"/apis/{GROUP}/{VERSION}"
+        path = f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
+        items: list[Manifest] = (await self._request("GET", path)).json()["items"]
+        return items
+
+    async def replace_status(
+        self, ref: ObjectRef, resource_version: str, status: dict[str, Any]
+    ) -> Manifest:
+        """Merge-patch the status subresource if the object is still at `resource_version`."""
+        body = {"metadata": {"uid": ref.uid, "resourceVersion": resource_version},
+                "status": status}
+        response = await self._request(
+            "PATCH", f"{ref.api_path}/status", json=body,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        result: Manifest = response.json()
+        return result
+
+    async def patch_metadata(self, ref: ObjectRef, resource_version: str,
+                             metadata: dict[str, Any]) -> Manifest:
+        body = {"metadata": {**metadata, "uid": ref.uid, "resourceVersion": resource_version}}
+        response = await self._request(
+            "PATCH", ref.api_path, json=body,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        result: Manifest = response.json()
+        return result
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, str]:
+        data = (await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")).json()
+        return {k: base64.b64decode(v).decode() for k, v in (data.get("data") or {}).items()}
+
+    async def create_event(
+        self, ref: ObjectRef, *, type_: str, reason: str, message: str, component: str,
+        now: dt.datetime,
+    ) -> None:
+        """A core/v1 Event on the object, so `kubectl describe` shows what happened."""
+        stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{ref.name}.{uuid.uuid4().hex[:16]}",
+                         "namespace": ref.namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PaymentSession",
+                               "name": ref.name, "namespace": ref.namespace, "uid": ref.uid},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": component}, "reportingComponent": component,
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        }
+        await self._request("POST", f"/api/v1/namespaces/{ref.namespace}/events", json=event)
+
+    async def ready(self) -> bool:
+        try:
+            response = await self._request("GET", "/readyz")
+        except PaykubeError:
+            return False
+        return response.status_code == 200
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", response.text[:200]))
+    except ValueError:
+        return response.text[:200]

@@ -1,0 +1,217 @@
+"""The PaymentSession lifecycle: one pure function from (status, observation, now) to status.
+
+Both writers use it: the operator (create, poll, expiry, cancel) and the webhook (provider
+events). Phases form a partial order (`Phase.rank`) and terminal phases absorb, so a stale,
+duplicate or out-of-order observation never moves a session backwards and Paid is never
+lost. Concurrent writers converge because each re-reads, re-applies and writes with the
+resourceVersion as precondition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from paykube.api.types import Condition, ErrorInfo, HistoryEntry, Phase, Source, Status
+
+READY = "Ready"
+SYNCED = "Synced"
+
+# Ready: the object is in a good state for its stage (a usable checkout URL, or paid).
+_READY: dict[Phase, tuple[bool, str, str]] = {
+    Phase.PENDING: (False, "Creating", "Creating the checkout session with the provider"),
+    Phase.OPEN: (True, "SessionOpen", "Checkout session is open and its URL can be used"),
+    Phase.PROCESSING: (True, "PaymentProcessing", "Customer paid; the payment is settling"),
+    Phase.PAID: (True, "Paid", "Payment succeeded"),
+    Phase.FAILED: (False, "PaymentFailed", "Payment failed"),
+    Phase.EXPIRED: (False, "SessionExpired", "The provider expired the checkout session"),
+    Phase.CANCELED: (False, "Canceled", "The checkout session was expired on request"),
+}
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """Provider-neutral facts about a checkout session, as the provider reported them."""
+
+    session_id: str
+    url: str | None = None
+    payment_intent_id: str | None = None
+    payment_status: str | None = None
+    amount_total: int | None = None
+    currency: str | None = None
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderObserved:
+    """The provider reports the session in `phase` (one of Open..Expired).
+
+    `cancel_requested` is true when we asked the provider to expire it (spec.cancel or
+    deletion): an Expired report then means Canceled.
+    """
+
+    phase: Phase
+    session: SessionSnapshot
+    source: Source
+    event_id: str | None = None
+    cancel_requested: bool = False
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderRejected:
+    """A permanent provider error: a Pending session fails, a later one keeps its phase."""
+
+    error: ErrorInfo
+    source: Source = Source.OPERATOR
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class SyncFailed:
+    """A retryable error (provider down, rate limited): nothing moves, Synced turns False."""
+
+    error: ErrorInfo
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """The operator looked at the object and had nothing to change (records the generation)."""
+
+    generation: int
+
+
+Observation = ProviderObserved | ProviderRejected | SyncFailed | Reconciled
+
+
+def timestamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def initial(now: dt.datetime, generation: int, expires_at: str) -> Status:
+    """The first status of a new object: Pending, with its planned expiry recorded.
+
+    The expiry is fixed here, before the provider is called, so that a retried create sends
+    the same parameters under the same idempotency key.
+    """
+    status = Status(
+        phase=Phase.PENDING, expires_at=expires_at, observed_generation=generation,
+        history=(HistoryEntry(Phase.PENDING, timestamp(now), Source.OPERATOR),),
+    )
+    return _set_ready(status, now)
+
+
+def advance(current: Status, observation: Observation, now: dt.datetime) -> Status:
+    """The next status after `observation`; returns `current` unchanged when nothing changes."""
+    match observation:
+        case ProviderObserved():
+            proposed = _observed(current, observation)
+        case ProviderRejected(error=error):
+            target = Phase.FAILED if current.phase is Phase.PENDING else current.phase
+            proposed = current.with_changes(phase=target, error=error)
+            proposed = _set_synced(proposed, False, error.code, error.message, now)
+        case SyncFailed(error=error):
+            proposed = current.with_changes(error=error)
+            proposed = _set_synced(proposed, False, error.code, error.message, now)
+        case Reconciled():
+            proposed = current
+    generation = observation.generation
+    if generation is not None and (current.observed_generation or 0) < generation:
+        proposed = proposed.with_changes(observed_generation=generation)
+    if proposed.phase is not current.phase:
+        entry = HistoryEntry(proposed.phase, timestamp(now), *_provenance(observation))
+        proposed = proposed.with_changes(history=(*proposed.history, entry))
+    if isinstance(observation, ProviderObserved) and _moves_or_refreshes(current, observation):
+        proposed = _set_synced(proposed, True, "ReconcileSuccess", "In sync with the provider",
+                               now)
+    proposed = _set_ready(proposed, now)
+    return current if proposed == current else proposed
+
+
+def _provenance(observation: Observation) -> tuple[Source, str | None]:
+    match observation:
+        case ProviderObserved(source=source, event_id=event_id):
+            return source, event_id
+        case ProviderRejected(source=source):
+            return source, None
+    return Source.OPERATOR, None
+
+
+def _target_phase(current: Phase, observation: ProviderObserved) -> Phase:
+    reported = observation.phase
+    if reported is Phase.EXPIRED and observation.cancel_requested:
+        reported = Phase.CANCELED
+    if current.terminal or reported.rank < current.rank:
+        return current
+    return reported
+
+
+def _moves_or_refreshes(current: Status, observation: ProviderObserved) -> bool:
+    """Whether the observation is at least as new as what we know (not stale)."""
+    target = _target_phase(current.phase, observation)
+    return target is not current.phase or observation.phase.rank >= current.phase.rank
+
+
+def _observed(current: Status, observation: ProviderObserved) -> Status:
+    target = _target_phase(current.phase, observation)
+    if not _moves_or_refreshes(current, observation):
+        return current
+    snap = observation.session
+    if current.session_id is not None and snap.session_id != current.session_id:
+        return current  # a different session than the one this object owns: ignore it
+    error = current.error if target is Phase.FAILED and current.error else None
+    return current.with_changes(
+        phase=target,
+        session_id=snap.session_id,
+        url=snap.url or current.url,
+        payment_intent_id=snap.payment_intent_id or current.payment_intent_id,
+        payment_status=snap.payment_status or current.payment_status,
+        amount_total=snap.amount_total if snap.amount_total is not None else current.amount_total,
+        currency=snap.currency or current.currency,
+        expires_at=snap.expires_at or current.expires_at,
+        error=error,
+    )
+
+
+def set_condition(
+    conditions: tuple[Condition, ...], type_: str, status: bool, reason: str, message: str,
+    now: dt.datetime, generation: int | None,
+) -> tuple[Condition, ...]:
+    """Upsert a condition; lastTransitionTime changes only when its status flips."""
+    value = "True" if status else "False"
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == value else timestamp(now)
+    new = Condition(type_, value, reason, message, since, generation)
+    if old == new:
+        return conditions
+    rest = tuple(c for c in conditions if c.type != type_)
+    return tuple(sorted((*rest, new), key=lambda c: c.type))
+
+
+def _set_synced(status: Status, ok: bool, reason: str, message: str, now: dt.datetime) -> Status:
+    conditions = set_condition(status.conditions, SYNCED, ok, reason, message, now,
+                               status.observed_generation)
+    return status.with_changes(conditions=conditions)
+
+
+def _set_ready(status: Status, now: dt.datetime) -> Status:
+    ok, reason, message = _READY[status.phase]
+    if status.phase is Phase.FAILED and status.error is not None:
+        reason, message = status.error.code, status.error.message
+    conditions = set_condition(status.conditions, READY, ok, reason, message, now,
+                               status.observed_generation)
+    return status.with_changes(conditions=conditions)
+
+
+def mark_published(status: Status, phase: Phase) -> Status:
+    """Record in the outbox (`history[].published`) that `phase`'s event reached the broker."""
+    history = tuple(
+        HistoryEntry(h.phase, h.at, h.source, h.event_id, True) if h.phase is phase else h
+        for h in status.history
+    )
+    return status.with_changes(history=history)
+
+
+def unpublished(status: Status) -> tuple[HistoryEntry, ...]:
+    return tuple(h for h in status.history if not h.published)

@@ -1,0 +1,1 @@
+"""The kopf operator program: reconciles PaymentSessions against the provider."""

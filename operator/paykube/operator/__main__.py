@@ -1,0 +1,61 @@
+"""`paykube-operator`: run the kopf operator with paykube's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import kopf
+
+from paykube.kube.client import KubeClient
+from paykube.kube.config import KubeConfig
+from paykube.operator.handlers import build_registry
+from paykube.operator.runtime import Runtime
+from paykube.settings import Settings
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    # Progress in annotations: our status schema is strict and not kopf's to write.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="paykube.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="paykube.dev", key="last-handled-configuration")
+    settings.persistence.finalizer = "payments.paykube.dev/finalizer"
+    settings.posting.enabled = False  # paykube posts its own Events
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.batching.error_delays = [1, 2, 5, 10, 30]
+
+
+async def run(settings: Settings) -> None:
+    kube_config = KubeConfig.load()
+    kube = KubeClient(kube_config)
+    runtime = Runtime.build(settings, kube)
+    registry = build_registry(kube_config)
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+
+    try:
+        await kopf.operator(
+            registry=registry, clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces), standalone=True,
+            memo=kopf.Memo(runtime=runtime),
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",  # noqa: S104
+        )
+    finally:
+        await runtime.aclose()
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""kopf handler registrations: thin adapters from kopf's callbacks to the Reconciler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+
+from paykube.api.types import GROUP, PLURAL, VERSION, Status
+from paykube.errors import PaykubeError
+from paykube.kube.client import NotFound
+from paykube.kube.config import KubeConfig
+from paykube.kube.status import ref_of
+from paykube.operator.polling import next_poll_delay
+from paykube.operator.reconciler import Reconciler, RetryLater
+from paykube.operator.runtime import Runtime
+
+log = logging.getLogger(__name__)
+RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
+
+
+async def _guard(call: Any) -> Any:
+    """Map our errors to kopf's retry semantics."""
+    try:
+        return await call
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+    except NotFound:
+        return None  # deleted meanwhile: nothing left to do
+    except PaykubeError as exc:
+        if exc.retryable:
+            raise kopf.TemporaryError(exc.message, delay=10) from exc
+        raise kopf.PermanentError(exc.message) from exc
+
+
+def build_registry(kube_config: KubeConfig) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(
+            server=kube_config.server, ca_path=kube_config.ca_file,
+            certificate_path=kube_config.client_cert, private_key_path=kube_config.client_key,
+            token=kube_config.bearer_token(), scheme="Bearer" if kube_config.token or
+            kube_config.token_file else None, insecure=kube_config.insecure,
+            default_namespace=kube_config.namespace,
+        )
+
+    async def reconcile(body: Any, memo: Any, **_: Any) -> None:
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        reconciler: Reconciler = _runtime(memo).reconciler
+        await _guard(reconciler.reconcile(ref_of(body)))
+
+    kopf.on.resume(*RESOURCE, registry=registry, id="reconcile-resume")(reconcile)
+    kopf.on.create(*RESOURCE, registry=registry, id="reconcile-create")(reconcile)
+    kopf.on.update(*RESOURCE, registry=registry, id="reconcile-cancel",
+                   field="spec.cancel")(reconcile)
+
+    @kopf.on.delete(*RESOURCE, registry=registry, id="finalize")
+    async def finalize(body: Any, memo: Any, **_: Any) -> None:
+        await _guard(_runtime(memo).reconciler.finalize(ref_of(body)))
+
+    @kopf.daemon(*RESOURCE, registry=registry, id="poll", cancellation_timeout=5.0,
+                 when=lambda body, **_: not Status.from_dict(body.get("status")).phase.terminal)
+    async def poll(body: Any, memo: Any, stopped: Any, **_: Any) -> None:
+        """A backstop for lost webhooks: poll the provider until the session ends."""
+        runtime = _runtime(memo)
+        ref = ref_of(body)
+        settings = runtime.settings
+        unchanged = 0
+        last: Status | None = None
+        while not stopped:
+            try:
+                obj = await runtime.kube.get_session(ref.namespace, ref.name)
+            except NotFound:
+                return
+            status = Status.from_dict(obj.get("status"))
+            if status.phase.terminal:
+                return
+            now = dt.datetime.now(dt.UTC)
+            created = dt.datetime.fromisoformat(
+                obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+            until_expiry = None
+            if status.expires_at:
+                expires = dt.datetime.fromisoformat(status.expires_at.replace("Z", "+00:00"))
+                until_expiry = (expires - now).total_seconds()
+            unchanged = unchanged + 1 if status == last else 0
+            last = status
+            delay = next_poll_delay(
+                age=(now - created).total_seconds(), unchanged_polls=unchanged,
+                until_expiry=until_expiry, min_interval=settings.poll_min_interval,
+                max_interval=settings.poll_max_interval,
+            )
+            await stopped.wait(delay)
+            if stopped:
+                return
+            try:
+                await runtime.reconciler.poll(ref)
+            except RetryLater as exc:
+                log.info("poll deferred: %s", exc)
+            except NotFound:
+                return
+            except PaykubeError as exc:
+                log.warning("poll failed: %s", exc.message)
+
+    return registry

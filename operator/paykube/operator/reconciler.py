@@ -1,0 +1,178 @@
+"""What the operator does to one PaymentSession. kopf handlers call these; each one
+reads the object fresh, asks the provider, and writes status through the lifecycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
+from paykube.errors import PaykubeError, ProviderError
+from paykube.kube.client import KubeClient, Manifest
+from paykube.kube.status import write_status
+from paykube.lifecycle import (
+    Observation,
+    ProviderObserved,
+    ProviderRejected,
+    Reconciled,
+    SyncFailed,
+    advance,
+    initial,
+    timestamp,
+)
+from paykube.operator.credentials import CredentialResolver
+from paykube.providers.base import CreateSession, PaymentProvider, ProviderSession
+
+log = logging.getLogger(__name__)
+COMPONENT = "paykube-operator"
+
+
+class RetryLater(Exception):
+    """A retryable failure was recorded in status; try again after `delay` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def error_info(exc: PaykubeError) -> ErrorInfo:
+    if isinstance(exc, ProviderError):
+        return ErrorInfo(code=exc.code.value, message=exc.message,
+                         provider_code=exc.provider_code, doc_url=exc.doc_url,
+                         retryable=exc.retryable)
+    return ErrorInfo(code=exc.code.value, message=exc.message, retryable=exc.retryable)
+
+
+def cancel_requested(obj: Manifest) -> bool:
+    return bool(obj.get("spec", {}).get("cancel")) or bool(
+        obj["metadata"].get("deletionTimestamp"))
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class Reconciler:
+    kube: KubeClient
+    providers: Callable[[str], PaymentProvider]
+    credentials: CredentialResolver
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+    async def reconcile(self, ref: ObjectRef) -> Status:
+        """Bring the object to what its spec asks: a session exists; canceled if asked."""
+        status = await self._ensure_session(ref)
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        if obj.get("spec", {}).get("cancel") and not status.phase.terminal:
+            status = await self.expire(ref)
+        generation = int(obj["metadata"].get("generation", 1))
+        _, _, status = await self._apply(ref, Reconciled(generation))
+        return status
+
+    async def _ensure_session(self, ref: ObjectRef) -> Status:
+        now = self.clock()
+
+        def plan(obj: Manifest, current: Status) -> Status:
+            if obj.get("status", {}).get("phase"):
+                return current
+            spec = PaymentSessionSpec.from_dict(obj["spec"])
+            expires = timestamp(now + spec.expires_after)
+            return initial(now, int(obj["metadata"].get("generation", 1)), expires)
+
+        obj, _, status = await write_status(self.kube, ref, plan)
+        if status.phase is not Phase.PENDING or status.session_id:
+            return status
+        spec = PaymentSessionSpec.from_dict(obj["spec"])
+        assert status.expires_at is not None
+        request = CreateSession(ref, spec, _parse_time(status.expires_at))
+        session = await self._call(
+            ref, obj, lambda p, key: p.create_session(request, key), Source.OPERATOR)
+        return await self._observe(ref, session, Source.OPERATOR, "SessionCreated")
+
+    async def poll(self, ref: ObjectRef) -> Status:
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        status = Status.from_dict(obj.get("status"))
+        if status.phase.terminal or not status.session_id:
+            return status
+        session_id = status.session_id
+        session = await self._call(ref, obj, lambda p, key: p.get_session(session_id, key),
+                                   Source.POLL)
+        return await self._observe(ref, session, Source.POLL, "Polled")
+
+    async def expire(self, ref: ObjectRef) -> Status:
+        """Expire the open session at the provider; the status follows what it confirms."""
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        status = Status.from_dict(obj.get("status"))
+        if status.phase.terminal or not status.session_id:
+            return status
+        session_id = status.session_id
+        session = await self._call(ref, obj, lambda p, key: p.expire_session(session_id, key),
+                                   Source.OPERATOR)
+        return await self._observe(ref, session, Source.OPERATOR, "SessionExpired")
+
+    async def finalize(self, ref: ObjectRef) -> None:
+        """On delete: expire an open session unless `deletionPolicy: Orphan`."""
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        status = Status.from_dict(obj.get("status"))
+        policy = obj.get("spec", {}).get("deletionPolicy", "Expire")
+        if policy == "Orphan" or status.phase.terminal:
+            return
+        if not status.session_id:
+            # A create may have reached the provider before a crash: the idempotent create
+            # returns that session (or makes one) so that it can be expired, never leaked.
+            status = await self._ensure_session(ref)
+        if not status.phase.terminal:
+            await self.expire(ref)
+
+    async def _call(
+        self, ref: ObjectRef, obj: Manifest,
+        call: Callable[[PaymentProvider, Any], Any], source: Source,
+    ) -> ProviderSession:
+        spec = obj.get("spec", {})
+        generation = int(obj["metadata"].get("generation", 1))
+        try:
+            provider = self.providers(spec.get("provider", "stripe"))
+            key = await self.credentials.api_key(ref.namespace,
+                                                 (spec.get("credentialsRef") or {}).get("name"))
+            session: ProviderSession = await call(provider, key)
+        except PaykubeError as exc:
+            info = error_info(exc)
+            if exc.retryable:
+                await self._apply(ref, SyncFailed(info, generation))
+                await self._event(ref, "Warning", info.code, info.message)
+                delay = exc.retry_after if isinstance(exc, ProviderError) else None
+                raise RetryLater(info.message, delay or 10.0) from exc
+            await self._apply(ref, ProviderRejected(info, source, generation))
+            await self._event(ref, "Warning", info.code, info.message)
+            raise
+        return session
+
+    async def _observe(self, ref: ObjectRef, session: ProviderSession, source: Source,
+                       reason: str) -> Status:
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        observation = ProviderObserved(
+            session.phase, session.snapshot, source, cancel_requested=cancel_requested(obj),
+            generation=int(obj["metadata"].get("generation", 1)),
+        )
+        _, before, after = await self._apply(ref, observation)
+        if after.phase is not before.phase:
+            await self._event(ref, "Normal", after.phase.value,
+                              f"{before.phase.value} -> {after.phase.value} ({reason}, "
+                              f"session {after.session_id})")
+        return after
+
+    async def _apply(self, ref: ObjectRef,
+                     observation: Observation) -> tuple[Manifest, Status, Status]:
+        now = self.clock()
+        return await write_status(self.kube, ref,
+                                  lambda _obj, current: advance(current, observation, now))
+
+    async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        try:
+            await self.kube.create_event(ref, type_=type_, reason=reason, message=message,
+                                         component=COMPONENT, now=self.clock())
+        except PaykubeError as exc:  # an Event is best effort; the status is the record
+            log.warning("event not recorded: %s", exc.message)

@@ -1,0 +1,227 @@
+"""Stripe Checkout as a PaymentProvider, over plain HTTPS (httpx, injectable transport).
+
+Also owns the mapping from Stripe sessions and events to lifecycle observations, so that
+the lifecycle itself knows nothing about Stripe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from paykube.api.types import RESERVED_METADATA_PREFIX, Phase
+from paykube.errors import ErrorCode, ProviderError
+from paykube.lifecycle import SessionSnapshot, timestamp
+from paykube.providers.base import CreateSession, ProviderSession
+from paykube.providers.ratelimit import Priority, RateLimiter
+from paykube.settings import SecretStr
+
+log = logging.getLogger(__name__)
+
+HANDLED_EVENTS = {
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+}
+
+
+def session_phase(session: Mapping[str, Any]) -> Phase:
+    status, paid = session.get("status"), session.get("payment_status")
+    if status == "complete":
+        return Phase.PAID if paid in ("paid", "no_payment_required") else Phase.PROCESSING
+    if status == "expired":
+        return Phase.EXPIRED
+    return Phase.OPEN
+
+
+def event_phase(event_type: str, session: Mapping[str, Any]) -> Phase | None:
+    """The phase an event reports, or None for event types paykube does not handle."""
+    match event_type:
+        case "checkout.session.async_payment_succeeded":
+            return Phase.PAID
+        case "checkout.session.async_payment_failed":
+            return Phase.FAILED
+        case "checkout.session.completed" | "checkout.session.expired":
+            return session_phase(session)
+    return None
+
+
+def snapshot(session: Mapping[str, Any]) -> SessionSnapshot:
+    expires = session.get("expires_at")
+    intent = session.get("payment_intent")
+    if isinstance(intent, Mapping):
+        intent = intent.get("id")
+    return SessionSnapshot(
+        session_id=str(session["id"]),
+        url=session.get("url"),
+        payment_intent_id=intent,
+        payment_status=session.get("payment_status"),
+        amount_total=session.get("amount_total"),
+        currency=session.get("currency"),
+        expires_at=timestamp(dt.datetime.fromtimestamp(int(expires), dt.UTC)) if expires else None,
+    )
+
+
+def create_params(request: CreateSession) -> dict[str, Any]:
+    spec, ref = request.spec, request.ref
+    if spec.line_items:
+        items = [{"quantity": i.quantity,
+                  "price_data": {"currency": spec.currency, "unit_amount": i.unit_amount,
+                                 "product_data": {"name": i.name}}}
+                 for i in spec.line_items]
+    else:
+        items = [{"quantity": 1,
+                  "price_data": {"currency": spec.currency, "unit_amount": spec.amount,
+                                 "product_data": {"name": spec.description or ref.name}}}]
+    metadata = {k: v for k, v in spec.metadata.items()
+                if not k.startswith(RESERVED_METADATA_PREFIX)}
+    metadata |= {"paykube_namespace": ref.namespace, "paykube_name": ref.name,
+                 "paykube_uid": ref.uid}
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": items,
+        "success_url": spec.success_url,
+        "cancel_url": spec.cancel_url,
+        "client_reference_id": ref.uid,
+        "expires_at": int(request.expires_at.timestamp()),
+        "metadata": metadata,
+    }
+    if spec.customer_email:
+        params["customer_email"] = spec.customer_email
+    return params
+
+
+def encode_form(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Stripe's form encoding: nested maps as a[b], lists as a[0]."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, Mapping):
+            pairs += encode_form(value, name)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    pairs += encode_form(item, f"{name}[{index}]")
+                else:
+                    pairs.append((f"{name}[{index}]", _scalar(item)))
+        elif value is not None:
+            pairs.append((name, _scalar(value)))
+    return pairs
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def error_from_response(response: httpx.Response) -> ProviderError:
+    try:
+        body = response.json().get("error", {})
+    except ValueError:
+        body = {}
+    status = response.status_code
+    message = str(body.get("message") or f"Stripe answered HTTP {status}")
+    if status == 429:
+        code = ErrorCode.RATE_LIMITED
+    elif status >= 500:
+        code = ErrorCode.PROVIDER_UNAVAILABLE
+    elif status in (401, 403):
+        code = ErrorCode.CREDENTIALS_INVALID
+    else:
+        code = ErrorCode.PROVIDER_REJECTED
+    retry_after = response.headers.get("Retry-After")
+    return ProviderError(
+        message, code=code, provider_code=body.get("code") or body.get("type"),
+        doc_url=body.get("doc_url"), param=body.get("param"), http_status=status,
+        retry_after=float(retry_after) if retry_after else None, error_type=body.get("type"),
+    )
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(
+        self, *, api_base: str, limiter: RateLimiter, timeout: float = 20.0,
+        attempts: int = 4, backoff_base: float = 0.5, backoff_cap: float = 8.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=api_base, timeout=timeout, transport=transport)
+        self._limiter = limiter
+        self._attempts = attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def create_session(self, request: CreateSession, api_key: SecretStr) -> ProviderSession:
+        body = await self._call(
+            "POST", "/v1/checkout/sessions", api_key, Priority.CREATE,
+            form=encode_form(create_params(request)), idempotency_key=request.idempotency_key,
+        )
+        return ProviderSession(session_phase(body), snapshot(body))
+
+    async def get_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
+        body = await self._call("GET", f"/v1/checkout/sessions/{session_id}", api_key,
+                                Priority.POLL)
+        return ProviderSession(session_phase(body), snapshot(body))
+
+    async def expire_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
+        try:
+            body = await self._call(
+                "POST", f"/v1/checkout/sessions/{session_id}/expire", api_key, Priority.CANCEL,
+                form=[], idempotency_key=f"paykube:{session_id}:expire",
+            )
+        except ProviderError as exc:
+            # Stripe refuses to expire a session that is no longer open: report how it ended.
+            if exc.http_status == 400 and exc.code is ErrorCode.PROVIDER_REJECTED:
+                return await self.get_session(session_id, api_key)
+            raise
+        return ProviderSession(session_phase(body), snapshot(body))
+
+    async def _call(
+        self, method: str, path: str, api_key: SecretStr, priority: Priority, *,
+        form: list[tuple[str, str]] | None = None, idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        if not api_key:
+            raise ProviderError("no Stripe API key configured", code=ErrorCode.CREDENTIALS_MISSING)
+        headers = {"Authorization": f"Bearer {api_key.get()}", "Stripe-Version": "2024-06-20"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        content = None
+        if form is not None:
+            content = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        last: ProviderError | None = None
+        for attempt in range(self._attempts):
+            await self._limiter.acquire(priority)
+            try:
+                response = await self._http.request(method, path, headers=headers,
+                                                    content=content)
+            except httpx.TransportError as exc:
+                last = ProviderError(f"Stripe unreachable: {type(exc).__name__}",
+                                     code=ErrorCode.PROVIDER_UNAVAILABLE)
+            else:
+                if response.status_code < 400:
+                    result: dict[str, Any] = response.json()
+                    return result
+                last = error_from_response(response)
+                if not last.retryable:
+                    raise last
+            if attempt + 1 < self._attempts:
+                delay = min(self._backoff_cap, self._backoff_base * 2**attempt)
+                delay = max(delay * random.uniform(0.5, 1.0), last.retry_after or 0.0)
+                log.info("stripe call retried", extra={"path": path, "code": last.code.value,
+                                                       "delay": round(delay, 2)})
+                await asyncio.sleep(delay)
+        assert last is not None
+        raise last

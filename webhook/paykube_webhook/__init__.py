@@ -1,0 +1,1 @@
+"""The paykube webhook service: verified Stripe events become PaymentSession status."""

@@ -1,0 +1,38 @@
+"""`paykube-webhook`: serve Stripe webhooks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from paykube.kube.client import KubeClient
+from paykube.kube.config import KubeConfig
+from paykube.settings import Settings
+from paykube_webhook.app import WebhookService, create_app
+from paykube_webhook.metrics import WebhookMetrics
+
+
+async def build_app(settings: Settings) -> web.Application:
+    kube = KubeClient(KubeConfig.load())
+    app = create_app(WebhookService(settings, kube, WebhookMetrics()))
+
+    async def close(_: web.Application) -> None:
+        await kube.aclose()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    web.run_app(build_app(settings), host=settings.webhook_host, port=settings.webhook_port,
+                shutdown_timeout=20, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The aiohttp application: POST /webhooks/stripe, probes and metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from paykube.api.types import ObjectRef, Source
+from paykube.errors import ErrorCode, PaykubeError
+from paykube.kube.client import KubeClient, Manifest, NotFound
+from paykube.kube.status import write_status
+from paykube.lifecycle import ProviderObserved, advance
+from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
+from paykube.settings import Settings
+from paykube_webhook.metrics import WebhookMetrics
+from paykube_webhook.verify import SignatureError, verify
+
+log = logging.getLogger("paykube.webhook")
+COMPONENT = "paykube-webhook"
+
+
+@dataclass
+class WebhookService:
+    settings: Settings
+    kube: KubeClient
+    metrics: WebhookMetrics
+    wall_clock: Callable[[], float] = time.time
+
+    def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
+        self.metrics.requests.labels(outcome).inc()
+        log.warning("webhook refused", extra={"outcome": outcome, "code": code.value, **fields})
+        return web.json_response({"error": {"code": code.value}}, status=status)
+
+    def _ok(self, outcome: str, **fields: Any) -> web.Response:
+        self.metrics.requests.labels(outcome).inc()
+        log.info("webhook handled", extra={"outcome": outcome, **fields})
+        return web.json_response({"received": True, "outcome": outcome})
+
+    async def stripe_webhook(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return self._refuse(415, ErrorCode.PAYLOAD_INVALID, "unsupported_media_type")
+        limit = self.settings.webhook_max_body
+        if request.content_length is not None and request.content_length > limit:
+            return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
+        payload = await request.content.read(limit + 1)
+        if len(payload) > limit:
+            return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
+        try:
+            verify(payload, request.headers.get("Stripe-Signature"),
+                   self.settings.webhook_secrets, tolerance=self.settings.webhook_tolerance,
+                   now=self.wall_clock())
+        except SignatureError as exc:
+            self.metrics.verification_failures.labels(exc.failure.value).inc()
+            return self._refuse(400, ErrorCode.SIGNATURE_INVALID, "signature_invalid",
+                                reason=exc.failure.value)
+        try:
+            event = json.loads(payload)
+            event_id, event_type = str(event["id"]), str(event["type"])
+            session = event["data"]["object"]
+            if not isinstance(session, dict):
+                raise TypeError("data.object is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._refuse(400, ErrorCode.PAYLOAD_INVALID, "payload_invalid",
+                                reason=type(exc).__name__)
+        if event_type not in HANDLED_EVENTS:
+            return self._ok("ignored_type", event_id=event_id, event_type=event_type)
+        ref = _object_of(session)
+        phase = event_phase(event_type, session)
+        if ref is None or phase is None or "id" not in session:
+            return self._ok("ignored_unmanaged", event_id=event_id, event_type=event_type)
+        started = time.monotonic()
+        try:
+            _, before, after = await write_status(
+                self.kube, ref, lambda obj, current: advance(
+                    current,
+                    ProviderObserved(phase, snapshot(session), Source.WEBHOOK, event_id,
+                                     cancel_requested=_cancel_requested(obj)),
+                    dt.datetime.now(dt.UTC),
+                ),
+            )
+        except NotFound:
+            return self._ok("ignored_unknown_object", event_id=event_id,
+                            object=f"{ref.namespace}/{ref.name}")
+        except PaykubeError as exc:
+            self.metrics.requests.labels("unavailable").inc()
+            log.error("event not stored, Stripe will retry",
+                      extra={"event_id": event_id, "code": exc.code.value,
+                             "object": f"{ref.namespace}/{ref.name}"})
+            return web.json_response({"error": {"code": exc.code.value}}, status=503)
+        self.metrics.apply_seconds.observe(time.monotonic() - started)
+        if after.phase is not before.phase:
+            await self._event(ref, f"{before.phase.value} -> {after.phase.value} "
+                                   f"(webhook {event_type}, event {event_id})", after.phase.value)
+        return self._ok("applied" if after != before else "duplicate", event_id=event_id,
+                        event_type=event_type, object=f"{ref.namespace}/{ref.name}",
+                        phase=after.phase.value)
+
+    async def _event(self, ref: ObjectRef, message: str, reason: str) -> None:
+        try:
+            await self.kube.create_event(ref, type_="Normal", reason=reason, message=message,
+                                         component=COMPONENT, now=dt.datetime.now(dt.UTC))
+        except PaykubeError as exc:
+            log.warning("event not recorded: %s", exc.message)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        if await self.kube.ready():
+            return web.Response(text="ok")
+        return web.Response(text="api server unreachable", status=503)
+
+    async def metrics_endpoint(self, _: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _object_of(session: dict[str, Any]) -> ObjectRef | None:
+    metadata = session.get("metadata") or {}
+    try:
+        return ObjectRef(str(metadata["paykube_namespace"]), str(metadata["paykube_name"]),
+                         str(metadata["paykube_uid"]))
+    except (KeyError, TypeError):
+        return None
+
+
+def _cancel_requested(obj: Manifest) -> bool:
+    return bool(obj.get("spec", {}).get("cancel")) or bool(
+        obj["metadata"].get("deletionTimestamp"))
+
+
+@web.middleware
+async def no_stack_traces(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Whatever goes wrong, the caller sees a generic body, never a traceback."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return web.json_response({"error": {"code": "Internal"}}, status=500)
+    return response
+
+
+def create_app(service: WebhookService) -> web.Application:
+    app = web.Application(middlewares=[no_stack_traces],
+                          client_max_size=service.settings.webhook_max_body + 1024)
+    app.router.add_post("/webhooks/stripe", service.stripe_webhook)
+    app.router.add_get("/healthz", service.healthz)
+    app.router.add_get("/readyz", service.readyz)
+    app.router.add_get("/metrics", service.metrics_endpoint)
+    return app

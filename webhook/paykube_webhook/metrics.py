@@ -1,0 +1,18 @@
+"""Prometheus metrics of the webhook, in their own registry (no process globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class WebhookMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("paykube_webhook_requests", "Webhook requests by outcome",
+                                ["outcome"], registry=self.registry)
+        self.verification_failures = Counter(
+            "paykube_webhook_verification_failures", "Refused signatures by reason",
+            ["reason"], registry=self.registry)
+        self.apply_seconds = Histogram("paykube_webhook_apply_seconds",
+                                       "Time to make an event durable in the API server",
+                                       registry=self.registry)
