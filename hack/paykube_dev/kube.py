@@ -117,7 +117,9 @@ class ControlPlane:
         self.ca = pki.ca.cert
         serving = pki.issue("apiserver", "kube-apiserver", server=True)
         admin = pki.issue("admin", "paykube-admin", organization="system:masters")
-        manager = pki.issue("controller-manager", "system:kube-controller-manager")
+        # The local controller manager runs every controller under its own identity.
+        manager = pki.issue("controller-manager", "system:kube-controller-manager",
+                            organization="system:masters")
         sa = pki.service_account_keys()
         self.etcd_port = free_port()
         self.apiserver_port = free_port()
@@ -197,7 +199,7 @@ class ControlPlane:
             [
                 self.binaries.kube_controller_manager,
                 f"--kubeconfig={kubeconfig}",
-                "--controllers=namespace,garbage-collector,serviceaccount",
+                "--controllers=namespace,garbagecollector,serviceaccount",
                 "--leader-elect=false", "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 f"--service-account-private-key-file={sa.key}",

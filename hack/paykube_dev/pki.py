@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = dt.timedelta(days=30)
 
@@ -83,8 +83,8 @@ class Pki:
         """Issue a leaf cert; `server` adds loopback SANs and serverAuth."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        usage = [x509.ExtendedKeyUsageOID.SERVER_AUTH] if server else []
-        usage.append(x509.ExtendedKeyUsageOID.CLIENT_AUTH)
+        usage = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name, organization))

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-from paykube_dev.proc import start_process, stop_process, wait_until
+from paykube_dev.proc import port_open, start_process, stop_process, wait_until
 
 LOOPBACK = "127.0.0.1"
 
@@ -105,6 +105,10 @@ class Service:
     def _ready(self) -> bool:
         raise NotImplementedError
 
+    def ports(self) -> list[int]:
+        """The TCP ports this service listens on."""
+        raise NotImplementedError
+
     def _env(self) -> dict[str, str] | None:
         return None
 
@@ -127,16 +131,24 @@ class Service:
         """Launch and wait until ready; a no-op if already running."""
         if self.running:
             return self
+        busy = [port for port in self.ports() if port_open(port)]
+        if busy:
+            # Else the readiness check would happily talk to whoever holds the port.
+            raise RuntimeError(f"{self.what}: port {', '.join(map(str, busy))} already in use")
         began = time.monotonic()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._prepare()
-        self._note(f"starting: {' '.join(str(a) for a in self._argv())}")
-        proc = start_process(self._argv(), log=self.log, env=self._env(), cwd=self.base_dir)
+        argv = self._argv()
+        self._note(f"starting: {' '.join(map(str, argv))}")
+        proc = start_process(argv, log=self.log, env=self._env(), cwd=self.base_dir)
         self._proc = proc
         _live.add(self)
         try:
             wait_until(self._ready, timeout=self.startup_timeout, what=self.what, proc=proc,
                        log=self.log, interval=0.05)
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self.what} exited with {proc.returncode}"
+                                   f"{log_tail(self.log)}")
             self._after_ready()
         except BaseException:
             self.stop()

@@ -86,6 +86,9 @@ class ActiveMQ(Service):
         conn.connect(wait=True)
         return conn
 
+    def ports(self) -> list[int]:
+        return [self.stomp_port]
+
     def _argv(self) -> list[str | Path]:
         jar = ACTIVEMQ_HOME / "bin" / "activemq.jar"
         if not jar.is_file():

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
-from paykube_dev.proc import free_port, port_open
+from paykube_dev.proc import free_port
 from paykube_dev.services._base import LOOPBACK, Service, find_program, log_tail, new_base_dir
 
 # InnoDB sized for tests; passed to both mariadb-install-db and mariadbd.
@@ -132,6 +132,9 @@ class MariaDB(Service):
             raise RuntimeError(f"mariadb-install-db exited with {result.returncode}"
                                f"{log_tail(self.log)}")
 
+    def ports(self) -> list[int]:
+        return [self.port]
+
     def _argv(self) -> list[str | Path]:
         tmp = self.base_dir / "tmp"
         tmp.mkdir(exist_ok=True)
@@ -148,8 +151,6 @@ class MariaDB(Service):
         ]
 
     def _ready(self) -> bool:
-        if not port_open(self.port, self.host):
-            return False
         engine = sqlalchemy.create_engine(self.admin_url, poolclass=NullPool,
                                           connect_args={"connect_timeout": 2})
         try:

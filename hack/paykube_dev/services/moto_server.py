@@ -44,6 +44,9 @@ class MotoServer(Service):
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
 
+    def ports(self) -> list[int]:
+        return [self.port]
+
     def _argv(self) -> list[str | Path]:
         return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
 

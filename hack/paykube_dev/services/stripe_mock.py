@@ -53,6 +53,9 @@ class StripeMock(Service):
     def https_url(self) -> str:
         return f"https://{self.host}:{self.https_port}"
 
+    def ports(self) -> list[int]:
+        return [self.http_port, self.https_port]
+
     def _argv(self) -> list[str | Path]:
         binary = stripe_mock_binary()
         if not binary.is_file():
@@ -75,7 +78,9 @@ def start_stripe_mock(base_dir: Path | None = None, *, http_port: int | None = N
     Use the handle as a context manager, or call `close()`.
     """
     directory, owned = new_base_dir("stripe-mock", base_dir)
+    http_port = http_port or free_port()
+    while not https_port or https_port == http_port:
+        https_port = free_port()
     server = StripeMock(base_dir=directory, log=directory / "stripe-mock.log",
-                        http_port=http_port or free_port(), https_port=https_port or free_port(),
-                        owns_base_dir=owned)
+                        http_port=http_port, https_port=https_port, owns_base_dir=owned)
     return server.start()

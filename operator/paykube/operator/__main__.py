@@ -43,7 +43,7 @@ async def run(settings: Settings) -> None:
             registry=registry, clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces), standalone=True,
             memo=kopf.Memo(runtime=runtime),
-            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",  # noqa: S104
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         )
     finally:
         await runtime.aclose()

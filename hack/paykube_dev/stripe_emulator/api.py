@@ -1,0 +1,300 @@
+"""The emulated Stripe API (`/v1/...`) and the middleware every request passes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from . import errors
+from .appkeys import ACCOUNT, DISPATCHER, OBJECT_ID, PARAMS, REQUEST_ID, STATE
+from .errors import StripeError
+from .faults import Fault, Held
+from .forms import Params, parse_pairs
+from .model import JsonObject, RequestRecord, mask_key, new_id
+from .state import Account, EmulatorState, IdempotentResult, is_live
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def json_response(obj: JsonObject, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(obj, indent=2).encode(),
+        content_type="application/json", charset="utf-8",
+    )
+
+
+def error_response(exc: StripeError, request_id: str, livemode: bool = False) -> web.Response:
+    response = json_response(exc.body(request_id, livemode), exc.status)
+    response.headers.update(exc.headers)
+    return response
+
+
+@web.middleware
+async def stripe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request-Id everywhere; on /v1: faults, auth, rate limit, idempotency, Stripe errors."""
+    request_id = new_id("req_", 14)
+    request[REQUEST_ID] = request_id
+    if not request.path.startswith("/v1/"):
+        response = await handler(request)
+        response.headers["Request-Id"] = request_id
+        return response
+    state = request.app[STATE]
+    record = RequestRecord(
+        request_id=request_id, method=request.method, path=request.path, at=time.time(),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        stripe_version=request.headers.get("Stripe-Version"),
+    )
+    state.requests.append(record)
+    fault = state.faults.take(request.method, request.path)
+    record.fault = fault.kind if fault else None
+    livemode = False
+    try:
+        if fault is not None:
+            await _early_fault(fault)
+        account = state.authenticate(request.headers.get("Authorization"))
+        livemode = is_live(account.key)
+        record.account = mask_key(account.key)
+        state.check_rate(account)
+        params = await _read_params(request)
+        request[ACCOUNT] = account
+        request[PARAMS] = params
+        response = await _idempotent(request, handler, account, params, record)
+    except StripeError as exc:
+        response = error_response(exc, request_id, livemode)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        response = error_response(errors.unrecognized_url(request.method, request.path), request_id)
+    record.status = response.status
+    response.headers["Request-Id"] = request_id
+    response.headers["Stripe-Version"] = record.stripe_version or state.api_version
+    if fault is not None and fault.kind == "hold":
+        await _hold(state, fault, request, response.status)
+    if fault is not None and fault.kind == "drop" and request.transport is not None:
+        request.transport.abort()
+    return response
+
+
+async def _early_fault(fault: Fault) -> None:
+    if fault.kind == "latency":
+        await asyncio.sleep(fault.seconds)
+    elif fault.kind == "rate_limit":
+        raise errors.rate_limited(fault.reason, fault.retry_after)
+    elif fault.kind == "api_error":
+        raise errors.api_error(fault.should_retry)
+
+
+async def _hold(state: EmulatorState, fault: Fault, request: web.Request, status: int) -> None:
+    book = state.faults
+    held = Held(
+        request_id=request[REQUEST_ID], method=request.method, path=request.path,
+        status=status, object_id=request.get(OBJECT_ID), at=time.time(),
+    )
+    book.held.append(held)
+    try:
+        await asyncio.wait_for(held.released.wait(), fault.seconds)
+    except TimeoutError:
+        pass
+    finally:
+        with contextlib.suppress(ValueError):
+            book.held.remove(held)
+
+
+async def _read_params(request: web.Request) -> Params:
+    pairs: Sequence[tuple[str, str]] = parse_qsl(request.query_string, keep_blank_values=True)
+    if request.method == "POST":
+        body = await request.text()
+        pairs = [*pairs, *parse_qsl(body, keep_blank_values=True)]
+    return parse_pairs(pairs)
+
+
+async def _idempotent(
+    request: web.Request, handler: Handler, account: Account, params: Params,
+    record: RequestRecord,
+) -> web.StreamResponse:
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or not key:
+        return await handler(request)
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise errors.invalid(
+            "Idempotency-Key",
+            f"Idempotency keys can be no longer than {MAX_IDEMPOTENCY_KEY} characters.",
+        )
+    endpoint = f"{request.method} {request.path}"
+    saved = account.idempotency.get(key)
+    if saved is not None:
+        if (saved.method, saved.path) != (request.method, request.path):
+            raise errors.idempotency_endpoint(key, f"{saved.method} {saved.path}", endpoint)
+        if saved.params != params:
+            raise errors.idempotency_params(key)
+        record.replayed = True
+        replay = web.Response(
+            status=saved.status, body=saved.body, content_type="application/json",
+            charset="utf-8",
+        )
+        replay.headers.update(saved.headers)
+        replay.headers.update({
+            "Idempotency-Key": key, "Idempotent-Replayed": "true",
+            "Original-Request": saved.request_id,
+        })
+        return replay
+    if key in account.in_flight:
+        raise StripeError(
+            409,
+            "There is currently another in-progress request using this Idempotent Key (that "
+            "probably means you submitted twice, and the other request is still going "
+            f"through): {key}. Please try again later.",
+            code="idempotency_key_in_use",
+        )
+    account.in_flight.add(key)
+    try:
+        try:
+            response = await handler(request)
+        except StripeError as exc:
+            if exc.saved:
+                body = json.dumps(exc.body(request[REQUEST_ID]), indent=2).encode()
+                _store(account, key, request, params, exc.status, body, exc.headers)
+            raise
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            _store(account, key, request, params, response.status, response.body, {})
+    finally:
+        account.in_flight.discard(key)
+    response.headers["Idempotency-Key"] = key
+    return response
+
+
+def _store(
+    account: Account, key: str, request: web.Request, params: Params, status: int,
+    body: bytes, headers: dict[str, str],
+) -> None:
+    account.idempotency[key] = IdempotentResult(
+        method=request.method, path=request.path, params=params, status=status, body=body,
+        request_id=request[REQUEST_ID], headers=dict(headers),
+    )
+
+
+# --- handlers -------------------------------------------------------------------------
+
+
+def _check_params(params: Params, allowed: Sequence[str]) -> None:
+    for name in params:
+        if name not in allowed:
+            raise errors.unknown_param(name)
+
+
+async def create_session(request: web.Request) -> web.Response:
+    session = request.app[STATE].create_session(request[ACCOUNT], request[PARAMS])
+    request[OBJECT_ID] = session.id
+    return json_response(session.to_api())
+
+
+async def retrieve_session(request: web.Request) -> web.Response:
+    _check_params(request[PARAMS], ["expand"])
+    session = request.app[STATE].get_session(request[ACCOUNT], request.match_info["id"])
+    return json_response(session.to_api())
+
+
+async def expire_session(request: web.Request) -> web.Response:
+    _check_params(request[PARAMS], ["expand"])
+    state = request.app[STATE]
+    session, event = state.expire_via_api(
+        request[ACCOUNT], request.match_info["id"], request[REQUEST_ID],
+        request.headers.get("Idempotency-Key"),
+    )
+    request[OBJECT_ID] = session.id
+    request.app[DISPATCHER].dispatch_later(event)
+    return json_response(session.to_api())
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    params = request[PARAMS]
+    _check_params(params, [
+        "created", "customer", "customer_details", "ending_before", "expand", "limit",
+        "payment_intent", "payment_link", "starting_after", "status", "subscription",
+    ])
+    sessions = list(reversed(request[ACCOUNT].sessions.values()))
+    if "status" in params:
+        sessions = [s for s in sessions if s.status == params["status"]]
+    if "payment_intent" in params:
+        sessions = [s for s in sessions if s.payment_intent == params["payment_intent"]]
+    return json_response(_page(
+        [s.to_api() for s in sessions], params, "/v1/checkout/sessions", "checkout.session",
+    ))
+
+
+async def list_line_items(request: web.Request) -> web.Response:
+    params = request[PARAMS]
+    _check_params(params, ["ending_before", "expand", "limit", "starting_after"])
+    session = request.app[STATE].get_session(request[ACCOUNT], request.match_info["id"])
+    items = [i.to_api(session.livemode, session.created) for i in session.line_items]
+    url = f"/v1/checkout/sessions/{session.id}/line_items"
+    return json_response(_page(items, params, url, "item"))
+
+
+async def list_events(request: web.Request) -> web.Response:
+    params = request[PARAMS]
+    _check_params(params, [
+        "created", "delivery_success", "ending_before", "expand", "limit", "starting_after",
+        "type", "types",
+    ])
+    events = list(reversed(request[ACCOUNT].events))
+    if "type" in params:
+        events = [e for e in events if _type_matches(e.type, str(params["type"]))]
+    if isinstance(params.get("types"), list):
+        events = [e for e in events if e.type in params["types"]]
+    return json_response(_page([e.to_api() for e in events], params, "/v1/events", "event"))
+
+
+async def retrieve_event(request: web.Request) -> web.Response:
+    _check_params(request[PARAMS], ["expand"])
+    event_id = request.match_info["id"]
+    for event in request[ACCOUNT].events:
+        if event.id == event_id:
+            return json_response(event.to_api())
+    raise errors.no_such("event", event_id, "id")
+
+
+def _type_matches(event_type: str, pattern: str) -> bool:
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return event_type == pattern
+
+
+def _page(items: list[JsonObject], params: Params, url: str, object_name: str) -> JsonObject:
+    limit = 10
+    if "limit" in params:
+        raw: Any = params["limit"]
+        if not isinstance(raw, str) or not raw.isdigit():
+            raise errors.invalid_integer("limit", raw)
+        limit = int(raw)
+        if not 1 <= limit <= 100:
+            raise errors.invalid(
+                "limit", "This value must be between 1 and 100.", "parameter_invalid_integer",
+            )
+    ids = [item["id"] for item in items]
+    for cursor, forward in (("starting_after", True), ("ending_before", False)):
+        if cursor in params:
+            if params[cursor] not in ids:
+                raise errors.no_such(object_name, str(params[cursor]), cursor)
+            at = ids.index(params[cursor])
+            items = items[at + 1:] if forward else items[:at][-limit:]
+            break
+    return {
+        "object": "list", "data": items[:limit], "has_more": len(items) > limit, "url": url,
+    }
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/checkout/sessions", create_session)
+    app.router.add_get("/v1/checkout/sessions", list_sessions)
+    app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
+    app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)
+    app.router.add_get("/v1/checkout/sessions/{id}/line_items", list_line_items)
+    app.router.add_get("/v1/events", list_events)
+    app.router.add_get("/v1/events/{id}", retrieve_event)

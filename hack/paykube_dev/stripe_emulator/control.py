@@ -1,0 +1,273 @@
+"""Test control endpoints under `/_emulator/...` (JSON in, JSON out, no API key)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from aiohttp import web
+
+from .appkeys import DISPATCHER, STATE
+from .delivery import event_payload
+from .faults import Fault, FaultSpecError
+from .model import JsonObject, WebhookEndpoint
+from .state import ACTIONS, Action, TransitionError
+
+PREFIX = "/_emulator"
+
+
+def _ok(obj: JsonObject, status: int = 200) -> web.Response:
+    return web.json_response(obj, status=status, dumps=lambda o: json.dumps(o, indent=2))
+
+
+def _fail(status: int, message: str) -> web.Response:
+    return _ok({"error": {"message": message}}, status)
+
+
+async def _body(request: web.Request) -> JsonObject:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return cast(JsonObject, body)
+
+
+async def health(request: web.Request) -> web.Response:
+    return _ok({"ok": True, "api_version": request.app[STATE].api_version})
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return _ok({"ok": True})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return _ok(request.app[STATE].stats())
+
+
+async def requests_log(request: web.Request) -> web.Response:
+    records = request.app[STATE].requests
+    path = request.query.get("path")
+    data = [r.to_api() for r in records if path is None or r.path == path]
+    return _ok({"data": data})
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    reference = request.query.get("client_reference_id")
+    data = [
+        s.to_api() for s in state.sessions.values()
+        if reference is None or s.client_reference_id == reference
+    ]
+    return _ok({"data": data})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    session = request.app[STATE].sessions.get(request.match_info["id"])
+    if session is None:
+        return _fail(404, f"no session {request.match_info['id']}")
+    return _ok(session.to_api())
+
+
+async def transition(request: web.Request) -> web.Response:
+    """`POST /_emulator/sessions/{id}/{action}` `{"wait": true, "email": ..., "name": ...}`."""
+    state = request.app[STATE]
+    session_id, action = request.match_info["id"], request.match_info["action"]
+    if action not in ACTIONS:
+        return _fail(404, f"unknown action {action}; one of {', '.join(ACTIONS)}")
+    if session_id not in state.sessions:
+        return _fail(404, f"no session {session_id}")
+    body = await _body(request)
+    try:
+        event = state.transition(
+            session_id, cast(Action, action), email=body.get("email"), name=body.get("name"),
+        )
+    except TransitionError as exc:
+        return _fail(409, str(exc))
+    dispatcher = request.app[DISPATCHER]
+    deliveries: list[JsonObject] = []
+    if body.get("wait", True):
+        deliveries = [d.to_api() for d in await dispatcher.dispatch(event)]
+    else:
+        dispatcher.dispatch_later(event)
+    return _ok({
+        "session": state.sessions[session_id].to_api(), "event": event.to_api(),
+        "deliveries": deliveries,
+    })
+
+
+async def list_events(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    kind, session = request.query.get("type"), request.query.get("session")
+    data = [
+        e.to_api() for e in state.events.values()
+        if (kind is None or e.type == kind) and (session is None or e.session_id == session)
+    ]
+    return _ok({"data": data})
+
+
+async def get_event(request: web.Request) -> web.Response:
+    event = request.app[STATE].events.get(request.match_info["id"])
+    if event is None:
+        return _fail(404, f"no event {request.match_info['id']}")
+    return _ok(event.to_api())
+
+
+async def event_body(request: web.Request) -> web.Response:
+    """The exact bytes a delivery of this event carries (for signing tests)."""
+    event = request.app[STATE].events.get(request.match_info["id"])
+    if event is None:
+        return _fail(404, f"no event {request.match_info['id']}")
+    return web.Response(body=event_payload(event), content_type="application/json")
+
+
+async def deliver(request: web.Request) -> web.Response:
+    """Re-deliver: `{"url"?, "secret"?, "secrets"?, "timestamp"?, "endpoint_id"?}`."""
+    state = request.app[STATE]
+    event = state.events.get(request.match_info["id"])
+    if event is None:
+        return _fail(404, f"no event {request.match_info['id']}")
+    body = await _body(request)
+    secrets: list[str] | None = body.get("secrets")
+    if body.get("secret") is not None:
+        secrets = [str(body["secret"])]
+    endpoint_id = body.get("endpoint_id")
+    if endpoint_id is not None and endpoint_id not in state.endpoints:
+        return _fail(404, f"no webhook endpoint {endpoint_id}")
+    try:
+        deliveries = await request.app[DISPATCHER].redeliver(
+            event, url=body.get("url"), secrets=secrets, timestamp=body.get("timestamp"),
+            endpoint_id=endpoint_id,
+        )
+    except ValueError as exc:
+        return _fail(400, str(exc))
+    return _ok({"data": [d.to_api() for d in deliveries]})
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    event = request.query.get("event")
+    data = [
+        d.to_api() for d in request.app[STATE].deliveries
+        if event is None or d.event_id == event
+    ]
+    return _ok({"data": data})
+
+
+async def add_endpoint(request: web.Request) -> web.Response:
+    """`{"url", "secret" | "secrets", "api_key"?, "enabled_events"?, "retry_delays"?}`."""
+    body = await _body(request)
+    url = body.get("url")
+    secrets = body.get("secrets") or ([body["secret"]] if body.get("secret") else [])
+    if not isinstance(url, str) or not secrets:
+        return _fail(400, "url and secret (or secrets) are required")
+    endpoint = WebhookEndpoint(
+        url=url, secrets=[str(s) for s in secrets], api_key=body.get("api_key"),
+        enabled_events=list(body.get("enabled_events") or ["*"]),
+        retry_delays=[float(d) for d in body.get("retry_delays") or []],
+        timeout=float(body.get("timeout", 10.0)),
+    )
+    request.app[STATE].endpoints[endpoint.id] = endpoint
+    return _ok(endpoint.to_api())
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    return _ok({"data": [e.to_api() for e in request.app[STATE].endpoints.values()]})
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    removed = request.app[STATE].endpoints.pop(request.match_info["id"], None)
+    if removed is None:
+        return _fail(404, f"no webhook endpoint {request.match_info['id']}")
+    return _ok({"deleted": True, "id": removed.id})
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    """`{"kind", "count"?, "method"?, "path"?, "path_prefix"?, "seconds"?, ...}`."""
+    try:
+        fault = Fault.from_json(await _body(request))
+    except (FaultSpecError, TypeError, ValueError) as exc:
+        return _fail(400, str(exc))
+    return _ok(request.app[STATE].faults.add(fault).to_api())
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return _ok({"data": [f.to_api() for f in request.app[STATE].faults.faults]})
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults.clear()
+    return _ok({"ok": True})
+
+
+async def list_held(request: web.Request) -> web.Response:
+    held = request.app[STATE].faults.held
+    return _ok({"data": [h.to_api() for h in held if not h.released.is_set()]})
+
+
+async def release(request: web.Request) -> web.Response:
+    body = await _body(request)
+    count = body.get("count")
+    return _ok({"released": request.app[STATE].faults.release(count)})
+
+
+async def clock(request: web.Request) -> web.Response:
+    """`{"advance": seconds}` moves the emulator's clock; due sessions expire at once."""
+    state = request.app[STATE]
+    expired: list[str] = []
+    if request.method == "POST":
+        body = await _body(request)
+        state.clock.advance(float(body.get("advance", 0)))
+        dispatcher = request.app[DISPATCHER]
+        for event in state.sweep():
+            expired.append(event.session_id)
+            await dispatcher.dispatch(event)
+    return _ok({"now": state.clock.now(), "offset": state.clock.offset, "expired": expired})
+
+
+async def rate_limit(request: web.Request) -> web.Response:
+    """`{"per_second": n | null}`: Stripe's per-account request rate limit."""
+    body = await _body(request)
+    value: Any = body.get("per_second")
+    request.app[STATE].rate_limit = None if value is None else float(value)
+    return _ok({"per_second": request.app[STATE].rate_limit})
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    """`{"key": "sk_test_..."}`: later requests with it get 401 `api_key_expired`."""
+    key = (await _body(request)).get("key")
+    if not isinstance(key, str):
+        return _fail(400, "key is required")
+    request.app[STATE].revoked_keys.add(key)
+    return _ok({"revoked": True})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(f"{PREFIX}/health", health)
+    r.add_post(f"{PREFIX}/reset", reset)
+    r.add_get(f"{PREFIX}/stats", stats)
+    r.add_get(f"{PREFIX}/requests", requests_log)
+    r.add_get(f"{PREFIX}/sessions", list_sessions)
+    r.add_get(f"{PREFIX}/sessions/{{id}}", get_session)
+    r.add_post(f"{PREFIX}/sessions/{{id}}/{{action}}", transition)
+    r.add_get(f"{PREFIX}/events", list_events)
+    r.add_get(f"{PREFIX}/events/{{id}}", get_event)
+    r.add_get(f"{PREFIX}/events/{{id}}/payload", event_body)
+    r.add_post(f"{PREFIX}/events/{{id}}/deliver", deliver)
+    r.add_get(f"{PREFIX}/deliveries", list_deliveries)
+    r.add_post(f"{PREFIX}/webhook-endpoints", add_endpoint)
+    r.add_get(f"{PREFIX}/webhook-endpoints", list_endpoints)
+    r.add_delete(f"{PREFIX}/webhook-endpoints/{{id}}", delete_endpoint)
+    r.add_post(f"{PREFIX}/faults", add_fault)
+    r.add_get(f"{PREFIX}/faults", list_faults)
+    r.add_delete(f"{PREFIX}/faults", clear_faults)
+    r.add_get(f"{PREFIX}/held", list_held)
+    r.add_post(f"{PREFIX}/release", release)
+    r.add_get(f"{PREFIX}/clock", clock)
+    r.add_post(f"{PREFIX}/clock", clock)
+    r.add_post(f"{PREFIX}/rate-limit", rate_limit)
+    r.add_post(f"{PREFIX}/revoked-keys", revoke_key)

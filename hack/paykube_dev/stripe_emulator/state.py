@@ -1,0 +1,266 @@
+"""All the emulator's state, in one object attached to the aiohttp app."""
+
+from __future__ import annotations
+
+import collections
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from . import errors
+from .checkout import build_session
+from .errors import StripeError
+from .faults import FaultBook
+from .forms import Params
+from .model import (
+    Clock, Delivery, Event, JsonObject, RequestRecord, Session, WebhookEndpoint, mask_key,
+    new_id,
+)
+
+DEFAULT_API_VERSION = "2025-03-31.basil"
+DEFAULT_CHECKOUT_URL_BASE = "https://checkout.stripe.com/c/pay/"
+Action = Literal["paid", "async_pending", "async_succeeded", "async_failed", "expire"]
+ACTIONS: tuple[str, ...] = get_args(Action)
+_EVENT_TYPES: dict[str, str] = {
+    "paid": "checkout.session.completed",
+    "async_pending": "checkout.session.completed",
+    "async_succeeded": "checkout.session.async_payment_succeeded",
+    "async_failed": "checkout.session.async_payment_failed",
+    "expire": "checkout.session.expired",
+}
+
+
+class TransitionError(Exception):
+    """The session is not in a state where the requested change can happen."""
+
+
+@dataclass
+class IdempotentResult:
+    method: str
+    path: str
+    params: Params
+    status: int
+    body: bytes
+    request_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Account:
+    """What one API key sees: its sessions, its events, its idempotency keys."""
+
+    key: str
+    sessions: dict[str, Session] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    idempotency: dict[str, IdempotentResult] = field(default_factory=dict)
+    in_flight: set[str] = field(default_factory=set)
+    recent: collections.deque[float] = field(default_factory=collections.deque)
+
+
+class EmulatorState:
+    def __init__(
+        self, *, api_version: str = DEFAULT_API_VERSION,
+        checkout_url_base: str = DEFAULT_CHECKOUT_URL_BASE,
+        webhook_endpoints: Iterable[WebhookEndpoint] = (), rate_limit: float | None = None,
+    ) -> None:
+        self.api_version = api_version
+        self.checkout_url_base = checkout_url_base
+        self.clock = Clock()
+        self._initial_endpoints = list(webhook_endpoints)
+        self._initial_rate_limit = rate_limit
+        self.faults = FaultBook()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything but the constructor's configuration; release held responses."""
+        self.faults.release()
+        self.faults = FaultBook()
+        self.clock.offset = 0.0
+        self.accounts: dict[str, Account] = {}
+        self.sessions: dict[str, Session] = {}
+        self.events: dict[str, Event] = {}
+        self.endpoints: dict[str, WebhookEndpoint] = {
+            e.id: copy.deepcopy(e) for e in self._initial_endpoints
+        }
+        self.deliveries: list[Delivery] = []
+        self.requests: list[RequestRecord] = []
+        self.revoked_keys: set[str] = set()
+        self.rejected_keys: set[str] = set()
+        self.rate_limit = self._initial_rate_limit
+
+    # --- accounts and keys -------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> Account:
+        if not authorization:
+            raise errors.no_api_key()
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise errors.no_api_key()
+        if key in self.revoked_keys:
+            raise errors.expired_api_key(mask_key(key))
+        valid = key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_"))
+        if not valid or len(key) <= 8 or key in self.rejected_keys:
+            raise errors.invalid_api_key(mask_key(key))
+        account = self.accounts.get(key)
+        if account is None:
+            account = self.accounts[key] = Account(key)
+        return account
+
+    def check_rate(self, account: Account) -> None:
+        """Stripe's per-account request rate limit, when one is configured."""
+        if self.rate_limit is None:
+            return
+        now = self.clock.now()
+        while account.recent and account.recent[0] <= now - 1.0:
+            account.recent.popleft()
+        if len(account.recent) >= self.rate_limit:
+            raise errors.rate_limited("global-rate", 1)
+        account.recent.append(now)
+
+    # --- sessions --------------------------------------------------------------------
+
+    def create_session(self, account: Account, params: Params) -> Session:
+        session = build_session(
+            params, account=account.key, livemode=is_live(account.key),
+            now=self.clock.now_int(), url_base=self.checkout_url_base,
+        )
+        account.sessions[session.id] = session
+        self.sessions[session.id] = session
+        return session
+
+    def get_session(self, account: Account, session_id: str, param: str = "session") -> Session:
+        session = account.sessions.get(session_id)
+        if session is None:
+            raise errors.no_such("checkout.session", session_id, param)
+        return session
+
+    def session(self, session_id: str) -> Session:
+        """Any account's session (control endpoints); KeyError when unknown."""
+        return self.sessions[session_id]
+
+    # --- transitions -------------------------------------------------------------------
+
+    def transition(
+        self, session_id: str, action: Action, *, email: str | None = None,
+        name: str | None = None, request_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        session = self.session(session_id)
+        if action in ("paid", "async_pending"):
+            self._require(session, action, status="open")
+            session.status = "complete"
+            session.payment_status = "paid" if action == "paid" else "unpaid"
+            session.payment_intent = new_id("pi_live_" if session.livemode else "pi_")
+            session.customer_details = customer_details(
+                email or session.customer_email or "customer@example.com", name,
+            )
+        elif action in ("async_succeeded", "async_failed"):
+            self._require(session, action, status="complete", payment_status="unpaid")
+            if session.async_outcome is not None:
+                raise TransitionError(
+                    f"{session.id}: the async payment already {session.async_outcome}"
+                )
+            if action == "async_succeeded":
+                session.payment_status = "paid"
+                session.async_outcome = "succeeded"
+            else:
+                session.async_outcome = "failed"
+        elif action == "expire":
+            self._require(session, action, status="open")
+            session.status = "expired"
+        else:
+            raise TransitionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        return self.record_event(
+            session, _EVENT_TYPES[action], request_id=request_id,
+            idempotency_key=idempotency_key,
+        )
+
+    def expire_via_api(
+        self, account: Account, session_id: str, request_id: str, idempotency_key: str | None,
+    ) -> tuple[Session, Event]:
+        session = self.get_session(account, session_id)
+        if session.status != "open":
+            raise StripeError(
+                400,
+                'Only Checkout Sessions with a status in ["open"] can be expired. This '
+                f"Checkout Session has a status of `{session.status}`.",
+                saved=True,
+            )
+        event = self.transition(
+            session_id, "expire", request_id=request_id, idempotency_key=idempotency_key,
+        )
+        return session, event
+
+    def sweep(self) -> list[Event]:
+        """Expire open sessions whose `expires_at` has passed, as Stripe does."""
+        now = self.clock.now()
+        due = [s for s in self.sessions.values() if s.status == "open" and s.expires_at <= now]
+        return [self.transition(s.id, "expire") for s in due]
+
+    @staticmethod
+    def _require(
+        session: Session, action: str, *, status: str, payment_status: str | None = None,
+    ) -> None:
+        if session.status != status or (
+            payment_status is not None and session.payment_status != payment_status
+        ):
+            raise TransitionError(
+                f"{session.id} is {session.status}/{session.payment_status}; "
+                f"{action} needs {status}" + (f"/{payment_status}" if payment_status else "")
+            )
+
+    # --- events ------------------------------------------------------------------------
+
+    def record_event(
+        self, session: Session, event_type: str, *, request_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        event = Event(
+            id=new_id("evt_"), type=event_type, created=self.clock.now_int(),
+            api_version=self.api_version, livemode=session.livemode, account=session.account,
+            session_id=session.id, snapshot=session.to_api(), request_id=request_id,
+            idempotency_key=idempotency_key,
+        )
+        event.pending = {e.id for e in self.endpoints.values() if e.wants(event)}
+        self.events[event.id] = event
+        self.accounts[session.account].events.append(event)
+        return event
+
+    def stats(self) -> JsonObject:
+        by_reference: dict[str, int] = collections.Counter(
+            s.client_reference_id for s in self.sessions.values() if s.client_reference_id
+        )
+        by_status: dict[str, int] = collections.Counter(
+            f"{s.status}/{s.payment_status}" for s in self.sessions.values()
+        )
+        by_type: dict[str, int] = collections.Counter(e.type for e in self.events.values())
+        return {
+            "sessions_created": len(self.sessions),
+            "create_requests": sum(
+                1 for r in self.requests
+                if r.method == "POST" and r.path == "/v1/checkout/sessions"
+            ),
+            "sessions_by_client_reference_id": dict(by_reference),
+            "sessions_by_status": dict(by_status),
+            "events": len(self.events), "events_by_type": dict(by_type),
+            "deliveries": len(self.deliveries),
+            "api_requests": len(self.requests), "accounts": len(self.accounts),
+            "held": len([h for h in self.faults.held if not h.released.is_set()]),
+        }
+
+
+def is_live(key: str) -> bool:
+    return key.startswith(("sk_live_", "rk_live_"))
+
+
+def customer_details(email: str, name: str | None) -> JsonObject:
+    return {
+        "address": {
+            "city": None, "country": "US", "line1": None, "line2": None,
+            "postal_code": "94103", "state": None,
+        },
+        "email": email, "name": name or "Jenny Rosen", "phone": None,
+        "tax_exempt": "none", "tax_ids": [],
+    }

@@ -1,0 +1,169 @@
+"""The PaymentSession CRD against a real kube-apiserver.
+
+The API server itself validates PaymentSessions (OpenAPI schema and CEL rules in
+crds/paymentsession.yaml): every example in crds/examples/ is accepted, every file in
+crds/examples/invalid/ is refused with the message its `# expect:` line names, the spec is
+immutable except `cancel`, and `cancel` never goes back to false.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paykube_dev.kube import ControlPlane
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "crds" / "examples"
+VALID = sorted(EXAMPLES.glob("*.yaml"))
+INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))
+SIMPLE = EXAMPLES / "paymentsession-simple.yaml"
+EXPECT = "# expect:"
+
+
+def expected_message(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith(EXPECT), f"{path.name} must start with '{EXPECT} <message>'"
+    return first.removeprefix(EXPECT).strip()
+
+
+def manifest(path: Path) -> dict[str, object]:
+    loaded = yaml.safe_load(path.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def apply(
+    kube: ControlPlane, namespace: str, text: str, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return kube.kubectl(
+        "apply", "--server-side", "--field-manager=test-crd", "-n", namespace, "-f", "-",
+        input=text, check=check,
+    )
+
+
+def patch_spec(
+    kube: ControlPlane, namespace: str, name: str, spec: dict[str, object]
+) -> subprocess.CompletedProcess[str]:
+    return kube.kubectl(
+        "patch", "paymentsession", name, "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": spec}), check=False,
+    )
+
+
+def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"expected the API server to refuse, got:\n{output}"
+    assert message in output, f"expected {message!r} in:\n{output}"
+
+
+def test_examples_are_present() -> None:
+    assert SIMPLE in VALID
+    assert len(VALID) >= 3
+    assert len(INVALID) >= 10
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_valid_example_is_accepted(kube: ControlPlane, namespace: str, path: Path) -> None:
+    apply(kube, namespace, path.read_text())
+    meta = manifest(path)["metadata"]
+    assert isinstance(meta, dict)
+    got = kube.kubectl("get", "paymentsession", meta["name"], "-n", namespace, "-o", "json")
+    spec = json.loads(got.stdout)["spec"]
+    # The defaults the schema declares are applied by the API server.
+    assert spec["provider"] == "stripe"
+    assert spec["cancel"] is False
+    assert spec["deletionPolicy"] in ("Expire", "Orphan")
+    assert spec["expiresAfter"]
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_example_is_refused(kube: ControlPlane, namespace: str, path: Path) -> None:
+    result = apply(kube, namespace, path.read_text(), check=False)
+    refused(result, expected_message(path))
+
+
+def test_amount_is_immutable(kube: ControlPlane, namespace: str) -> None:
+    original = SIMPLE.read_text()
+    apply(kube, namespace, original)
+    changed = original.replace("amount: 1999", "amount: 2999")
+    assert changed != original
+    refused(
+        apply(kube, namespace, changed, check=False),
+        "spec.amount is immutable: create a new PaymentSession to charge a different amount",
+    )
+    got = kube.kubectl("get", "paysess", "order-1001", "-n", namespace,
+                       "-o", "jsonpath={.spec.amount}")
+    assert got.stdout == "1999"
+    # Re-applying the unchanged manifest is still fine.
+    apply(kube, namespace, original)
+
+
+def test_optional_fields_cannot_be_added_or_removed(kube: ControlPlane, namespace: str) -> None:
+    apply(kube, namespace, SIMPLE.read_text())
+    refused(
+        patch_spec(kube, namespace, "order-1001", {"customerEmail": "jane@example.com"}),
+        "spec.customerEmail is immutable",
+    )
+    refused(
+        patch_spec(kube, namespace, "order-1001", {"description": None}),
+        "spec.description is immutable",
+    )
+
+
+def test_cancel_can_be_set_but_not_unset(kube: ControlPlane, namespace: str) -> None:
+    apply(kube, namespace, SIMPLE.read_text())
+    result = patch_spec(kube, namespace, "order-1001", {"cancel": True})
+    assert result.returncode == 0, result.stderr
+    refused(
+        patch_spec(kube, namespace, "order-1001", {"cancel": False}),
+        "spec.cancel cannot go back from true to false",
+    )
+    got = kube.kubectl("get", "paysess", "order-1001", "-n", namespace,
+                       "-o", "jsonpath={.spec.cancel}")
+    assert got.stdout == "true"
+
+
+def test_printer_columns(kube: ControlPlane, namespace: str) -> None:
+    apply(kube, namespace, SIMPLE.read_text())
+    status = {
+        "phase": "Open",
+        "sessionId": "cs_test_printer",
+        "url": "https://checkout.stripe.com/c/pay/cs_test_printer",
+        "expiresAt": "2030-01-01T00:00:00Z",
+    }
+    kube.kubectl(
+        "patch", "paymentsession", "order-1001", "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": status}),
+    )
+
+    narrow = kube.kubectl("get", "paysess", "-n", namespace).stdout.splitlines()
+    assert narrow[0].split() == ["NAME", "PHASE", "AMOUNT", "CURRENCY", "SESSION", "AGE"]
+    assert narrow[1].split()[:5] == ["order-1001", "Open", "1999", "usd", "cs_test_printer"]
+
+    wide = kube.kubectl("get", "paysess", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == [
+        "NAME", "PHASE", "AMOUNT", "CURRENCY", "SESSION", "AGE", "URL", "EXPIRES",
+    ]
+    row = wide[1].split()
+    assert row[-2:] == [status["url"], status["expiresAt"]]
+
+
+def test_explain_teaches_the_spec(kube: ControlPlane) -> None:
+    # The CRD's OpenAPI document is published shortly after the CRD is established.
+    deadline = time.monotonic() + 30
+    while True:
+        result = kube.kubectl("explain", "paymentsession.spec.amount", check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 0, result.stderr
+    assert "DESCRIPTION:" in result.stdout
+    assert "smallest unit" in result.stdout

@@ -1,0 +1,43 @@
+"""Fixtures for the real local control plane (etcd + kube-apiserver + controller-manager)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from paykube.kube.client import KubeClient
+from paykube.kube.config import KubeConfig
+from paykube_dev.kube import REPO, ControlPlane
+
+CRD = REPO / "crds" / "paymentsession.yaml"
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with ControlPlane.started(tmp_path_factory.mktemp("kube")) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def crd_installed(kube: ControlPlane) -> Path:
+    kube.kubectl("apply", "--server-side", "-f", str(CRD))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                 "crd/paymentsessions.payments.paykube.dev")
+    return CRD
+
+
+@pytest.fixture
+def namespace(kube: ControlPlane) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+async def kube_client(kube: ControlPlane) -> AsyncIterator[KubeClient]:
+    async with KubeClient(KubeConfig.from_file(kube.kubeconfig)) as client:
+        yield client
