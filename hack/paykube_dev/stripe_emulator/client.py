@@ -1,0 +1,340 @@
+"""Typed clients for the `/_emulator` control endpoints: sync (httpx) and async."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from .model import JsonObject
+from .state import Action
+
+P = "/_emulator"
+
+
+class EmulatorControlError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    json: JsonObject | None = None
+    params: dict[str, str] | None = None
+
+
+def _drop_none(**values: Any) -> JsonObject:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class _Calls:
+    """The control API, one request description per operation."""
+
+    @staticmethod
+    def transition(session_id: str, action: Action, wait: bool, email: str | None) -> _Call:
+        body = _drop_none(wait=wait, email=email)
+        return _Call("POST", f"{P}/sessions/{session_id}/{action}", body)
+
+    @staticmethod
+    def events(type_: str | None, session_id: str | None) -> _Call:
+        return _Call("GET", f"{P}/events", params=_drop_none(type=type_, session=session_id))
+
+    @staticmethod
+    def deliver(
+        event_id: str, url: str | None, secret: str | None, timestamp: int | None,
+        endpoint_id: str | None,
+    ) -> _Call:
+        body = _drop_none(url=url, secret=secret, timestamp=timestamp, endpoint_id=endpoint_id)
+        return _Call("POST", f"{P}/events/{event_id}/deliver", body)
+
+    @staticmethod
+    def add_endpoint(
+        url: str, secrets: list[str], api_key: str | None, enabled_events: list[str] | None,
+        retry_delays: list[float] | None, timeout: float | None,
+    ) -> _Call:
+        body = _drop_none(
+            url=url, secrets=secrets, api_key=api_key, enabled_events=enabled_events,
+            retry_delays=retry_delays, timeout=timeout,
+        )
+        return _Call("POST", f"{P}/webhook-endpoints", body)
+
+    @staticmethod
+    def add_fault(
+        kind: str, count: int | None, method: str | None, path: str | None,
+        path_prefix: str | None, seconds: float | None, retry_after: int | None,
+        reason: str | None, should_retry: bool | None,
+    ) -> _Call:
+        body = _drop_none(
+            kind=kind, method=method, path=path, path_prefix=path_prefix, seconds=seconds,
+            retry_after=retry_after, reason=reason, should_retry=should_retry,
+        )
+        body["count"] = count
+        return _Call("POST", f"{P}/faults", body)
+
+
+def _decode(response: httpx.Response) -> JsonObject:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": {"message": response.text}}
+    if response.is_error:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise EmulatorControlError(response.status_code, str(error.get("message", body)))
+    assert isinstance(body, dict)
+    return body
+
+
+class EmulatorControl:
+    """Sync control client: `EmulatorControl("http://127.0.0.1:port")`.
+
+    Do not call it from the event loop that runs the emulator (it would block that loop);
+    use `AsyncEmulatorControl` there.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _do(self, call: _Call) -> JsonObject:
+        response = self._http.request(call.method, call.path, json=call.json, params=call.params)
+        return _decode(response)
+
+    def health(self) -> JsonObject:
+        return self._do(_Call("GET", f"{P}/health"))
+
+    def reset(self) -> None:
+        self._do(_Call("POST", f"{P}/reset"))
+
+    def stats(self) -> JsonObject:
+        return self._do(_Call("GET", f"{P}/stats"))
+
+    def sessions_created(self) -> int:
+        return int(self.stats()["sessions_created"])
+
+    def requests(self, path: str | None = None) -> list[JsonObject]:
+        return list(self._do(_Call("GET", f"{P}/requests", params=_drop_none(path=path)))["data"])
+
+    def sessions(self, client_reference_id: str | None = None) -> list[JsonObject]:
+        params = _drop_none(client_reference_id=client_reference_id)
+        return list(self._do(_Call("GET", f"{P}/sessions", params=params))["data"])
+
+    def session(self, session_id: str) -> JsonObject:
+        return self._do(_Call("GET", f"{P}/sessions/{session_id}"))
+
+    def transition(
+        self, session_id: str, action: Action, *, wait: bool = True, email: str | None = None,
+    ) -> JsonObject:
+        """`{"session", "event", "deliveries"}` after the change (and its delivery if wait)."""
+        return self._do(_Calls.transition(session_id, action, wait, email))
+
+    def pay(self, session_id: str, *, wait: bool = True) -> JsonObject:
+        return self.transition(session_id, "paid", wait=wait)
+
+    def async_pending(self, session_id: str, *, wait: bool = True) -> JsonObject:
+        return self.transition(session_id, "async_pending", wait=wait)
+
+    def async_succeed(self, session_id: str, *, wait: bool = True) -> JsonObject:
+        return self.transition(session_id, "async_succeeded", wait=wait)
+
+    def async_fail(self, session_id: str, *, wait: bool = True) -> JsonObject:
+        return self.transition(session_id, "async_failed", wait=wait)
+
+    def expire(self, session_id: str, *, wait: bool = True) -> JsonObject:
+        return self.transition(session_id, "expire", wait=wait)
+
+    def events(
+        self, type: str | None = None, session_id: str | None = None,  # noqa: A002
+    ) -> list[JsonObject]:
+        return list(self._do(_Calls.events(type, session_id))["data"])
+
+    def event(self, event_id: str) -> JsonObject:
+        return self._do(_Call("GET", f"{P}/events/{event_id}"))
+
+    def event_payload(self, event_id: str) -> bytes:
+        response = self._http.get(f"{P}/events/{event_id}/payload")
+        response.raise_for_status()
+        return response.content
+
+    def deliver(
+        self, event_id: str, *, url: str | None = None, secret: str | None = None,
+        timestamp: int | None = None, endpoint_id: str | None = None,
+    ) -> list[JsonObject]:
+        call = _Calls.deliver(event_id, url, secret, timestamp, endpoint_id)
+        return list(self._do(call)["data"])
+
+    def deliveries(self, event_id: str | None = None) -> list[JsonObject]:
+        params = _drop_none(event=event_id)
+        return list(self._do(_Call("GET", f"{P}/deliveries", params=params))["data"])
+
+    def add_webhook_endpoint(
+        self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
+        api_key: str | None = None, enabled_events: list[str] | None = None,
+        retry_delays: list[float] | None = None, timeout: float | None = None,
+    ) -> JsonObject:
+        all_secrets = list(secrets or []) or ([secret] if secret else [])
+        return self._do(_Calls.add_endpoint(
+            url, all_secrets, api_key, enabled_events, retry_delays, timeout,
+        ))
+
+    def webhook_endpoints(self) -> list[JsonObject]:
+        return list(self._do(_Call("GET", f"{P}/webhook-endpoints"))["data"])
+
+    def remove_webhook_endpoint(self, endpoint_id: str) -> None:
+        self._do(_Call("DELETE", f"{P}/webhook-endpoints/{endpoint_id}"))
+
+    def add_fault(
+        self, kind: str, *, count: int | None = 1, method: str | None = None,
+        path: str | None = None, path_prefix: str | None = None, seconds: float | None = None,
+        retry_after: int | None = None, reason: str | None = None,
+        should_retry: bool | None = None,
+    ) -> JsonObject:
+        """kind: rate_limit | api_error | latency | hold | drop; count None = until cleared."""
+        return self._do(_Calls.add_fault(
+            kind, count, method, path, path_prefix, seconds, retry_after, reason, should_retry,
+        ))
+
+    def faults(self) -> list[JsonObject]:
+        return list(self._do(_Call("GET", f"{P}/faults"))["data"])
+
+    def clear_faults(self) -> None:
+        self._do(_Call("DELETE", f"{P}/faults"))
+
+    def held(self) -> list[JsonObject]:
+        return list(self._do(_Call("GET", f"{P}/held"))["data"])
+
+    def wait_for_held(self, count: int = 1, timeout: float = 10.0) -> list[JsonObject]:
+        deadline = time.monotonic() + timeout
+        while True:
+            held = self.held()
+            if len(held) >= count or time.monotonic() > deadline:
+                if len(held) < count:
+                    raise TimeoutError(f"{len(held)} held responses after {timeout}s")
+                return held
+            time.sleep(0.05)
+
+    def release(self, count: int | None = None) -> int:
+        return int(self._do(_Call("POST", f"{P}/release", _drop_none(count=count)))["released"])
+
+    def advance_clock(self, seconds: float) -> JsonObject:
+        return self._do(_Call("POST", f"{P}/clock", {"advance": seconds}))
+
+    def set_rate_limit(self, per_second: float | None) -> None:
+        self._do(_Call("POST", f"{P}/rate-limit", {"per_second": per_second}))
+
+    def revoke_key(self, key: str) -> None:
+        self._do(_Call("POST", f"{P}/revoked-keys", {"key": key}))
+
+
+class AsyncEmulatorControl:
+    """The same operations for async code (the emulator may share the caller's loop)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _do(self, call: _Call) -> JsonObject:
+        response = await self._http.request(
+            call.method, call.path, json=call.json, params=call.params,
+        )
+        return _decode(response)
+
+    async def reset(self) -> None:
+        await self._do(_Call("POST", f"{P}/reset"))
+
+    async def stats(self) -> JsonObject:
+        return await self._do(_Call("GET", f"{P}/stats"))
+
+    async def session(self, session_id: str) -> JsonObject:
+        return await self._do(_Call("GET", f"{P}/sessions/{session_id}"))
+
+    async def transition(
+        self, session_id: str, action: Action, *, wait: bool = True, email: str | None = None,
+    ) -> JsonObject:
+        return await self._do(_Calls.transition(session_id, action, wait, email))
+
+    async def events(
+        self, type: str | None = None, session_id: str | None = None,  # noqa: A002
+    ) -> list[JsonObject]:
+        return list((await self._do(_Calls.events(type, session_id)))["data"])
+
+    async def deliver(
+        self, event_id: str, *, url: str | None = None, secret: str | None = None,
+        timestamp: int | None = None, endpoint_id: str | None = None,
+    ) -> list[JsonObject]:
+        call = _Calls.deliver(event_id, url, secret, timestamp, endpoint_id)
+        return list((await self._do(call))["data"])
+
+    async def deliveries(self, event_id: str | None = None) -> list[JsonObject]:
+        params = _drop_none(event=event_id)
+        return list((await self._do(_Call("GET", f"{P}/deliveries", params=params)))["data"])
+
+    async def add_webhook_endpoint(
+        self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
+        api_key: str | None = None, enabled_events: list[str] | None = None,
+        retry_delays: list[float] | None = None, timeout: float | None = None,
+    ) -> JsonObject:
+        all_secrets = list(secrets or []) or ([secret] if secret else [])
+        return await self._do(_Calls.add_endpoint(
+            url, all_secrets, api_key, enabled_events, retry_delays, timeout,
+        ))
+
+    async def add_fault(
+        self, kind: str, *, count: int | None = 1, method: str | None = None,
+        path: str | None = None, path_prefix: str | None = None, seconds: float | None = None,
+        retry_after: int | None = None, reason: str | None = None,
+        should_retry: bool | None = None,
+    ) -> JsonObject:
+        return await self._do(_Calls.add_fault(
+            kind, count, method, path, path_prefix, seconds, retry_after, reason, should_retry,
+        ))
+
+    async def clear_faults(self) -> None:
+        await self._do(_Call("DELETE", f"{P}/faults"))
+
+    async def held(self) -> list[JsonObject]:
+        return list((await self._do(_Call("GET", f"{P}/held")))["data"])
+
+    async def wait_for_held(self, count: int = 1, timeout: float = 10.0) -> list[JsonObject]:
+        async with asyncio.timeout(timeout):
+            while len(held := await self.held()) < count:
+                await asyncio.sleep(0.05)
+            return held
+
+    async def release(self, count: int | None = None) -> int:
+        body = await self._do(_Call("POST", f"{P}/release", _drop_none(count=count)))
+        return int(body["released"])
+
+    async def advance_clock(self, seconds: float) -> JsonObject:
+        return await self._do(_Call("POST", f"{P}/clock", {"advance": seconds}))

@@ -1,0 +1,59 @@
+"""Rate limiter ordering, poll scheduling and settings masking."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from paykube.operator.polling import next_poll_delay
+from paykube.providers.ratelimit import Priority, RateLimiter
+from paykube.settings import SecretStr, Settings
+
+
+async def test_limiter_serves_creates_before_polls() -> None:
+    limiter = RateLimiter(rate=50.0)
+    await limiter.acquire()  # drain the single token so the rest must queue
+    order: list[str] = []
+
+    async def take(name: str, priority: Priority) -> None:
+        await limiter.acquire(priority)
+        order.append(name)
+
+    tasks = [asyncio.create_task(take(f"poll{i}", Priority.POLL)) for i in range(3)]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(take("create", Priority.CREATE)))
+    await asyncio.gather(*tasks)
+    assert order[0] == "create"
+    assert sorted(order[1:]) == ["poll0", "poll1", "poll2"]
+
+
+async def test_limiter_survives_cancelled_waiters() -> None:
+    limiter = RateLimiter(rate=100.0)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    assert await asyncio.wait_for(limiter.acquire(), timeout=2) >= 0
+
+
+def test_poll_delay_backs_off_and_returns_near_expiry() -> None:
+    rng = random.Random(7)
+    args = {"min_interval": 10.0, "max_interval": 300.0, "rng": rng}
+    young = next_poll_delay(age=5, unchanged_polls=5, until_expiry=None, **args)
+    assert 8 <= young <= 12
+    settled = next_poll_delay(age=3600, unchanged_polls=10, until_expiry=None, **args)
+    assert 240 <= settled <= 300
+    near_expiry = next_poll_delay(age=3600, unchanged_polls=10, until_expiry=20, **args)
+    assert 24 <= near_expiry <= 36
+
+
+def test_settings_read_env_and_mask_secrets() -> None:
+    settings = Settings.from_env({"PAYKUBE_STRIPE_API_KEY": "sk_test_abc",
+                                  "PAYKUBE_WEBHOOK_SECRETS": "whsec_a, whsec_b",
+                                  "PAYKUBE_NAMESPACES": "a,b"})
+    assert settings.stripe_api_key.get() == "sk_test_abc"
+    assert [s.get() for s in settings.webhook_secrets] == ["whsec_a", "whsec_b"]
+    assert settings.namespaces == ("a", "b")
+    text = repr(settings)
+    assert "sk_test_abc" not in text and "whsec_a" not in text
+    assert str(SecretStr("x")) == "SecretStr('**********')"
