@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,8 @@ from .faults import Fault, Held
 from .forms import Params, parse_pairs
 from .model import JsonObject, RequestRecord, mask_key, new_id
 from .state import Account, EmulatorState, IdempotentResult, is_live
+
+log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -43,7 +46,11 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
     request_id = new_id("req_", 14)
     request[REQUEST_ID] = request_id
     if not request.path.startswith("/v1/"):
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["Request-Id"] = request_id
+            raise
         response.headers["Request-Id"] = request_id
         return response
     state = request.app[STATE]
@@ -71,6 +78,9 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(exc, request_id, livemode)
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
         response = error_response(errors.unrecognized_url(request.method, request.path), request_id)
+    except Exception:
+        log.exception("emulator bug on %s %s", request.method, request.path)
+        response = error_response(errors.api_error(None), request_id, livemode)
     record.status = response.status
     response.headers["Request-Id"] = request_id
     response.headers["Stripe-Version"] = record.stripe_version or state.api_version

@@ -42,8 +42,14 @@ PRODUCT_DATA_PARAMS = frozenset({
     "description", "images", "metadata", "name", "tax_code", "unit_label",
 })
 
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 # ISO 4217 codes Stripe settles or presents (lower case).
-CURRENCIES = frozenset("""
+CURRENCIES = frozenset(_words("""
 usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd bwp
 byn bzd cad cdf chf clp cny cop crc cve czk djf dkk dop dzd egp etb eur fjd fkp gbp gel gip
 gmd gnf gtq gyd hkd hnl htg huf idr ils inr isk jmd jod jpy kes kgs khr kmf krw kwd kyd kzt
@@ -51,10 +57,8 @@ lak lbp lkr lrd lsl mad mdl mga mkd mmk mnt mop mur mvr mwk mxn myr mzn nad ngn 
 nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sek sgd shp sle sos srd
 std szl thb tjs tnd top try ttd twd tzs uah ugx uyu uzs vnd vuv wst xaf xcd xof xpf yer zar
 zmw
-""".split())
-ZERO_DECIMAL = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
-)
+"""))
+ZERO_DECIMAL = frozenset(_words("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf"))
 # Minimum charge amounts (minor units) for the common currencies.
 MINIMUM_AMOUNT = {
     "usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50,
@@ -230,19 +234,19 @@ def _check_amount(total: int, currency: str) -> None:
         raise StripeError(
             400,
             "The Checkout Session's total amount due must add up to at least "
-            f"{_money(minimum, currency)} {currency}",
+            f"{money(minimum, currency)} {currency}",
             code="amount_too_small", param="line_items",
         )
     if total > MAX_AMOUNT:
         raise StripeError(
             400,
             "The Checkout Session's total amount due must be no more than "
-            f"{_money(MAX_AMOUNT, currency)} {currency}",
+            f"{money(MAX_AMOUNT, currency)} {currency}",
             code="amount_too_large", param="line_items",
         )
 
 
-def _money(minor: int, currency: str) -> str:
+def money(minor: int, currency: str) -> str:
     symbol = _SYMBOL.get(currency, "")
     if currency in ZERO_DECIMAL:
         return f"{symbol}{minor:,}"

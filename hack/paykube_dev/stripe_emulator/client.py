@@ -163,7 +163,7 @@ class EmulatorControl:
         return self.transition(session_id, "expire", wait=wait)
 
     def events(
-        self, type: str | None = None, session_id: str | None = None,  # noqa: A002
+        self, type: str | None = None, session_id: str | None = None,
     ) -> list[JsonObject]:
         return list(self._do(_Calls.events(type, session_id))["data"])
 
@@ -189,11 +189,11 @@ class EmulatorControl:
     def add_webhook_endpoint(
         self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
         api_key: str | None = None, enabled_events: list[str] | None = None,
-        retry_delays: list[float] | None = None, timeout: float | None = None,
+        retry_delays: list[float] | None = None, delivery_timeout: float | None = None,
     ) -> JsonObject:
         all_secrets = list(secrets or []) or ([secret] if secret else [])
         return self._do(_Calls.add_endpoint(
-            url, all_secrets, api_key, enabled_events, retry_delays, timeout,
+            url, all_secrets, api_key, enabled_events, retry_delays, delivery_timeout,
         ))
 
     def webhook_endpoints(self) -> list[JsonObject]:
@@ -285,7 +285,7 @@ class AsyncEmulatorControl:
         return await self._do(_Calls.transition(session_id, action, wait, email))
 
     async def events(
-        self, type: str | None = None, session_id: str | None = None,  # noqa: A002
+        self, type: str | None = None, session_id: str | None = None,
     ) -> list[JsonObject]:
         return list((await self._do(_Calls.events(type, session_id)))["data"])
 
@@ -303,11 +303,11 @@ class AsyncEmulatorControl:
     async def add_webhook_endpoint(
         self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
         api_key: str | None = None, enabled_events: list[str] | None = None,
-        retry_delays: list[float] | None = None, timeout: float | None = None,
+        retry_delays: list[float] | None = None, delivery_timeout: float | None = None,
     ) -> JsonObject:
         all_secrets = list(secrets or []) or ([secret] if secret else [])
         return await self._do(_Calls.add_endpoint(
-            url, all_secrets, api_key, enabled_events, retry_delays, timeout,
+            url, all_secrets, api_key, enabled_events, retry_delays, delivery_timeout,
         ))
 
     async def add_fault(
@@ -326,11 +326,11 @@ class AsyncEmulatorControl:
     async def held(self) -> list[JsonObject]:
         return list((await self._do(_Call("GET", f"{P}/held")))["data"])
 
-    async def wait_for_held(self, count: int = 1, timeout: float = 10.0) -> list[JsonObject]:
-        async with asyncio.timeout(timeout):
-            while len(held := await self.held()) < count:
-                await asyncio.sleep(0.05)
-            return held
+    async def wait_for_held(self, count: int = 1) -> list[JsonObject]:
+        """Poll until `count` responses are held; bound it with `asyncio.timeout`."""
+        while len(held := await self.held()) < count:  # noqa: ASYNC110 (remote state)
+            await asyncio.sleep(0.05)
+        return held
 
     async def release(self, count: int | None = None) -> int:
         body = await self._do(_Call("POST", f"{P}/release", _drop_none(count=count)))

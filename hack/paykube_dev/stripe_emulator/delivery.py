@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 
@@ -30,7 +31,7 @@ class Dispatcher:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
         self._http: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(auto_decompress=True)

@@ -7,6 +7,7 @@ import html
 from aiohttp import web
 
 from .appkeys import DISPATCHER, STATE
+from .checkout import money
 from .state import TransitionError
 
 _PAGE = """<!doctype html>
@@ -27,11 +28,12 @@ async def show(request: web.Request) -> web.Response:
     if session is None:
         raise web.HTTPNotFound(text="Something went wrong: this checkout session does not exist.")
     items = "".join(
-        f"<li>{html.escape(i.name)} × {i.quantity}: {i.unit_amount * i.quantity}</li>"
+        f"<li>{html.escape(i.name)} x {i.quantity}: {money(i.amount, i.currency)}</li>"
         for i in session.line_items
     )
     page = _PAGE.format(
-        amount=session.amount_total, currency=session.currency.upper(), items=items,
+        amount=money(session.amount_total, session.currency),
+        currency=session.currency.upper(), items=items,
         id=html.escape(session.id), status=session.status,
         payment_status=session.payment_status,
         cancel=html.escape(session.cancel_url or "#"),

@@ -15,7 +15,8 @@ from typing import Self
 
 from aiohttp import web
 
-from ..proc import free_port, port_open, start_process, stop_process, wait_until
+from paykube_dev.proc import free_port, port_open, start_process, stop_process, wait_until
+
 from .app import build_app
 from .appkeys import DISPATCHER
 from .client import EmulatorControl
@@ -137,11 +138,17 @@ class EmulatorThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="stripe-emulator", daemon=True)
-        self.control: EmulatorControl | None = None
+        self._control: EmulatorControl | None = None
 
     @property
     def base_url(self) -> str:
         return self.emulator.base_url
+
+    @property
+    def control(self) -> EmulatorControl:
+        if self._control is None:
+            raise RuntimeError("the emulator thread is not running")
+        return self._control
 
     def start(self, timeout: float = 15.0) -> str:
         self._thread.start()
@@ -149,7 +156,7 @@ class EmulatorThread:
             raise TimeoutError("stripe emulator thread did not start")
         if self._error is not None:
             raise RuntimeError("stripe emulator failed to start") from self._error
-        self.control = EmulatorControl(self.base_url)
+        self._control = EmulatorControl(self.base_url)
         return self.base_url
 
     def _run(self) -> None:
@@ -171,9 +178,9 @@ class EmulatorThread:
             await self.emulator.stop()
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.control is not None:
-            self.control.close()
-            self.control = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._loop is not None and self._stopping is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout)

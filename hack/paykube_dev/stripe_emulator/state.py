@@ -14,7 +14,14 @@ from .errors import StripeError
 from .faults import FaultBook
 from .forms import Params
 from .model import (
-    Clock, Delivery, Event, JsonObject, RequestRecord, Session, WebhookEndpoint, mask_key,
+    Clock,
+    Delivery,
+    Event,
+    JsonObject,
+    RequestRecord,
+    Session,
+    WebhookEndpoint,
+    mask_key,
     new_id,
 )
 

@@ -1,0 +1,123 @@
+"""Tables of the reporting mirror (SQLAlchemy 2 Core).
+
+`payment_sessions` holds the current state of each PaymentSession (one row per uid);
+`payment_session_transitions` is the append-only ledger (one row per uid and phase reached);
+`error_explanations` caches plain-words explanations of provider errors per
+(provider, code, param).
+
+The migrations in `paykube/mirror/migrations/versions` create exactly these tables (a test
+compares them); change both together, through a new revision.
+
+Portability (MariaDB 10.11 and MySQL 8 / RDS): only these constructs are used:
+
+- column types VARCHAR, BIGINT, SMALLINT, BOOL (TINYINT(1)), TEXT, DATE, DATETIME(6), JSON
+  (MariaDB stores JSON as LONGTEXT with a JSON_VALID check; MySQL 8 natively);
+- named primary keys, unique constraints and plain secondary indexes (index prefixes stay
+  under InnoDB's 3072-byte limit with utf8mb4);
+- `INSERT ... ON DUPLICATE KEY UPDATE` with `VALUES(col)` (SQLAlchemy renders the
+  `AS new` row alias instead on MySQL >= 8.0.20, where `VALUES()` is deprecated), and
+  `CASE WHEN` in the assignments, which both servers evaluate left to right;
+- `GET_LOCK`/`RELEASE_LOCK` around migrations.
+
+No generated columns, CHECK constraints, partial or functional indexes, sequences,
+`RETURNING` or window functions. Checked here against MariaDB 10.11 only (the integration
+tests); MySQL 8 is untested in this repository.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.dialects import mysql
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Microsecond timestamps, always naive UTC (the server runs with time_zone +00:00).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+payment_sessions = Table(
+    "payment_sessions",
+    metadata,
+    Column("uid", String(64), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(253), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("phase_rank", SmallInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(16), nullable=False),
+    Column("description", String(500), nullable=True),
+    Column("session_id", String(255), nullable=True),
+    Column("payment_intent_id", String(255), nullable=True),
+    Column("payment_status", String(64), nullable=True),
+    Column("amount_total", BigInteger, nullable=True),
+    Column("expires_at", Timestamp, nullable=True),
+    # metadata.creationTimestamp of the object, and its UTC day (for daily reports).
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_day", Date, nullable=False),
+    # When the mirror last changed this row (wall clock of the writer; not an ordering key).
+    Column("updated_at", Timestamp, nullable=False),
+    Column("metadata_json", JSON, nullable=True),
+    Column("error_code", String(128), nullable=True),
+    Column("error_provider_code", String(128), nullable=True),
+    # The ordering key (see paykube.mirror.projection.ordering_key): a row only ever moves
+    # to a higher version.
+    Column("version", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, server_default=false()),
+    Column("deleted_at", Timestamp, nullable=True),
+    PrimaryKeyConstraint("uid"),
+    # Totals by phase, currency and day.
+    Index(None, "phase", "currency", "created_day"),
+    # Lists filtered by a created range, newest first (InnoDB appends the uid).
+    Index(None, "created_at"),
+    Index(None, "namespace", "name"),
+    Index(None, "session_id"),
+)
+
+payment_session_transitions = Table(
+    "payment_session_transitions",
+    metadata,
+    Column("uid", String(64), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("phase_rank", SmallInteger, nullable=False),
+    Column("at", Timestamp, nullable=True),
+    Column("source", String(16), nullable=True),
+    Column("event_id", String(255), nullable=True),
+    Column("recorded_at", Timestamp, nullable=False),
+    # Unique per uid and phase; clustered so that a session's history is contiguous.
+    PrimaryKeyConstraint("uid", "phase"),
+    Index(None, "at"),
+)
+
+error_explanations = Table(
+    "error_explanations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("code", String(128), nullable=False),
+    # '' when the error names no parameter (NULLs would not be unique).
+    Column("param", String(255), nullable=False, server_default=""),
+    Column("explanation", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("provider", "code", "param"),
+)

@@ -1,0 +1,421 @@
+"""Writes to the reporting mirror: a synchronous store, and the operator's async writer.
+
+`MirrorStore.upsert` is idempotent and order-insensitive: the row carries the ordering key
+of the observation it was written from (`version`, see `projection.ordering_key`) and the
+upsert only replaces the row's columns when the incoming key is higher, in one
+`INSERT ... ON DUPLICATE KEY UPDATE` whose assignments all test the key and update
+`version` last (both servers evaluate the assignments left to right, each seeing the
+columns already assigned). The ledger gets each history entry once (a no-op update on
+its (uid, phase) key).
+
+`MirrorWriter` is what reconciliation calls: `record()` only remembers the newest pending
+observation per uid and returns; a background task writes them in batches and, while the
+database is unavailable, retries with exponential backoff and jitter until written. What
+is still pending when the process ends is lost, and `paykube.mirror.resync` repairs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import Connection, Engine, case, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from paykube.errors import ErrorCode, PaykubeError
+from paykube.mirror.projection import (
+    ManifestError,
+    Projection,
+    manifest_uid,
+    project,
+    utcnow,
+)
+from paykube.mirror.schema import payment_session_transitions as transitions_table
+from paykube.mirror.schema import payment_sessions as sessions_table
+
+log = logging.getLogger(__name__)
+
+
+class MirrorError(PaykubeError):
+    """A mirror write failed; `code` is DATABASE_UNAVAILABLE when retrying may help."""
+
+    code = ErrorCode.DATABASE_UNAVAILABLE
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine suited to the mirror: pooled, pinged before use (so a restarted server
+    is reconnected to transparently), with short connect and I/O timeouts."""
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": 5, "read_timeout": 30, "write_timeout": 30},
+    }
+    options.update(kwargs)
+    return sqlalchemy.create_engine(url, **options)
+
+
+@contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Translate driver errors into `MirrorError` (without SQL parameters in the message)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+        raise MirrorError(f"{what}: database unavailable: {_reason(exc)}",
+                          code=ErrorCode.DATABASE_UNAVAILABLE) from exc
+    except DBAPIError as exc:
+        raise MirrorError(f"{what}: rejected by the database: {_reason(exc)}",
+                          code=ErrorCode.PAYLOAD_INVALID) from exc
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {str(orig)[:300]}"
+
+
+@dataclass(frozen=True)
+class MirrorOp:
+    """One pending change for a uid: the newest observation, and/or its deletion."""
+
+    uid: str
+    projection: Projection | None = None
+    deleted: bool = False
+
+
+_NEWER = "newer"  # only a higher ordering key replaces the row (normal writes)
+_NOT_OLDER = "not_older"  # an equal key replaces it too (repairs a corrupted row)
+_ALWAYS = "always"  # unconditional (repairs a row whose key is itself corrupted)
+
+
+class MirrorStore:
+    """Synchronous, thread-safe access to the mirror tables through one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- writes -------------------------------------------------------------------------
+
+    def upsert(self, manifest: dict[str, Any]) -> bool:
+        """Mirror one observation; True when the `payment_sessions` row changed.
+
+        An observation older than (or as old as) the row leaves it alone; its history
+        entries are still added to the ledger when missing. Raises `MirrorError`
+        (DATABASE_UNAVAILABLE: retry) or `ManifestError` (the manifest is unusable).
+        """
+        proj = project(manifest)
+        with database_errors("mirror upsert"), self.engine.begin() as conn:
+            changed = self._write_row(conn, proj, _NEWER)
+            self._add_transitions(conn, proj)
+        return changed
+
+    def apply(self, ops: Sequence[MirrorOp]) -> int:
+        """Apply several ops in one transaction (the writer's batches); rows changed."""
+        changed = 0
+        with database_errors("mirror batch"), self.engine.begin() as conn:
+            for op in ops:
+                if op.projection is not None:
+                    changed += self._write_row(conn, op.projection, _NEWER)
+                    self._add_transitions(conn, op.projection)
+                if op.deleted:
+                    changed += self._mark_deleted(conn, op.uid)
+        return changed
+
+    def repair(self, manifest: dict[str, Any], *, overwrite_newer: bool = False,
+               revive: bool = False) -> bool:
+        """Rewrite the row from `manifest` even if the row claims the same ordering key
+        (`overwrite_newer`: whatever key it claims); `revive` clears `deleted`. For resync.
+        """
+        proj = project(manifest)
+        with database_errors("mirror repair"), self.engine.begin() as conn:
+            changed = self._write_row(conn, proj, _ALWAYS if overwrite_newer else _NOT_OLDER)
+            if revive:
+                result = conn.execute(
+                    update(sessions_table)
+                    .where(sessions_table.c.uid == proj.uid, sessions_table.c.deleted.is_(True))
+                    .values(deleted=False, deleted_at=None, updated_at=utcnow()))
+                changed = changed or result.rowcount > 0
+        return changed
+
+    def add_transitions(self, manifest: dict[str, Any]) -> int:
+        """Add the manifest's missing ledger rows; how many were added."""
+        proj = project(manifest)
+        with database_errors("mirror transitions"), self.engine.begin() as conn:
+            return self._add_transitions(conn, proj)
+
+    def mark_deleted(self, uid: str) -> bool:
+        """Flag the row of a deleted object (kept for reporting); True if it changed."""
+        with database_errors("mirror delete"), self.engine.begin() as conn:
+            return bool(self._mark_deleted(conn, uid))
+
+    def _write_row(self, conn: Connection, proj: Projection, mode: str) -> bool:
+        current = conn.execute(
+            select(sessions_table.c.version).where(sessions_table.c.uid == proj.uid)
+        ).scalar_one_or_none()
+        if current is not None and mode == _NEWER and current >= proj.version:
+            return False  # fast path; the statement below guards against races anyway
+        if current is not None and mode == _NOT_OLDER and current > proj.version:
+            return False
+        values = {**proj.row, "updated_at": utcnow()}
+        stmt = mysql_insert(sessions_table).values(values)
+        incoming = stmt.inserted.version
+        stored = sessions_table.c.version
+        wins = {_NEWER: incoming > stored, _NOT_OLDER: incoming >= stored,
+                _ALWAYS: sqlalchemy.true()}[mode]
+        assignments: list[tuple[str, Any]] = [
+            (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
+            for name in values if name not in ("uid", "version")
+        ]
+        # Last: every assignment above compares against the version still stored.
+        assignments.append(("version", case((wins, incoming), else_=stored)))
+        result = conn.execute(stmt.on_duplicate_key_update(assignments))
+        # Affected rows (the dialect sets CLIENT_FOUND_ROWS): 1 inserted or unchanged,
+        # 2 updated.
+        return result.rowcount == 2 or (result.rowcount == 1 and current is None)
+
+    def _add_transitions(self, conn: Connection, proj: Projection) -> int:
+        if not proj.transitions:
+            return 0
+        existing = set(conn.execute(
+            select(transitions_table.c.phase).where(transitions_table.c.uid == proj.uid)
+        ).scalars())
+        now = utcnow()
+        missing = [{**t, "recorded_at": now} for t in proj.transitions
+                   if t["phase"] not in existing]
+        if not missing:
+            return 0
+        stmt = mysql_insert(transitions_table).values(missing)
+        # A concurrent writer may have added the same phase: keep its row (append-only).
+        conn.execute(stmt.on_duplicate_key_update(uid=transitions_table.c.uid))
+        return len(missing)
+
+    def _mark_deleted(self, conn: Connection, uid: str) -> int:
+        now = utcnow()
+        result = conn.execute(
+            update(sessions_table)
+            .where(sessions_table.c.uid == uid, sessions_table.c.deleted.is_(False))
+            .values(deleted=True, deleted_at=now, updated_at=now))
+        return 1 if result.rowcount else 0
+
+    # -- reads --------------------------------------------------------------------------
+
+    def rows(self, *, include_deleted: bool = True) -> list[dict[str, Any]]:
+        """Every `payment_sessions` row as a dict, ordered by uid."""
+        query = select(sessions_table).order_by(sessions_table.c.uid)
+        if not include_deleted:
+            query = query.where(sessions_table.c.deleted.is_(False))
+        with database_errors("mirror read"), self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def row(self, uid: str) -> dict[str, Any] | None:
+        query = select(sessions_table).where(sessions_table.c.uid == uid)
+        with database_errors("mirror read"), self.engine.connect() as conn:
+            found = conn.execute(query).mappings().first()
+        return dict(found) if found is not None else None
+
+    def transitions(self, uid: str | None = None) -> list[dict[str, Any]]:
+        """Ledger rows (of one uid, or all), ordered by uid, then phase rank."""
+        t = transitions_table
+        query = select(t).order_by(t.c.uid, t.c.phase_rank, t.c.at)
+        if uid is not None:
+            query = query.where(t.c.uid == uid)
+        with database_errors("mirror read"), self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def transition_phases(self) -> dict[str, set[str]]:
+        """The phases in the ledger, per uid."""
+        t = transitions_table
+        out: dict[str, set[str]] = {}
+        with database_errors("mirror read"), self.engine.connect() as conn:
+            for uid, phase in conn.execute(select(t.c.uid, t.c.phase)):
+                out.setdefault(uid, set()).add(phase)
+        return out
+
+
+@dataclass
+class _Pending:
+    op: MirrorOp
+    seq: int
+
+
+class MirrorWriter:
+    """Asynchronous, never-failing front of `MirrorStore` for reconciliation.
+
+    Call `start()` once inside the event loop and `aclose()` at shutdown.
+    """
+
+    def __init__(self, store: MirrorStore, *, batch_size: int = 200,
+                 initial_backoff: float = 0.1, max_backoff: float = 30.0,
+                 rng: random.Random | None = None) -> None:
+        self._store = store
+        self._batch_size = batch_size
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._rng = rng or random.Random()
+        self._pending: dict[str, _Pending] = {}
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._attempt = 0
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    # -- what the operator calls ---------------------------------------------------------
+
+    async def record(self, manifest: dict[str, Any]) -> None:
+        """Queue an observation of a PaymentSession; returns at once and never raises.
+
+        Per uid only the newest pending observation (by ordering key) is kept.
+        """
+        try:
+            proj = project(manifest)
+        except ManifestError as exc:
+            self.dropped += 1
+            log.warning("mirror: ignoring an unusable manifest: %s", exc)
+            return
+        except Exception:
+            self.dropped += 1
+            log.exception("mirror: could not project a manifest")
+            return
+        current = self._pending.get(proj.uid)
+        if current is None:
+            self._put(MirrorOp(proj.uid, proj))
+        elif current.op.projection is None or proj.version > current.op.projection.version:
+            self._put(MirrorOp(proj.uid, proj, current.op.deleted))
+
+    async def record_deleted(self, uid_or_manifest: str | dict[str, Any]) -> None:
+        """Queue the deletion of an object (after its last pending observation)."""
+        try:
+            uid = (uid_or_manifest if isinstance(uid_or_manifest, str)
+                   else manifest_uid(uid_or_manifest))
+        except ManifestError as exc:
+            log.warning("mirror: ignoring a deletion without uid: %s", exc)
+            return
+        current = self._pending.get(uid)
+        self._put(MirrorOp(uid, current.op.projection if current else None, deleted=True))
+
+    def _put(self, op: MirrorOp) -> None:
+        self._seq += 1
+        self._pending[op.uid] = _Pending(op, self._seq)
+        self._idle.clear()
+        self._wake.set()
+
+    # -- introspection, tests ------------------------------------------------------------
+
+    def pending_count(self) -> int:
+        """Observations recorded and not yet written (including a batch in flight)."""
+        return len(self._pending)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything recorded so far is written; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="mirror-writer")
+
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """Give pending writes up to `timeout` seconds, then stop the background task."""
+        if self._task is None:
+            return
+        if self._pending and not self._task.done():
+            await self.flush(timeout)
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+        if self._pending:
+            log.warning("mirror: %d observations not written at shutdown (resync repairs "
+                        "them)", len(self._pending))
+
+    # -- background task -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [(uid, p.seq, p.op) for uid, p in
+                         list(self._pending.items())[: self._batch_size]]
+                retry = await self._write([op for _, _, op in batch], batch)
+                if retry:
+                    await asyncio.sleep(self._next_backoff())
+            self._idle.set()
+
+    async def _write(self, ops: list[MirrorOp],
+                     batch: list[tuple[str, int, MirrorOp]]) -> bool:
+        """Write one batch; True when the database is unavailable (back off, retry)."""
+        try:
+            await asyncio.to_thread(self._store.apply, ops)
+        except Exception as exc:
+            if isinstance(exc, PaykubeError) and exc.code is ErrorCode.DATABASE_UNAVAILABLE:
+                self._unavailable(exc)
+                return True
+            if len(batch) > 1:  # isolate the culprit, write the others
+                for item in batch:
+                    if await self._write([item[2]], [item]):
+                        return True
+                return False
+            if not isinstance(exc, PaykubeError):
+                log.exception("mirror: unexpected error writing uid %s", batch[0][0])
+            self._drop(batch, exc)
+            return False
+        self._done(batch)
+        return False
+
+    def _done(self, batch: list[tuple[str, int, MirrorOp]]) -> None:
+        if self._attempt:
+            log.info("mirror: database available again after %d failed attempts",
+                     self._attempt)
+        self._attempt = 0
+        self.written += len(batch)
+        self._forget(batch)
+
+    def _drop(self, batch: list[tuple[str, int, MirrorOp]], exc: Exception) -> None:
+        self.dropped += len(batch)
+        self.last_error = str(exc)
+        log.error("mirror: dropping the observation of uid %s: %s", batch[0][0], exc)
+        self._forget(batch)
+
+    def _forget(self, batch: list[tuple[str, int, MirrorOp]]) -> None:
+        """Remove written ops, unless a newer one was recorded meanwhile."""
+        for uid, seq, _ in batch:
+            pending = self._pending.get(uid)
+            if pending is not None and pending.seq == seq:
+                del self._pending[uid]
+
+    def _unavailable(self, exc: PaykubeError) -> None:
+        self.failures += 1
+        self.last_error = exc.message
+        level = logging.WARNING if self._attempt == 0 else logging.DEBUG
+        log.log(level, "mirror: %s; %d observations pending, retrying with backoff",
+                exc.message, len(self._pending))
+        self._attempt += 1
+
+    def _next_backoff(self) -> float:
+        """Exponential backoff with jitter: uniform in [cap/2, cap]."""
+        cap = min(self._max_backoff, self._initial_backoff * 2 ** min(self._attempt - 1, 30))
+        return cap / 2 + self._rng.random() * cap / 2

