@@ -38,12 +38,16 @@ async def test_limiter_survives_cancelled_waiters() -> None:
 
 def test_poll_delay_backs_off_and_returns_near_expiry() -> None:
     rng = random.Random(7)
-    args = {"min_interval": 10.0, "max_interval": 300.0, "rng": rng}
-    young = next_poll_delay(age=5, unchanged_polls=5, until_expiry=None, **args)
+
+    def delay(age: float, unchanged: int, until_expiry: float | None) -> float:
+        return next_poll_delay(age=age, unchanged_polls=unchanged, until_expiry=until_expiry,
+                               min_interval=10.0, max_interval=300.0, rng=rng)
+
+    young = delay(5, 5, None)
     assert 8 <= young <= 12
-    settled = next_poll_delay(age=3600, unchanged_polls=10, until_expiry=None, **args)
+    settled = delay(3600, 10, None)
     assert 240 <= settled <= 300
-    near_expiry = next_poll_delay(age=3600, unchanged_polls=10, until_expiry=20, **args)
+    near_expiry = delay(3600, 10, 20)
     assert 24 <= near_expiry <= 36
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -42,7 +43,7 @@ def spec(**changes: object) -> PaymentSessionSpec:
         "cancelUrl": "https://shop.example/cancel", "description": "Gift card",
         "metadata": {"order": "A-17"},
     })
-    return base if not changes else PaymentSessionSpec(**{**vars(base), **changes})  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def test_create_params_single_item_metadata_and_reference() -> None:

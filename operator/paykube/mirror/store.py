@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Connection, Engine, case, select, update
+from sqlalchemy.dialects.mysql import Insert
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -92,6 +93,26 @@ class MirrorOp:
 _NEWER = "newer"  # only a higher ordering key replaces the row (normal writes)
 _NOT_OLDER = "not_older"  # an equal key replaces it too (repairs a corrupted row)
 _ALWAYS = "always"  # unconditional (repairs a row whose key is itself corrupted)
+
+
+def upsert_statement(proj: Projection, mode: str = "newer") -> Insert:
+    """`INSERT ... ON DUPLICATE KEY UPDATE` of a row, guarded by the ordering key.
+
+    Every assignment is `col = CASE WHEN <incoming wins> THEN VALUES(col) ELSE col END`
+    and `version` is assigned last, since each assignment sees the ones before it.
+    """
+    values = {**proj.row, "updated_at": utcnow()}
+    stmt = mysql_insert(sessions_table).values(values)
+    incoming = stmt.inserted.version
+    stored = sessions_table.c.version
+    wins = {_NEWER: incoming > stored, _NOT_OLDER: incoming >= stored,
+            _ALWAYS: sqlalchemy.true()}[mode]
+    assignments: list[tuple[str, Any]] = [
+        (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
+        for name in values if name not in ("uid", "version")
+    ]
+    assignments.append(("version", case((wins, incoming), else_=stored)))
+    return stmt.on_duplicate_key_update(assignments)
 
 
 class MirrorStore:
@@ -162,19 +183,7 @@ class MirrorStore:
             return False  # fast path; the statement below guards against races anyway
         if current is not None and mode == _NOT_OLDER and current > proj.version:
             return False
-        values = {**proj.row, "updated_at": utcnow()}
-        stmt = mysql_insert(sessions_table).values(values)
-        incoming = stmt.inserted.version
-        stored = sessions_table.c.version
-        wins = {_NEWER: incoming > stored, _NOT_OLDER: incoming >= stored,
-                _ALWAYS: sqlalchemy.true()}[mode]
-        assignments: list[tuple[str, Any]] = [
-            (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
-            for name in values if name not in ("uid", "version")
-        ]
-        # Last: every assignment above compares against the version still stored.
-        assignments.append(("version", case((wins, incoming), else_=stored)))
-        result = conn.execute(stmt.on_duplicate_key_update(assignments))
+        result = conn.execute(upsert_statement(proj, mode))
         # Affected rows (the dialect sets CLIENT_FOUND_ROWS): 1 inserted or unchanged,
         # 2 updated.
         return result.rowcount == 2 or (result.rowcount == 1 and current is None)

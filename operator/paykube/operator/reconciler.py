@@ -28,6 +28,7 @@ from paykube.providers.base import CreateSession, PaymentProvider, ProviderSessi
 
 log = logging.getLogger(__name__)
 COMPONENT = "paykube-operator"
+MIN_EXPIRY_WINDOW = dt.timedelta(minutes=32)
 
 
 class RetryLater(Exception):
@@ -79,7 +80,9 @@ class Reconciler:
             if obj.get("status", {}).get("phase"):
                 return current
             spec = PaymentSessionSpec.from_dict(obj["spec"])
-            expires = timestamp(now + spec.expires_after)
+            # Stripe wants expires_at at least 30 minutes after *its* clock reads the request.
+            window = max(spec.expires_after, MIN_EXPIRY_WINDOW)
+            expires = timestamp(now + window)
             return initial(now, int(obj["metadata"].get("generation", 1)), expires)
 
         obj, _, status = await write_status(self.kube, ref, plan)

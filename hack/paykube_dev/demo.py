@@ -1,0 +1,126 @@
+"""`make demo`: the whole of paykube on this machine, one payment through its lifecycle.
+
+Starts the local control plane, installs the CRD, starts the Stripe emulator, the webhook
+and the operator, applies crds/examples/, and pays one session through a signed webhook.
+With --keep it keeps running until Ctrl-C so you can play with kubectl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from paykube_dev.kube import REPO, ControlPlane
+from paykube_dev.proc import CACHE_DIR
+from paykube_dev.programs import start_operator, start_webhook
+from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
+
+API_KEY = "sk_test_paykube_demo"
+WEBHOOK_SECRET = "whsec_paykube_demo"
+NAMESPACE = "shop"
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+def show(plane: ControlPlane, *args: str) -> str:
+    print(f"$ kubectl {' '.join(args)}")
+    result = plane.kubectl(*args, check=False)
+    output = (result.stdout + result.stderr).rstrip()
+    print(output, flush=True)
+    return output
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
+
+
+def phase(plane: ControlPlane, name: str) -> str | None:
+    out = plane.kubectl("get", "paysess", name, "-n", NAMESPACE, "-o", "json").stdout
+    obj: dict[str, Any] = json.loads(out)
+    value: str | None = obj.get("status", {}).get("phase")
+    return value
+
+
+def run(directory: Path, keep: bool) -> None:
+    started = time.monotonic()
+    say("Starting the local control plane (etcd, kube-apiserver with RBAC, controller-manager)")
+    with ControlPlane.started(directory / "kube") as plane, \
+            EmulatorProcess(directory / "stripe-emulator.log",
+                            extra_args=("--hosted-checkout",)) as emulator:
+        print(f"control plane and Stripe emulator up in {time.monotonic() - started:.1f}s")
+        print(f"export KUBECONFIG={plane.kubeconfig}")
+        say("Installing the PaymentSession CRD")
+        show(plane, "apply", "--server-side", "-f", str(REPO / "crds" / "paymentsession.yaml"))
+        plane.kubectl("wait", "--for=condition=Established",
+                      "crd/paymentsessions.payments.paykube.dev")
+        env = {"PAYKUBE_STRIPE_API_BASE": emulator.base_url, "PAYKUBE_STRIPE_API_KEY": API_KEY,
+               "PAYKUBE_WEBHOOK_SECRETS": WEBHOOK_SECRET, "PAYKUBE_POLL_MIN_INTERVAL": "5"}
+        say("Starting the paykube webhook and operator")
+        webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
+        operator = start_operator(plane.kubeconfig, directory / "operator.log", env)
+        control = EmulatorControl(emulator.base_url)
+        control.add_webhook_endpoint(f"{webhook.url}/webhooks/stripe", WEBHOOK_SECRET)
+        print(f"webhook at {webhook.url}/webhooks/stripe, logs in {directory}")
+        try:
+            say(f"Applying crds/examples/ in namespace {NAMESPACE}")
+            plane.kubectl("create", "namespace", NAMESPACE)
+            plane.kubectl("create", "secret", "generic", "stripe-credentials", "-n", NAMESPACE,
+                          f"--from-literal=apiKey={API_KEY}")
+            show(plane, "apply", "-n", NAMESPACE, "-f", str(REPO / "crds" / "examples"))
+            say("An invalid manifest is refused by the API server itself")
+            show(plane, "apply", "-n", NAMESPACE, "-f",
+                 str(REPO / "crds" / "examples" / "invalid" / "currency-upper-case.yaml"))
+            wait_for(lambda: phase(plane, "order-1001") == "Open", 60, "order-1001 Open")
+            show(plane, "get", "paysess", "-n", NAMESPACE, "-o", "wide")
+            say("The customer pays order-1001; Stripe (the emulator) sends a signed webhook")
+            out = plane.kubectl("get", "paysess", "order-1001", "-n", NAMESPACE, "-o",
+                                "jsonpath={.status.sessionId}").stdout
+            control.pay(out)
+            wait_for(lambda: phase(plane, "order-1001") == "Paid", 60, "order-1001 Paid")
+            show(plane, "get", "paysess", "-n", NAMESPACE)
+            say("Its history and Events")
+            show(plane, "get", "paysess", "order-1001", "-n", NAMESPACE, "-o",
+                 "jsonpath={range .status.history[*]}{.phase}{'\\t'}{.source}{'\\t'}{.at}"
+                 "{'\\n'}{end}")
+            show(plane, "get", "events", "-n", NAMESPACE,
+                 "--field-selector=involvedObject.name=order-1001")
+            say(f"Demo done in {time.monotonic() - started:.1f}s: order-1001 went Pending -> "
+                "Open -> Paid")
+            if keep:
+                print(f"Still running; try: export KUBECONFIG={plane.kubeconfig}; "
+                      "kubectl get paysess -A. Ctrl-C stops everything.")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while operator.proc.poll() is None and webhook.proc.poll() is None:
+                        time.sleep(1)
+        finally:
+            operator.stop()
+            webhook.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument("--dir", type=Path, default=CACHE_DIR / "run" / "demo")
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.dir, ignore_errors=True)
+    args.dir.mkdir(parents=True)
+    run(args.dir, args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Alembic migrations of the mirror schema; run them with `paykube.mirror.migrate`."""

@@ -1,0 +1,158 @@
+"""Rebuild or repair the mirror from the cluster, and say what changed.
+
+    PAYKUBE_DATABASE_URL=mysql+pymysql://... python -m paykube.mirror.resync
+
+Lists every PaymentSession (all namespaces) and, per object: inserts a missing row,
+rewrites a row that differs from the object (a stale or corrupted row, including one whose
+ordering key claims to be newer than the object really is), re-adds missing ledger rows;
+rows of objects that no longer exist are flagged `deleted`. Safe while the operator runs:
+rows are read *before* the list, so a row the operator writes meanwhile is never taken
+for a deleted object, and writes stay guarded by the ordering key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from paykube.errors import PaykubeError
+from paykube.kube.client import KubeClient, NotFound
+from paykube.kube.config import KubeConfig
+from paykube.mirror.migrate import migrate
+from paykube.mirror.projection import ManifestError, manifest_uid, project, same_row
+from paykube.mirror.store import MirrorStore, make_engine
+
+log = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "PAYKUBE_DATABASE_URL"
+
+
+@dataclass
+class ResyncReport:
+    """What resync found and changed (counts of rows)."""
+
+    objects: int = 0  # PaymentSessions listed in the cluster
+    inserted: int = 0
+    updated: int = 0
+    transitions_added: int = 0
+    marked_deleted: int = 0
+    unchanged: int = 0
+    skipped: int = 0  # unusable manifests (no uid or spec)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+async def resync(kube_client: KubeClient, store: MirrorStore,
+                 namespace: str | None = None) -> ResyncReport:
+    """Make the mirror match the cluster (one namespace, or all); see the module doc."""
+    report = ResyncReport()
+    existing = {row["uid"]: row for row in await asyncio.to_thread(store.rows)}
+    phases = await asyncio.to_thread(store.transition_phases)
+    manifests = await kube_client.list_sessions(namespace)
+    report.objects = len(manifests)
+    listed: set[str] = set()
+    for manifest in manifests:
+        try:
+            uid = manifest_uid(manifest)
+            proj = project(manifest)
+        except ManifestError as exc:
+            log.warning("resync: skipping an unusable PaymentSession: %s", exc)
+            report.skipped += 1
+            continue
+        listed.add(uid)
+        row = existing.get(uid)
+        if row is None:
+            changed = await asyncio.to_thread(store.upsert, manifest)
+            if changed:
+                report.inserted += 1
+            else:  # the operator wrote it (newer) since rows were read
+                report.unchanged += 1
+        elif row["deleted"] or not same_row(row, proj.row):
+            changed = await _repair(kube_client, store, manifest, row, proj.version)
+            if changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        else:
+            report.unchanged += 1
+        known = phases.get(uid, set())
+        if any(t["phase"] not in known for t in proj.transitions):
+            report.transitions_added += await asyncio.to_thread(store.add_transitions, manifest)
+    for uid, row in existing.items():
+        if uid in listed or row["deleted"]:
+            continue
+        if namespace is not None and row["namespace"] != namespace:
+            continue
+        if await asyncio.to_thread(store.mark_deleted, uid):
+            report.marked_deleted += 1
+    return report
+
+
+async def _repair(kube_client: KubeClient, store: MirrorStore, manifest: dict[str, Any],
+                  row: dict[str, Any], version: int) -> bool:
+    revive = bool(row["deleted"])
+    if int(row["version"]) <= version:
+        return await asyncio.to_thread(store.repair, manifest, revive=revive)
+    # The row claims a newer observation than the list: either the operator wrote one
+    # since, or the row's key is corrupted. The object as it is now decides.
+    meta = manifest.get("metadata") or {}
+    try:
+        fresh = await kube_client.get_session(str(meta.get("namespace")), str(meta.get("name")))
+    except NotFound:
+        return False
+    if manifest_uid(fresh) != manifest_uid(manifest):
+        return False  # recreated under the same name; the next resync sees the new one
+    fresh_version = project(fresh).version
+    if int(row["version"]) <= fresh_version:
+        return await asyncio.to_thread(store.repair, fresh, revive=revive)
+    return await asyncio.to_thread(store.repair, fresh, overwrite_newer=True, revive=revive)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m paykube.mirror.resync",
+        description="Rebuild or repair the MySQL mirror of PaymentSessions from the cluster "
+                    "and print what changed as JSON.")
+    parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV, ""),
+                        help=f"SQLAlchemy URL (default: ${DATABASE_URL_ENV})")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    parser.add_argument("--namespace", default=None, help="only this namespace")
+    parser.add_argument("--no-migrate", action="store_true",
+                        help="do not upgrade the schema first")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.database_url:
+        parser.error(f"no database: set {DATABASE_URL_ENV} or pass --database-url")
+    try:
+        report = asyncio.run(_main(args.database_url, args.kubeconfig, args.namespace,
+                                   migrate_first=not args.no_migrate))
+    except PaykubeError as exc:
+        log.error("resync failed: %s", exc.message)
+        return 1
+    print(json.dumps(report.to_dict(), sort_keys=True))
+    return 0
+
+
+async def _main(url: str, kubeconfig: str | None, namespace: str | None, *,
+                migrate_first: bool) -> ResyncReport:
+    engine = make_engine(url)
+    try:
+        if migrate_first:
+            await asyncio.to_thread(migrate, engine)
+        async with KubeClient(KubeConfig.load(kubeconfig)) as client:
+            return await resync(client, MirrorStore(engine), namespace)
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

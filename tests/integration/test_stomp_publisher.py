@@ -1,0 +1,300 @@
+"""StompPublisher and the outbox against the real ActiveMQ broker (session fixture `activemq`).
+
+Events go to a virtual topic; the test reads them, like a consumer group would, from its
+queue `Consumer.it.VirtualTopic.…` with a real stomp.py subscriber. Every wait is bounded.
+Tests that stop (or freeze) the broker bring it back in `finally`: the fixture is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from paykube.api.types import HistoryEntry, ObjectRef, Phase, Source, Status
+from paykube.events import CloudEvent, build_event, publish_pending
+from paykube.events.publisher import BrokerUnavailableError
+from paykube.events.stomp import StompPublisher
+from paykube.lifecycle import mark_published, unpublished
+from paykube_dev.services import ActiveMQ
+
+pytestmark = pytest.mark.integration
+
+RECEIVE_TIMEOUT = 10.0
+BACKOFF_INITIAL = 1.0
+
+
+class Subscriber:
+    """A stomp.py consumer (duck-typed listener) on one destination, subscribed with a
+    receipt so that nothing published afterwards can be missed."""
+
+    def __init__(self, broker: ActiveMQ, destination: str) -> None:
+        self.messages: queue.Queue[Any] = queue.Queue()
+        self.receipts: queue.Queue[str] = queue.Queue()
+        self.errors: queue.Queue[Any] = queue.Queue()
+        self.conn = broker.connect()
+        self.conn.set_listener("subscriber", self)
+        receipt = f"sub-{uuid.uuid4().hex}"
+        self.conn.subscribe(destination, id="s1", ack="auto", headers={"receipt": receipt})
+        assert self.receipts.get(timeout=RECEIVE_TIMEOUT) == receipt
+
+    def on_message(self, frame: Any) -> None:
+        self.messages.put(frame)
+
+    def on_receipt(self, frame: Any) -> None:
+        self.receipts.put(frame.headers["receipt-id"])
+
+    def on_error(self, frame: Any) -> None:
+        self.errors.put(frame)
+
+    def get(self, timeout: float = RECEIVE_TIMEOUT) -> Any:
+        return self.messages.get(timeout=timeout)
+
+    def ids(self, count: int, timeout: float = RECEIVE_TIMEOUT) -> list[str]:
+        return [self.get(timeout).headers["ce_id"] for _ in range(count)]
+
+    def nothing_more(self, wait: float = 0.5) -> bool:
+        try:
+            self.messages.get(timeout=wait)
+        except queue.Empty:
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.conn.is_connected():
+            self.conn.disconnect()
+        assert self.errors.empty(), self.errors.get().headers
+
+
+@contextmanager
+def subscriber(broker: ActiveMQ, destination: str) -> Iterator[Subscriber]:
+    sub = Subscriber(broker, destination)
+    try:
+        yield sub
+    finally:
+        sub.close()
+
+
+@pytest.fixture
+def topic() -> tuple[str, str]:
+    """(where paykube publishes, the queue a consumer group `it` reads)."""
+    name = f"VirtualTopic.paykube.it{uuid.uuid4().hex[:10]}"
+    return f"/topic/{name}", f"/queue/Consumer.it.{name}"
+
+
+@pytest.fixture
+async def publisher(activemq: ActiveMQ, topic: tuple[str, str]) -> AsyncIterator[StompPublisher]:
+    pub = StompPublisher(activemq.host_and_ports, topic[0], receipt_timeout=2.0,
+                         connect_timeout=2.0, backoff_initial=BACKOFF_INITIAL, backoff_max=4.0)
+    try:
+        yield pub
+    finally:
+        await pub.aclose()
+
+
+def session(uid: str | None = None, phases: tuple[Phase, ...] = (Phase.PENDING,)) -> tuple[
+        ObjectRef, Status]:
+    ref = ObjectRef("shop", f"order-{uuid.uuid4().hex[:6]}", uid or str(uuid.uuid4()))
+    history = tuple(HistoryEntry(p, f"2025-03-01T10:00:0{i}Z", Source.OPERATOR)
+                    for i, p in enumerate(phases))
+    return ref, Status(phase=phases[-1], session_id="cs_test_1", amount_total=4200,
+                       currency="eur", history=history)
+
+
+def event(phase: Phase = Phase.PENDING) -> CloudEvent:
+    ref, st = session(phases=(phase,))
+    return build_event(ref, st, st.history[0])
+
+
+async def publish_until_ok(pub: StompPublisher, ev: CloudEvent, deadline: float) -> int:
+    """Publish until it succeeds (the broker is back and the backoff window passed);
+    returns the number of refused attempts, each of which must have been quick."""
+    refused = 0
+    while True:
+        began = time.monotonic()
+        try:
+            await pub.publish(ev)
+            return refused
+        except BrokerUnavailableError:
+            assert time.monotonic() - began < 2.5  # one connect attempt at most
+            refused += 1
+            assert time.monotonic() < deadline, "publisher did not reconnect in time"
+            time.sleep(0.1)
+
+
+async def test_publish_is_received_persistent_with_cloudevents_headers(
+        activemq: ActiveMQ, topic: tuple[str, str], publisher: StompPublisher) -> None:
+    ref, st = session(phases=(Phase.PENDING, Phase.OPEN))
+    first = build_event(ref, st, st.history[1])
+    with subscriber(activemq, topic[1]) as sub:
+        began = time.monotonic()
+        await publisher.publish(first)  # connects, sends, waits for the receipt
+        first_latency = time.monotonic() - began
+        assert publisher.connected
+
+        frame = sub.get()
+        headers = frame.headers
+        assert headers["persistent"] == "true"
+        assert headers["content-type"] == "application/cloudevents+json; charset=utf-8"
+        assert headers["ce_id"] == f"{ref.uid}/open"
+        assert headers["ce_type"] == "dev.paykube.paymentsession.open"
+        assert headers["ce_source"] == ref.api_path
+        assert headers["ce_subject"] == f"shop/{ref.name}"
+        assert headers["ce_time"] == "2025-03-01T10:00:01Z"  # ':' escaped on the wire
+        assert headers["ce_specversion"] == "1.0"
+        assert headers["JMSXGroupID"] == ref.uid
+        assert "content-length" not in headers or int(headers["content-length"]) > 0
+        body = json.loads(frame.body)
+        assert body == json.loads(first.to_json())
+        assert body["id"] == f"{ref.uid}/open" and body["data"]["phase"] == "Open"
+
+        # Steady-state latency: publish-with-receipt on the open connection.
+        latencies = []
+        sent = [event() for _ in range(50)]
+        for ev in sent:
+            began = time.monotonic()
+            await publisher.publish(ev)
+            latencies.append(time.monotonic() - began)
+        assert sub.ids(len(sent)) == [ev.id for ev in sent]  # all, in order
+        assert sub.nothing_more()
+    p50 = statistics.median(latencies) * 1000
+    p99 = sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"\npublish with receipt: first (incl. connect) {first_latency * 1000:.1f} ms, "
+          f"steady p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(latencies)}")
+    assert p50 < 500
+
+
+async def test_broker_outage_fails_fast_then_reconnects(
+        activemq: ActiveMQ, topic: tuple[str, str], publisher: StompPublisher) -> None:
+    with subscriber(activemq, topic[1]):  # creates the consumer group's queue
+        await publisher.publish(event(Phase.PENDING))
+    after_outage = event(Phase.OPEN)
+    try:
+        activemq.stop()
+
+        began = time.monotonic()
+        with pytest.raises(BrokerUnavailableError) as first:
+            await publisher.publish(event(Phase.OPEN))
+        detect = time.monotonic() - began
+        assert detect < 3.0, detect
+        assert first.value.retryable and first.value.code == "BrokerUnavailable"
+        assert not publisher.connected
+
+        began = time.monotonic()
+        with pytest.raises(BrokerUnavailableError) as again:
+            await publisher.publish(event(Phase.OPEN))
+        refuse = time.monotonic() - began
+        assert refuse < 0.1, refuse  # inside the backoff window: no network at all
+        assert again.value.retry_after is not None
+        assert 0 < again.value.retry_after <= BACKOFF_INITIAL * 1.2
+        print(f"\noutage: first publish failed after {detect * 1000:.1f} ms, "
+              f"then refused in {refuse * 1000:.2f} ms (retry in {again.value.retry_after:.2f}s)")
+    finally:
+        activemq.start()  # same port, same data
+
+    began = time.monotonic()
+    refused = await publish_until_ok(publisher, after_outage, deadline=began + 30)
+    print(f"reconnected {time.monotonic() - began:.2f}s after the broker was back "
+          f"({refused} refusals)")
+    assert publisher.connected
+    # Published while no consumer was connected: kept in the group's persistent queue.
+    with subscriber(activemq, topic[1]) as sub:
+        frame = sub.get()
+        assert frame.headers["ce_id"] == after_outage.id
+        assert frame.headers["persistent"] == "true"
+        assert sub.nothing_more()
+
+
+async def test_frozen_broker_times_out_on_the_receipt(
+        activemq: ActiveMQ, topic: tuple[str, str], publisher: StompPublisher) -> None:
+    """The connection stays up but the broker does not answer (SIGSTOP): the publish fails
+    after `receipt_timeout`; once the broker runs again, a re-publish (what the outbox
+    does) delivers the event. The first copy may arrive too: a duplicate, never a gap."""
+    ev = event(Phase.PAID)
+    with subscriber(activemq, topic[1]) as sub:
+        await publisher.publish(event(Phase.PENDING))
+        assert sub.get().headers["ce_id"].endswith("/pending")
+        pid = activemq.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            with pytest.raises(BrokerUnavailableError, match="no receipt"):
+                await publisher.publish(ev)
+            waited = time.monotonic() - began
+            assert 2.0 <= waited < 3.0, waited  # receipt_timeout=2
+            with pytest.raises(BrokerUnavailableError):
+                await publisher.publish(ev)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        print(f"\nfrozen broker: publish failed after {waited * 1000:.0f} ms (receipt timeout)")
+        await publish_until_ok(publisher, ev, deadline=time.monotonic() + 30)
+        copies = [sub.get().headers["ce_id"]]
+        while True:
+            try:
+                copies.append(sub.get(timeout=1.0).headers["ce_id"])
+            except queue.Empty:
+                break
+        print(f"copies delivered after the freeze: {len(copies)}")
+        assert set(copies) == {ev.id} and 1 <= len(copies) <= 2
+
+
+async def test_outbox_publishes_in_order_and_nothing_is_lost_in_an_outage(
+        activemq: ActiveMQ, topic: tuple[str, str], publisher: StompPublisher) -> None:
+    ref, st = session(phases=(Phase.PENDING, Phase.OPEN, Phase.PROCESSING, Phase.PAID))
+    st = mark_published(st, Phase.PENDING)  # already confirmed earlier
+
+    class Counting:
+        def __init__(self) -> None:
+            self.attempts = 0
+
+        async def publish(self, ev: CloudEvent) -> None:
+            self.attempts += 1
+            await publisher.publish(ev)
+
+        async def aclose(self) -> None:
+            await publisher.aclose()
+
+    counting = Counting()
+    with subscriber(activemq, topic[1]):  # creates the consumer group's queue
+        pass
+    try:
+        activemq.stop()
+        assert await publish_pending(st, ref, counting) == ()
+        assert counting.attempts == 1  # stopped at the first failure, kept the order
+        assert len(unpublished(st)) == 3  # nothing recorded: nothing lost
+    finally:
+        activemq.start()
+
+    deadline = time.monotonic() + 30
+    while not (done := await publish_pending(st, ref, counting)):
+        assert time.monotonic() < deadline, "outbox did not drain after the broker came back"
+        time.sleep(0.2)
+    assert done == (Phase.OPEN, Phase.PROCESSING, Phase.PAID)
+    for phase in done:
+        st = mark_published(st, phase)
+    assert unpublished(st) == ()
+    assert await publish_pending(st, ref, counting) == ()
+
+    with subscriber(activemq, topic[1]) as sub:
+        assert sub.ids(3) == [f"{ref.uid}/open", f"{ref.uid}/processing", f"{ref.uid}/paid"]
+        assert sub.nothing_more()
+
+
+async def test_closed_publisher_refuses(activemq: ActiveMQ, topic: tuple[str, str]) -> None:
+    pub = StompPublisher(activemq.host_and_ports, topic[0], connect_timeout=2.0)
+    await pub.publish(event())
+    await pub.aclose()
+    assert not pub.connected
+    with pytest.raises(BrokerUnavailableError, match="closed"):
+        await pub.publish(event())
+    assert "passcode" not in repr(pub)
