@@ -27,7 +27,7 @@ test: lint typecheck
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m paykube_dev.demo
+	$(PY) -m paykube_dev.demo $(DEMO_ARGS)
 
 clean-cache:
 	rm -rf $(PAYKUBE_CACHE)/run

@@ -37,14 +37,17 @@ class Subscriber:
     """A stomp.py consumer (duck-typed listener) on one destination, subscribed with a
     receipt so that nothing published afterwards can be missed."""
 
-    def __init__(self, broker: ActiveMQ, destination: str) -> None:
+    def __init__(self, broker: ActiveMQ, destination: str, selector: str | None = None) -> None:
         self.messages: queue.Queue[Any] = queue.Queue()
         self.receipts: queue.Queue[str] = queue.Queue()
         self.errors: queue.Queue[Any] = queue.Queue()
         self.conn = broker.connect()
         self.conn.set_listener("subscriber", self)
         receipt = f"sub-{uuid.uuid4().hex}"
-        self.conn.subscribe(destination, id="s1", ack="auto", headers={"receipt": receipt})
+        headers = {"receipt": receipt}
+        if selector is not None:
+            headers["selector"] = selector
+        self.conn.subscribe(destination, id="s1", ack="auto", headers=headers)
         assert self.receipts.get(timeout=RECEIVE_TIMEOUT) == receipt
 
     def on_message(self, frame: Any) -> None:
@@ -76,8 +79,9 @@ class Subscriber:
 
 
 @contextmanager
-def subscriber(broker: ActiveMQ, destination: str) -> Iterator[Subscriber]:
-    sub = Subscriber(broker, destination)
+def subscriber(broker: ActiveMQ, destination: str,
+               selector: str | None = None) -> Iterator[Subscriber]:
+    sub = Subscriber(broker, destination, selector)
     try:
         yield sub
     finally:
@@ -135,7 +139,11 @@ async def test_publish_is_received_persistent_with_cloudevents_headers(
         activemq: ActiveMQ, topic: tuple[str, str], publisher: StompPublisher) -> None:
     ref, st = session(phases=(Phase.PENDING, Phase.OPEN))
     first = build_event(ref, st, st.history[1])
-    with subscriber(activemq, topic[1]) as sub:
+    # A second consumer group that selects on the message properties the publisher sets.
+    selected = topic[1].replace("Consumer.it.", "Consumer.sel.")
+    selector = f"JMSXGroupID = '{ref.uid}' AND ce_type = 'dev.paykube.paymentsession.open'"
+    with subscriber(activemq, topic[1]) as sub, \
+            subscriber(activemq, selected, selector) as sel:
         began = time.monotonic()
         await publisher.publish(first)  # connects, sends, waits for the receipt
         first_latency = time.monotonic() - began
@@ -151,7 +159,6 @@ async def test_publish_is_received_persistent_with_cloudevents_headers(
         assert headers["ce_subject"] == f"shop/{ref.name}"
         assert headers["ce_time"] == "2025-03-01T10:00:01Z"  # ':' escaped on the wire
         assert headers["ce_specversion"] == "1.0"
-        assert headers["JMSXGroupID"] == ref.uid
         assert "content-length" not in headers or int(headers["content-length"]) > 0
         body = json.loads(frame.body)
         assert body == json.loads(first.to_json())
@@ -166,6 +173,8 @@ async def test_publish_is_received_persistent_with_cloudevents_headers(
             latencies.append(time.monotonic() - began)
         assert sub.ids(len(sent)) == [ev.id for ev in sent]  # all, in order
         assert sub.nothing_more()
+        assert sel.ids(1) == [first.id]  # selected by group id (uid) and ce_type
+        assert sel.nothing_more(0.2)
     p50 = statistics.median(latencies) * 1000
     p99 = sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000
     print(f"\npublish with receipt: first (incl. connect) {first_latency * 1000:.1f} ms, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,17 @@ def phase_of(obj: Manifest) -> str | None:
     return phase
 
 
+def make_namespace(kube: ControlPlane, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    kube.kubectl("create", "namespace", name)
+    return name
+
+
+def create_secret(kube: ControlPlane, namespace: str, name: str, api_key: str) -> None:
+    kube.kubectl("create", "secret", "generic", name, "-n", namespace,
+                 f"--from-literal=apiKey={api_key}")
+
+
 @pytest.fixture(scope="session")
 def stack(kube: ControlPlane, crd_installed: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -86,11 +98,16 @@ def stack(kube: ControlPlane, crd_installed: Path,
             "PAYKUBE_POLL_MIN_INTERVAL": "2",
             "PAYKUBE_POLL_MAX_INTERVAL": "10",
             "PAYKUBE_LOG_LEVEL": "DEBUG",
+            # Tests that run their own operator use `solo-*` namespaces, out of its reach.
+            "PAYKUBE_NAMESPACES": "t-*",
         }
         webhook = start_webhook(kube.kubeconfig, directory / "webhook.log", env)
         operator = start_operator(kube.kubeconfig, directory / "operator.log", env)
         control = EmulatorControl(emulator.base_url)
-        control.add_webhook_endpoint(f"{webhook.url}/webhooks/stripe", WEBHOOK_SECRET)
+        # Only the default account's events are delivered: sessions made with another key
+        # (spec.credentialsRef) reach their phases through the operator's polling alone.
+        control.add_webhook_endpoint(f"{webhook.url}/webhooks/stripe", WEBHOOK_SECRET,
+                                     api_key=API_KEY)
         try:
             yield Stack(kube, control, emulator.base_url, operator, webhook, directory, env)
         finally:

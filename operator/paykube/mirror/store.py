@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,7 +329,7 @@ class MirrorWriter:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def flush(self, timeout: float) -> bool:
+    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 -- the tests' API
         """Wait until everything recorded so far is written; False on timeout."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
@@ -344,17 +344,15 @@ class MirrorWriter:
             return
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mirror-writer")
 
-    async def aclose(self, timeout: float = 2.0) -> None:
-        """Give pending writes up to `timeout` seconds, then stop the background task."""
+    async def aclose(self, grace: float = 2.0) -> None:
+        """Give pending writes up to `grace` seconds, then stop the background task."""
         if self._task is None:
             return
         if self._pending and not self._task.done():
-            await self.flush(timeout)
+            await self.flush(grace)
         self._task.cancel()
-        try:
+        with suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
         if self._pending:
             log.warning("mirror: %d observations not written at shutdown (resync repairs "
@@ -426,5 +424,5 @@ class MirrorWriter:
 
     def _next_backoff(self) -> float:
         """Exponential backoff with jitter: uniform in [cap/2, cap]."""
-        cap = min(self._max_backoff, self._initial_backoff * 2 ** min(self._attempt - 1, 30))
+        cap = min(self._max_backoff, self._initial_backoff * 2.0 ** min(self._attempt - 1, 30))
         return cap / 2 + self._rng.random() * cap / 2

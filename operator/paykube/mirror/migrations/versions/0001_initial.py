@@ -7,6 +7,8 @@ Create Date: 2025-01-01
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -17,7 +19,7 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 _TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4",
+_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4",
                "mysql_collate": "utf8mb4_unicode_ci"}
 
 

@@ -1,0 +1,195 @@
+"""Every phase reached through the real operator, webhook and Stripe emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from paykube_dev.programs import start_operator
+from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
+from tests.plugins.paykube_fixtures import Stack, create_secret, make_namespace, phase_of
+
+
+def open_session(stack: Stack, namespace: str, name: str, **spec: object) -> str:
+    stack.apply(namespace, name, **spec)
+    session_id: str = stack.wait_phase(namespace, name, "Open")["status"]["sessionId"]
+    return session_id
+
+
+def history(obj: dict[str, object]) -> list[tuple[str, str]]:
+    entries = obj["status"]["history"]  # type: ignore[index]
+    return [(h["phase"], h["source"]) for h in entries]
+
+
+def test_async_payment_goes_processing_then_paid(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "async-ok")
+    stack.emulator.async_pending(session)
+    processing = stack.wait_phase(namespace, "async-ok", "Processing")
+    assert processing["status"]["paymentStatus"] == "unpaid"
+    stack.emulator.async_succeed(session)
+    paid = stack.wait_phase(namespace, "async-ok", "Paid")
+    assert history(paid) == [("Pending", "operator"), ("Open", "operator"),
+                             ("Processing", "webhook"), ("Paid", "webhook")]
+    ready = next(c for c in paid["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Paid")
+
+
+def test_async_payment_failure_ends_failed(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "async-bad")
+    stack.emulator.async_pending(session)
+    stack.wait_phase(namespace, "async-bad", "Processing")
+    stack.emulator.async_fail(session)
+    assert phase_of(stack.wait_phase(namespace, "async-bad", "Failed")) == "Failed"
+
+
+def test_provider_expiry_ends_expired(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "too-late")
+    stack.emulator.expire(session)
+    expired = stack.wait_phase(namespace, "too-late", "Expired")
+    assert history(expired)[-1] == ("Expired", "webhook")
+
+
+def test_rejected_credentials_end_failed_with_error_and_event(stack: Stack,
+                                                              namespace: str) -> None:
+    revoked = f"sk_test_revoked_{uuid.uuid4().hex[:8]}"
+    stack.emulator.revoke_key(revoked)
+    create_secret(stack.kube, namespace, "revoked", revoked)
+    stack.apply(namespace, "bad-key", credentialsRef={"name": "revoked"})
+    failed = stack.wait_phase(namespace, "bad-key", "Failed")
+    error = failed["status"]["error"]
+    assert error["code"] == "CredentialsInvalid"
+    assert error["providerCode"] == "api_key_expired"
+    assert revoked not in json.dumps(failed)
+    events = stack.kube.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    assert "CredentialsInvalid" in events
+    assert revoked not in events
+
+
+def test_missing_credentials_secret_fails_clearly(stack: Stack, namespace: str) -> None:
+    stack.apply(namespace, "no-secret", credentialsRef={"name": "does-not-exist"})
+    failed = stack.wait_phase(namespace, "no-secret", "Failed")
+    assert failed["status"]["error"]["code"] == "CredentialsMissing"
+    assert "does-not-exist" in failed["status"]["error"]["message"]
+
+
+def test_poll_is_the_backstop_for_lost_webhooks(stack: Stack, namespace: str) -> None:
+    # Another account's key: the emulator sends no webhooks for it, only polling sees it.
+    key = f"sk_test_poll_{uuid.uuid4().hex[:8]}"
+    create_secret(stack.kube, namespace, "other-account", key)
+    session = open_session(stack, namespace, "polled", credentialsRef={"name": "other-account"})
+    stack.emulator.pay(session)
+    paid = stack.wait_phase(namespace, "polled", "Paid", timeout=60)
+    assert history(paid)[-1] == ("Paid", "poll")
+
+
+def test_cancel_expires_the_session_and_ends_canceled(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "changed-mind")
+    stack.kube.kubectl("patch", "paysess", "changed-mind", "-n", namespace, "--type=merge",
+                       "-p", '{"spec": {"cancel": true}}')
+    canceled = stack.wait_phase(namespace, "changed-mind", "Canceled")
+    assert stack.emulator.session(session)["status"] == "expired"
+    assert canceled["status"]["observedGeneration"] == canceled["metadata"]["generation"]
+
+
+def test_cancel_after_payment_stays_paid(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "paid-first")
+    stack.emulator.pay(session)
+    stack.wait_phase(namespace, "paid-first", "Paid")
+    stack.kube.kubectl("patch", "paysess", "paid-first", "-n", namespace, "--type=merge",
+                       "-p", '{"spec": {"cancel": true}}')
+    obj = stack.wait_for(namespace, "paid-first",
+                         lambda o: o["status"].get("observedGeneration") == 2,
+                         what="generation 2 observed")
+    assert phase_of(obj) == "Paid"
+
+
+def test_delete_open_session_expires_it_first(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "delete-me")
+    stack.kube.kubectl("delete", "paysess", "delete-me", "-n", namespace, "--timeout=60s")
+    assert stack.emulator.session(session)["status"] == "expired"
+
+
+def test_orphan_delete_leaves_the_session_open(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "orphan", deletionPolicy="Orphan")
+    stack.kube.kubectl("delete", "paysess", "orphan", "-n", namespace, "--timeout=60s")
+    assert stack.emulator.session(session)["status"] == "open"
+
+
+def test_delete_of_terminal_object_is_immediate(stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "done")
+    stack.emulator.pay(session)
+    stack.wait_phase(namespace, "done", "Paid")
+    stack.kube.kubectl("delete", "paysess", "done", "-n", namespace, "--timeout=30s")
+    gone = stack.kube.kubectl("get", "paysess", "done", "-n", namespace, check=False)
+    assert "NotFound" in gone.stderr
+
+
+def test_crash_between_create_and_status_write_makes_one_session(
+    stack: Stack, tmp_path: Path,
+) -> None:
+    """kill -9 the operator while the emulator holds the create response; restart it."""
+    namespace = make_namespace(stack.kube, "solo")
+    directory = tmp_path
+    with EmulatorProcess(directory / "emulator.log") as emulator:
+        control = EmulatorControl(emulator.base_url)
+        control.add_fault("hold", count=1, method="POST", path="/v1/checkout/sessions")
+        env = stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
+                                 PAYKUBE_NAMESPACES=namespace)
+        log = directory / "operator.log"
+        operator = start_operator(stack.kube.kubeconfig, log, env)
+        try:
+            created = stack.apply(namespace, "crashy")
+            uid = created["metadata"]["uid"]
+            control.wait_for_held(1)
+            assert control.stats()["sessions_created"] == 1
+            operator.kill()
+            control.release()
+            assert phase_of(stack.get(namespace, "crashy")) in (None, "Pending")
+            operator = start_operator(stack.kube.kubeconfig, log, env)
+            opened = stack.wait_phase(namespace, "crashy", "Open")
+            sessions = control.sessions(client_reference_id=uid)
+            assert [s["id"] for s in sessions] == [opened["status"]["sessionId"]]
+            assert control.stats()["sessions_created"] == 1
+        finally:
+            operator.stop()
+            stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_restart_resumes_open_sessions_without_new_side_effects(
+    stack: Stack, tmp_path: Path,
+) -> None:
+    namespace = make_namespace(stack.kube, "solo")
+    directory = tmp_path
+    with EmulatorProcess(directory / "emulator.log") as emulator:
+        control = EmulatorControl(emulator.base_url)
+        env = stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
+                                 PAYKUBE_NAMESPACES=namespace)
+        log = directory / "operator.log"
+        operator = start_operator(stack.kube.kubeconfig, log, env)
+        try:
+            stack.apply(namespace, "resumed")
+            session = stack.wait_phase(namespace, "resumed", "Open")["status"]["sessionId"]
+            operator.stop()
+            control.pay(session)  # no webhook endpoint here: only the resumed poll can see it
+            operator = start_operator(stack.kube.kubeconfig, log, env)
+            paid = stack.wait_phase(namespace, "resumed", "Paid", timeout=60)
+            assert history(paid)[-1] == ("Paid", "poll")
+            assert control.stats()["sessions_created"] == 1
+        finally:
+            operator.stop()
+            stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_kubectl_describe_shows_transitions(stack: Stack, namespace: str) -> None:
+    open_session(stack, namespace, "described")
+    deadline = time.monotonic() + 10
+    out = ""
+    while time.monotonic() < deadline and "Pending -> Open" not in out:
+        out = subprocess.run(
+            [str(stack.kube.binaries.kubectl), f"--kubeconfig={stack.kube.kubeconfig}",
+             "describe", "paysess", "described", "-n", namespace],
+            capture_output=True, text=True, check=True, timeout=30).stdout
+    assert "Pending -> Open" in out
