@@ -39,6 +39,7 @@ class Program:
     proc: subprocess.Popen[bytes]
     log: Path
     port: int
+    metrics_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -54,15 +55,15 @@ class Program:
 
 
 def start_operator(kubeconfig: Path, log: Path, env: Mapping[str, str]) -> Program:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     proc = start_process(
         [sys.executable, "-m", "paykube.operator"], log=log,
         env=_env(kubeconfig, {"PAYKUBE_HEALTH_PORT": str(port),
-                              "PAYKUBE_METRICS_PORT": str(free_port()), **env}),
+                              "PAYKUBE_METRICS_PORT": str(metrics_port), **env}),
     )
     wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=60,
                what="paykube operator", proc=proc, log=log, interval=0.2)
-    return Program("operator", proc, log, port)
+    return Program("operator", proc, log, port, metrics_port)
 
 
 def start_webhook(kubeconfig: Path, log: Path, env: Mapping[str, str]) -> Program:

@@ -3,7 +3,9 @@ Open; a signed checkout.session.completed from the emulator makes the webhook wr
 
 from __future__ import annotations
 
-from tests.plugins.paykube_fixtures import API_KEY, Stack
+import httpx
+
+from tests.plugins.paykube_fixtures import Stack
 
 
 def test_payment_goes_open_then_paid_through_a_signed_webhook(stack: Stack,
@@ -33,4 +35,12 @@ def test_payment_goes_open_then_paid_through_a_signed_webhook(stack: Stack,
     webhook_entries = [h for h in paid["status"]["history"] if h["source"] == "webhook"]
     assert [h["phase"] for h in webhook_entries] == ["Paid"]
     assert webhook_entries[0]["eventId"] == result["event"]["id"]
-    assert API_KEY  # the operator's default key is the one the session was made with
+    assert session["metadata"]["paykube_name"] == "order-1001"
+
+    operator_metrics = httpx.get(f"http://127.0.0.1:{stack.operator.metrics_port}/metrics").text
+    assert 'paykube_phase_transitions_total{from_phase="Pending",source="operator",' \
+           'to_phase="Open"}' in operator_metrics
+    assert 'paykube_provider_calls_total{operation="create",outcome="ok",provider="stripe"}' \
+           in operator_metrics
+    webhook_metrics = httpx.get(f"{stack.webhook.url}/metrics").text
+    assert 'paykube_webhook_requests_total{outcome="applied"}' in webhook_metrics

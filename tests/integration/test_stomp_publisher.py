@@ -25,6 +25,7 @@ from paykube.events import CloudEvent, build_event, publish_pending
 from paykube.events.publisher import BrokerUnavailableError
 from paykube.events.stomp import StompPublisher
 from paykube.lifecycle import mark_published, unpublished
+from paykube.settings import SecretStr
 from paykube_dev.services import ActiveMQ
 
 pytestmark = pytest.mark.integration
@@ -300,10 +301,11 @@ async def test_outbox_publishes_in_order_and_nothing_is_lost_in_an_outage(
 
 
 async def test_closed_publisher_refuses(activemq: ActiveMQ, topic: tuple[str, str]) -> None:
-    pub = StompPublisher(activemq.host_and_ports, topic[0], connect_timeout=2.0)
+    pub = StompPublisher(activemq.host_and_ports, topic[0], connect_timeout=2.0,
+                         passcode=SecretStr("hunter2"))  # the test broker ignores it
     await pub.publish(event())
     await pub.aclose()
     assert not pub.connected
     with pytest.raises(BrokerUnavailableError, match="closed"):
         await pub.publish(event())
-    assert "passcode" not in repr(pub)
+    assert "hunter2" not in repr(pub)

@@ -268,6 +268,8 @@ class StompPublisher:
                     conn, listener = self._connect()
                 except _ConnectFailed as exc:
                     delay = self._schedule_retry()
+                    log.warning("cannot connect to the event broker",
+                                extra={"error": str(exc), "retry_after": round(delay, 3)})
                     raise BrokerUnavailableError(
                         f"cannot connect to the broker: {exc}; next attempt in {delay:.1f}s",
                         retry_after=delay) from exc
@@ -280,7 +282,8 @@ class StompPublisher:
     def _connect(self) -> tuple[Any, _Listener]:
         """One connection attempt (one pass over the hosts); called with the lock held."""
         conn = stomp.Connection12(
-            self._hosts, reconnect_attempts_max=1, reconnect_sleep_initial=0.0,
+            self._hosts, prefer_localhost=False, try_loopback_connect=False,
+            reconnect_attempts_max=1, reconnect_sleep_initial=0.0,
             reconnect_sleep_jitter=0.0, timeout=self._connect_timeout,
             heartbeats=self._heartbeats, vhost=self._vhost, auto_content_length=False,
         )

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
@@ -32,6 +33,7 @@ async def run(settings: Settings) -> None:
     kube_config = KubeConfig.load()
     kube = KubeClient(kube_config)
     runtime = Runtime.build(settings, kube)
+    start_http_server(settings.metrics_port, registry=runtime.metrics.registry)
     registry = build_registry(kube_config)
 
     @kopf.on.startup(registry=registry)

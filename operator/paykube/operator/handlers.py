@@ -14,7 +14,7 @@ from paykube.kube.client import NotFound
 from paykube.kube.config import KubeConfig
 from paykube.kube.status import ref_of
 from paykube.operator.polling import next_poll_delay
-from paykube.operator.reconciler import Reconciler, RetryLater
+from paykube.operator.reconciler import RetryLater
 from paykube.operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -26,18 +26,24 @@ def _runtime(memo: Any) -> Runtime:
     return runtime
 
 
-async def _guard(call: Any) -> Any:
-    """Map our errors to kopf's retry semantics."""
+async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
+    """Map our errors to kopf's retry semantics, counting outcomes."""
+    outcome = "ok"
     try:
         return await call
     except RetryLater as exc:
+        outcome = "retry"
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     except NotFound:
+        outcome = "gone"
         return None  # deleted meanwhile: nothing left to do
     except PaykubeError as exc:
+        outcome = exc.code.value
         if exc.retryable:
             raise kopf.TemporaryError(exc.message, delay=10) from exc
         raise kopf.PermanentError(exc.message) from exc
+    finally:
+        runtime.metrics.reconciles.labels(handler, outcome).inc()
 
 
 def build_registry(kube_config: KubeConfig) -> kopf.OperatorRegistry:
@@ -56,8 +62,8 @@ def build_registry(kube_config: KubeConfig) -> kopf.OperatorRegistry:
     async def reconcile(body: Any, memo: Any, **_: Any) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
-        reconciler: Reconciler = _runtime(memo).reconciler
-        await _guard(reconciler.reconcile(ref_of(body)))
+        runtime = _runtime(memo)
+        await _guard(runtime, "reconcile", runtime.reconciler.reconcile(ref_of(body)))
 
     kopf.on.resume(*RESOURCE, registry=registry, id="reconcile-resume")(reconcile)
     kopf.on.create(*RESOURCE, registry=registry, id="reconcile-create")(reconcile)
@@ -66,7 +72,8 @@ def build_registry(kube_config: KubeConfig) -> kopf.OperatorRegistry:
 
     @kopf.on.delete(*RESOURCE, registry=registry, id="finalize")
     async def finalize(body: Any, memo: Any, **_: Any) -> None:
-        await _guard(_runtime(memo).reconciler.finalize(ref_of(body)))
+        runtime = _runtime(memo)
+        await _guard(runtime, "finalize", runtime.reconciler.finalize(ref_of(body)))
 
     @kopf.daemon(*RESOURCE, registry=registry, id="poll", cancellation_timeout=5.0,
                  when=lambda body, **_: not Status.from_dict(body.get("status")).phase.terminal)

@@ -24,6 +24,7 @@ from paykube.lifecycle import (
     timestamp,
 )
 from paykube.operator.credentials import CredentialResolver
+from paykube.operator.metrics import OperatorMetrics
 from paykube.providers.base import CreateSession, PaymentProvider, ProviderSession
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Reconciler:
     kube: KubeClient
     providers: Callable[[str], PaymentProvider]
     credentials: CredentialResolver
+    metrics: OperatorMetrics
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     async def reconcile(self, ref: ObjectRef) -> Status:
@@ -170,8 +172,12 @@ class Reconciler:
     async def _apply(self, ref: ObjectRef,
                      observation: Observation) -> tuple[Manifest, Status, Status]:
         now = self.clock()
-        return await write_status(self.kube, ref,
-                                  lambda _obj, current: advance(current, observation, now))
+        obj, before, after = await write_status(
+            self.kube, ref, lambda _obj, current: advance(current, observation, now))
+        if after.phase is not before.phase:
+            self.metrics.transitions.labels(before.phase.value, after.phase.value,
+                                            after.history[-1].source.value).inc()
+        return obj, before, after
 
     async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from paykube.errors import ErrorCode, PaykubeError
 from paykube.kube.client import KubeClient
 from paykube.operator.credentials import CredentialResolver
+from paykube.operator.metrics import OperatorMetrics
 from paykube.operator.reconciler import Reconciler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
@@ -20,16 +22,21 @@ class Runtime:
     kube: KubeClient
     stripe: StripeProvider
     reconciler: Reconciler
+    metrics: OperatorMetrics
 
     @classmethod
     def build(cls, settings: Settings, kube: KubeClient) -> Runtime:
+        metrics = OperatorMetrics()
         limiter = RateLimiter(settings.stripe_rate_limit)
-        stripe = StripeProvider(api_base=settings.stripe_api_base, limiter=limiter,
-                                timeout=settings.stripe_timeout)
+        stripe = StripeProvider(
+            api_base=settings.stripe_api_base, limiter=limiter, timeout=settings.stripe_timeout,
+            on_call=lambda op, outcome, s: metrics.provider_call("stripe", op, outcome, s),
+            on_wait=metrics.waited,
+        )
         providers: dict[str, PaymentProvider] = {"stripe": stripe}
         reconciler = Reconciler(kube, provider_factory(providers),
-                                CredentialResolver(settings, kube))
-        return cls(settings, kube, stripe, reconciler)
+                                CredentialResolver(settings, kube), metrics)
+        return cls(settings, kube, stripe, reconciler, metrics)
 
     async def aclose(self) -> None:
         await self.stripe.aclose()
@@ -41,8 +48,6 @@ def provider_factory(providers: dict[str, PaymentProvider]) -> Callable[[str], P
         try:
             return providers[name]
         except KeyError:
-            from paykube.errors import ErrorCode, PaykubeError
-
             raise PaykubeError(f"unknown provider {name!r}",
                                code=ErrorCode.PROVIDER_REJECTED) from None
 

@@ -10,7 +10,8 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,6 +23,9 @@ from paykube.lifecycle import SessionSnapshot, timestamp
 from paykube.providers.base import CreateSession, ProviderSession
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.settings import SecretStr
+
+CallObserver = Callable[[str, str, float], None]  # (operation, outcome, seconds)
+WaitObserver = Callable[[str, float], None]  # (priority, seconds waited)
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +157,10 @@ class StripeProvider:
         self, *, api_base: str, limiter: RateLimiter, timeout: float = 20.0,
         attempts: int = 4, backoff_base: float = 0.5, backoff_cap: float = 8.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_call: CallObserver | None = None, on_wait: WaitObserver | None = None,
     ) -> None:
+        self._on_call = on_call or (lambda _op, _outcome, _s: None)
+        self._on_wait = on_wait or (lambda _p, _s: None)
         self._http = httpx.AsyncClient(base_url=api_base, timeout=timeout, transport=transport)
         self._limiter = limiter
         self._attempts = attempts
@@ -165,21 +172,21 @@ class StripeProvider:
 
     async def create_session(self, request: CreateSession, api_key: SecretStr) -> ProviderSession:
         body = await self._call(
-            "POST", "/v1/checkout/sessions", api_key, Priority.CREATE,
+            "create", "POST", "/v1/checkout/sessions", api_key, Priority.CREATE,
             form=encode_form(create_params(request)), idempotency_key=request.idempotency_key,
         )
         return ProviderSession(session_phase(body), snapshot(body))
 
     async def get_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
-        body = await self._call("GET", f"/v1/checkout/sessions/{session_id}", api_key,
+        body = await self._call("get", "GET", f"/v1/checkout/sessions/{session_id}", api_key,
                                 Priority.POLL)
         return ProviderSession(session_phase(body), snapshot(body))
 
     async def expire_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
         try:
             body = await self._call(
-                "POST", f"/v1/checkout/sessions/{session_id}/expire", api_key, Priority.CANCEL,
-                form=[], idempotency_key=f"paykube:{session_id}:expire",
+                "expire", "POST", f"/v1/checkout/sessions/{session_id}/expire", api_key,
+                Priority.CANCEL, form=[], idempotency_key=f"paykube:{session_id}:expire",
             )
         except ProviderError as exc:
             # Stripe refuses to expire a session that is no longer open: report how it ended.
@@ -189,7 +196,7 @@ class StripeProvider:
         return ProviderSession(session_phase(body), snapshot(body))
 
     async def _call(
-        self, method: str, path: str, api_key: SecretStr, priority: Priority, *,
+        self, operation: str, method: str, path: str, api_key: SecretStr, priority: Priority, *,
         form: list[tuple[str, str]] | None = None, idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         if not api_key:
@@ -203,7 +210,8 @@ class StripeProvider:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         last: ProviderError | None = None
         for attempt in range(self._attempts):
-            await self._limiter.acquire(priority)
+            self._on_wait(priority.name.lower(), await self._limiter.acquire(priority))
+            started = time.monotonic()
             try:
                 response = await self._http.request(method, path, headers=headers,
                                                     content=content)
@@ -212,11 +220,13 @@ class StripeProvider:
                                      code=ErrorCode.PROVIDER_UNAVAILABLE)
             else:
                 if response.status_code < 400:
+                    self._on_call(operation, "ok", time.monotonic() - started)
                     result: dict[str, Any] = response.json()
                     return result
                 last = error_from_response(response)
-                if not last.retryable:
-                    raise last
+            self._on_call(operation, last.code.value, time.monotonic() - started)
+            if not last.retryable:
+                raise last
             if attempt + 1 < self._attempts:
                 delay = min(self._backoff_cap, self._backoff_base * 2**attempt)
                 delay = max(delay * random.uniform(0.5, 1.0), last.retry_after or 0.0)
