@@ -66,13 +66,14 @@ def start_operator(kubeconfig: Path, log: Path, env: Mapping[str, str]) -> Progr
     return Program("operator", proc, log, port, metrics_port)
 
 
-def start_webhook(kubeconfig: Path, log: Path, env: Mapping[str, str]) -> Program:
+def start_webhook(kubeconfig: Path, log: Path, env: Mapping[str, str], *,
+                  ready_path: str = "/readyz") -> Program:
     port = free_port()
     proc = start_process(
         [sys.executable, "-m", "paykube_webhook"], log=log,
         env=_env(kubeconfig, {"PAYKUBE_WEBHOOK_PORT": str(port),
                               "PAYKUBE_WEBHOOK_HOST": "127.0.0.1", **env}),
     )
-    wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=60,
+    wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}{ready_path}"), timeout=60,
                what="paykube webhook", proc=proc, log=log, interval=0.2)
     return Program("webhook", proc, log, port)

@@ -57,6 +57,8 @@ class Settings:
     webhook_secrets: tuple[SecretStr, ...] = ()
     webhook_tolerance: int = 300
     webhook_max_body: int = 1024 * 1024
+    metrics_username: str = ""
+    metrics_password: SecretStr = field(default_factory=lambda: SecretStr(""))
     log_level: str = "INFO"
 
     @classmethod
@@ -83,5 +85,7 @@ class Settings:
             webhook_secrets=_secrets(get("WEBHOOK_SECRETS", "")),
             webhook_tolerance=int(get("WEBHOOK_TOLERANCE", str(base.webhook_tolerance))),
             webhook_max_body=int(get("WEBHOOK_MAX_BODY", str(base.webhook_max_body))),
+            metrics_username=get("METRICS_USERNAME", ""),
+            metrics_password=SecretStr(get("METRICS_PASSWORD", "")),
             log_level=get("LOG_LEVEL", base.log_level).upper(),
         )

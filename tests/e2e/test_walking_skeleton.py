@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.plugins.paykube_fixtures import Stack
+from tests.plugins.paykube_fixtures import METRICS_AUTH, Stack
 
 
 def test_payment_goes_open_then_paid_through_a_signed_webhook(stack: Stack,
@@ -42,5 +42,5 @@ def test_payment_goes_open_then_paid_through_a_signed_webhook(stack: Stack,
            'to_phase="Open"}' in operator_metrics
     assert 'paykube_provider_calls_total{operation="create",outcome="ok",provider="stripe"}' \
            in operator_metrics
-    webhook_metrics = httpx.get(f"{stack.webhook.url}/metrics").text
+    webhook_metrics = httpx.get(f"{stack.webhook.url}/metrics", auth=METRICS_AUTH).text
     assert 'paykube_webhook_requests_total{outcome="applied"}' in webhook_metrics

@@ -19,6 +19,7 @@ from paykube_dev.programs import Program, start_operator, start_webhook
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
 API_KEY = "sk_test_paykube_stack"
+METRICS_AUTH = ("prometheus", "metrics-password-for-tests")
 WEBHOOK_SECRET = "whsec_paykube_stack_secret"
 Manifest = dict[str, Any]
 
@@ -100,6 +101,8 @@ def stack(kube: ControlPlane, crd_installed: Path,
             "PAYKUBE_LOG_LEVEL": "DEBUG",
             # Tests that run their own operator use `solo-*` namespaces, out of its reach.
             "PAYKUBE_NAMESPACES": "t-*",
+            "PAYKUBE_METRICS_USERNAME": METRICS_AUTH[0],
+            "PAYKUBE_METRICS_PASSWORD": METRICS_AUTH[1],
         }
         webhook = start_webhook(kube.kubeconfig, directory / "webhook.log", env)
         operator = start_operator(kube.kubeconfig, directory / "operator.log", env)

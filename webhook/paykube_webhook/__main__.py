@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from aiohttp import web
 
+from paykube import logs
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube.settings import Settings
@@ -27,8 +27,7 @@ async def build_app(settings: Settings) -> web.Application:
 
 def main() -> int:
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level)
     web.run_app(build_app(settings), host=settings.webhook_host, port=settings.webhook_port,
                 shutdown_timeout=20, access_log=None)
     return 0

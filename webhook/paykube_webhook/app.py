@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hmac
 import json
 import logging
 import time
@@ -19,7 +21,7 @@ from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import write_status
 from paykube.lifecycle import ProviderObserved, advance
 from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
-from paykube.settings import Settings
+from paykube.settings import SecretStr, Settings
 from paykube_webhook.metrics import WebhookMetrics
 from paykube_webhook.verify import SignatureError, verify
 
@@ -118,9 +120,26 @@ class WebhookService:
             return web.Response(text="ok")
         return web.Response(text="api server unreachable", status=503)
 
-    async def metrics_endpoint(self, _: web.Request) -> web.Response:
+    async def metrics_endpoint(self, request: web.Request) -> web.Response:
+        if not basic_auth_ok(request.headers.get("Authorization"),
+                             self.settings.metrics_username, self.settings.metrics_password):
+            log.warning("metrics request refused", extra={"outcome": "unauthorized"})
+            return web.Response(status=401, text="unauthorized",
+                                headers={"WWW-Authenticate": 'Basic realm="paykube"'})
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def basic_auth_ok(header: str | None, username: str, password: SecretStr) -> bool:
+    """Constant-time Basic auth check; with no configured credentials nothing passes."""
+    if not username or not password or not header or not header.startswith("Basic "):
+        return False
+    try:
+        given = base64.b64decode(header[6:], validate=True)
+    except ValueError:
+        return False
+    expected = f"{username}:{password.get()}".encode()
+    return hmac.compare_digest(given, expected)
 
 
 def _object_of(session: dict[str, Any]) -> ObjectRef | None:

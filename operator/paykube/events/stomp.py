@@ -297,7 +297,8 @@ class StompPublisher:
                          passcode=self._passcode.get() if self._passcode else None, wait=False)
         except (StompException, OSError) as exc:
             _drop(conn)
-            raise _ConnectFailed(type(exc).__name__) from exc
+            hosts = ", ".join(f"{h}:{p}" for h, p in self._hosts)
+            raise _ConnectFailed(f"no connection to {hosts} ({type(exc).__name__})") from exc
         if not listener.settled.wait(self._connect_timeout) or not listener.connected:
             reason = listener.lost or f"no CONNECTED within {self._connect_timeout:g}s"
             _drop(conn)

@@ -67,6 +67,9 @@ async def resync(kube_client: KubeClient, store: MirrorStore,
             report.skipped += 1
             continue
         listed.add(uid)
+        known = phases.get(uid, set())
+        if any(t["phase"] not in known for t in proj.transitions):
+            report.transitions_added += await asyncio.to_thread(store.add_transitions, manifest)
         row = existing.get(uid)
         if row is None:
             changed = await asyncio.to_thread(store.upsert, manifest)
@@ -82,9 +85,6 @@ async def resync(kube_client: KubeClient, store: MirrorStore,
                 report.unchanged += 1
         else:
             report.unchanged += 1
-        known = phases.get(uid, set())
-        if any(t["phase"] not in known for t in proj.transitions):
-            report.transitions_added += await asyncio.to_thread(store.add_transitions, manifest)
     for uid, row in existing.items():
         if uid in listed or row["deleted"]:
             continue

@@ -111,7 +111,7 @@ def upsert_statement(proj: Projection, mode: str = "newer") -> Insert:
         (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
         for name in values if name not in ("uid", "version")
     ]
-    assignments.insert(0, ("version", case((wins, incoming), else_=stored)))
+    assignments.append(("version", case((wins, incoming), else_=stored)))
     return stmt.on_duplicate_key_update(assignments)
 
 

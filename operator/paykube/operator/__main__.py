@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
+from paykube import logs
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube.operator.handlers import build_registry
@@ -53,8 +53,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> int:
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level)
     asyncio.run(run(settings))
     return 0
 

@@ -1,0 +1,187 @@
+"""`resync` against the real control plane and MariaDB: it rebuilds an empty mirror from the
+cluster, repairs stale, corrupted and missing rows and ledger entries, flags rows of deleted
+objects, and reports what it changed (also through its command line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine, text
+
+from paykube.kube.client import KubeClient
+from paykube.mirror.migrate import migrate
+from paykube.mirror.projection import project, same_row
+from paykube.mirror.resync import ResyncReport, resync
+from paykube.mirror.store import MirrorStore, make_engine
+from paykube_dev.kube import ControlPlane
+from paykube_dev.services import MariaDB
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
+
+REPO = Path(__file__).resolve().parents[2]
+SIMPLE = REPO / "crds" / "examples" / "paymentsession-simple.yaml"
+
+
+def _history(*phases: str) -> list[dict[str, Any]]:
+    return [{"phase": p, "at": f"2024-05-01T10:0{i}:00Z", "source": "operator",
+             "published": True} for i, p in enumerate(phases)]
+
+
+# name -> status written through the status subresource (None: no status yet)
+STATUSES: dict[str, dict[str, Any] | None] = {
+    "order-open": {"phase": "Open", "sessionId": "cs_open", "url": "https://pay.example/o",
+                   "expiresAt": "2024-05-02T10:00:00Z", "history": _history("Pending", "Open")},
+    "order-paid": {"phase": "Paid", "sessionId": "cs_paid", "paymentIntentId": "pi_paid",
+                   "paymentStatus": "paid", "amountTotal": 1999, "currency": "usd",
+                   "history": _history("Pending", "Open", "Paid")},
+    "order-expired": {"phase": "Expired", "sessionId": "cs_exp",
+                      "history": _history("Pending", "Open", "Expired")},
+    "order-failed": {"phase": "Failed",
+                     "error": {"code": "ProviderRejected", "message": "amount too small",
+                               "providerCode": "amount_too_small", "retryable": False},
+                     "history": _history("Pending", "Failed")},
+    "order-new": None,
+}
+
+
+def create_sessions(kube: ControlPlane, namespace: str) -> None:
+    template = yaml.safe_load(SIMPLE.read_text())
+    docs = []
+    for name in STATUSES:
+        doc = json.loads(json.dumps(template))
+        doc["metadata"] = {"name": name, "labels": {"test": "resync"}}
+        doc["spec"]["metadata"] = {"order": name}
+        docs.append(doc)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs))
+    for name, status in STATUSES.items():
+        if status is not None:
+            kube.kubectl("patch", "paymentsession", name, "-n", namespace,
+                         "--subresource=status", "--type=merge",
+                         "-p", json.dumps({"status": status}))
+
+
+async def cluster(kube_client: KubeClient, namespace: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in await kube_client.list_sessions(namespace)}
+
+
+def assert_mirror_equals_cluster(store: MirrorStore, objects: dict[str, dict[str, Any]]) -> None:
+    for name, m in objects.items():
+        row = store.row(m["metadata"]["uid"])
+        assert row is not None, name
+        proj = project(m)
+        assert same_row(row, proj.row), (name, {k: (row[k], v) for k, v in proj.row.items()
+                                                if row[k] != v})
+        assert row["deleted"] is False
+        ledger = [t["phase"] for t in store.transitions(m["metadata"]["uid"])]
+        assert ledger == [h["phase"] for h in (m.get("status") or {}).get("history", [])]
+
+
+@pytest.fixture(scope="module")
+def db_url(mariadb: MariaDB) -> str:
+    url = mariadb.create_database(f"resync_{uuid.uuid4().hex[:10]}")
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM payment_session_transitions"))
+        conn.execute(text("DELETE FROM payment_sessions"))
+    yield engine
+    engine.dispose()
+
+
+async def test_resync_rebuilds_and_repairs_the_mirror(
+    kube: ControlPlane, namespace: str, kube_client: KubeClient, engine: Engine,
+) -> None:
+    create_sessions(kube, namespace)
+    objects = await cluster(kube_client, namespace)
+    assert len(objects) == len(STATUSES)
+    store = MirrorStore(engine)
+    history_entries = sum(len(s["history"]) for s in STATUSES.values() if s)
+
+    # An empty mirror is rebuilt.
+    report = await resync(kube_client, store, namespace)
+    assert report == ResyncReport(objects=5, inserted=5, transitions_added=history_entries)
+    assert_mirror_equals_cluster(store, objects)
+    paid = store.row(objects["order-paid"]["metadata"]["uid"])
+    assert paid is not None
+    assert (paid["phase"], paid["amount"], paid["description"]) == (
+        "Paid", 1999, "Annual subscription")
+    assert paid["metadata_json"] == {"order": "order-paid"}
+
+    # Nothing to do the second time.
+    assert await resync(kube_client, store, namespace) == ResyncReport(objects=5, unchanged=5)
+
+    # Break it: a stale phase, a row whose ordering key claims to be newer than the object,
+    # a lost row with its ledger, lost ledger rows, an object changed while the mirror
+    # was not looking, an object deleted.
+    uid = {name: m["metadata"]["uid"] for name, m in objects.items()}
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE payment_sessions SET phase='Pending', phase_rank=0, "
+                          "session_id=NULL WHERE uid=:u"), {"u": uid["order-paid"]})
+        conn.execute(text("UPDATE payment_sessions SET phase='Paid', "
+                          "version=version + (1 << 58) WHERE uid=:u"),
+                     {"u": uid["order-expired"]})
+        conn.execute(text("DELETE FROM payment_sessions WHERE uid=:u"), {"u": uid["order-open"]})
+        conn.execute(text("DELETE FROM payment_session_transitions WHERE uid=:u"),
+                     {"u": uid["order-open"]})
+        conn.execute(text("DELETE FROM payment_session_transitions WHERE uid=:u "
+                          "AND phase IN ('Open', 'Paid')"), {"u": uid["order-paid"]})
+    kube.kubectl("patch", "paymentsession", "order-new", "-n", namespace,
+                 "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
+                     "phase": "Open", "sessionId": "cs_new", "history": _history("Pending",
+                                                                                 "Open")}}))
+    kube.kubectl("delete", "paymentsession", "order-failed", "-n", namespace, "--wait=true")
+
+    report = await resync(kube_client, store, namespace)
+    assert report == ResyncReport(
+        objects=4,
+        inserted=1,  # order-open
+        updated=3,  # order-paid (stale), order-expired (bogus key), order-new (changed)
+        transitions_added=2 + 2 + 2,  # order-open, order-paid, order-new
+        marked_deleted=1,  # order-failed
+        unchanged=0,
+    )
+    objects = await cluster(kube_client, namespace)
+    assert_mirror_equals_cluster(store, objects)
+    failed = store.row(uid["order-failed"])
+    assert failed is not None
+    assert (failed["deleted"], failed["phase"]) == (True, "Failed")
+    assert await resync(kube_client, store, namespace) == ResyncReport(objects=4, unchanged=4)
+
+
+def test_resync_command_line(kube: ControlPlane, namespace: str, db_url: str,
+                             engine: Engine) -> None:
+    create_sessions(kube, namespace)
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PAYKUBE_DATABASE_URL": db_url,
+           "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("operator", "hack"))}
+    argv = [sys.executable, "-m", "paykube.mirror.resync", "--namespace", namespace]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    history_entries = sum(len(s["history"]) for s in STATUSES.values() if s)
+    assert report == {"objects": 5, "inserted": 5, "updated": 0,
+                      "transitions_added": history_entries, "marked_deleted": 0,
+                      "unchanged": 0, "skipped": 0}
+    # All namespaces (other tests' objects included): ours are now unchanged.
+    result = subprocess.run(argv[:3], env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["objects"] >= 5
+    missing = subprocess.run(argv, env={**env, "PAYKUBE_DATABASE_URL": ""},
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 2
+    assert "PAYKUBE_DATABASE_URL" in missing.stderr

@@ -1,0 +1,256 @@
+"""The webhook process on the real API server: verification failure modes, fuzzing,
+event application, duplicates and reordering, ownership checks, API-server outage."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stripe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paykube_dev.kube import ControlPlane
+from paykube_dev.programs import start_webhook
+from paykube_dev.proc import free_port
+from paykube_webhook.verify import compute_signature
+from tests.plugins.paykube_fixtures import WEBHOOK_SECRET, Stack, make_namespace
+
+Manifest = dict[str, Any]
+
+
+def signed(body: bytes, secret: str = WEBHOOK_SECRET, t: int | None = None) -> dict[str, str]:
+    t = int(time.time()) if t is None else t
+    return {"Stripe-Signature": f"t={t},v1={compute_signature(body, secret, t)}",
+            "Content-Type": "application/json"}
+
+
+def post(stack: Stack, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{stack.webhook.url}/webhooks/stripe", content=body, headers=headers,
+                      timeout=30)
+
+
+EVENT = json.dumps({"id": "evt_x", "type": "checkout.session.completed",
+                    "data": {"object": {"id": "cs_test_x", "metadata": {}}}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Content-Type": "application/json"}, EVENT, 400),  # missing header
+        ({"Stripe-Signature": "nonsense", "Content-Type": "application/json"}, EVENT, 400),
+        ({"Stripe-Signature": f"t={int(time.time())}", "Content-Type": "application/json"},
+         EVENT, 400),  # no v1
+        (signed(EVENT, secret="whsec_wrong"), EVENT, 400),
+        (signed(EVENT), EVENT + b" ", 400),  # tampered body
+        (signed(EVENT, t=int(time.time()) - 3600), EVENT, 400),  # stale
+        (signed(EVENT, t=int(time.time()) + 3600), EVENT, 400),  # future
+        (signed(b"not json"), b"not json", 400),
+        (signed(b"[1, 2]"), b"[1, 2]", 400),
+        ({**signed(EVENT), "Content-Type": "text/plain"}, EVENT, 415),
+    ],
+    ids=["missing", "malformed", "no-v1", "wrong-secret", "tampered", "stale", "future",
+         "not-json", "wrong-shape", "content-type"],
+)
+def test_refusals_are_4xx_with_a_generic_body(stack: Stack, headers: dict[str, str],
+                                              body: bytes, status: int) -> None:
+    response = post(stack, body, headers)
+    assert response.status_code == status
+    assert set(response.json()) == {"error"}
+    assert "Traceback" not in response.text
+
+
+def test_oversize_body_is_413(stack: Stack) -> None:
+    body = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+    assert post(stack, body, signed(body)).status_code == 413
+
+
+def test_sdk_computed_signature_and_several_v1_values_are_accepted(stack: Stack) -> None:
+    t = int(time.time())
+    sdk = stripe.WebhookSignature._compute_signature(f"{t}.{EVENT.decode()}", WEBHOOK_SECRET)
+    head = f"t={t},v1={'0' * 64},v1={sdk}"
+    response = post(stack, EVENT, {"Stripe-Signature": head,
+                                   "Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored_unmanaged"
+
+
+def test_unhandled_event_types_are_acknowledged_and_ignored(stack: Stack) -> None:
+    body = json.dumps({"id": "evt_y", "type": "charge.refunded",
+                       "data": {"object": {"id": "ch_1"}}}).encode()
+    response = post(stack, body, signed(body))
+    assert (response.status_code, response.json()["outcome"]) == (200, "ignored_type")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.binary(max_size=2048),
+       header=st.one_of(st.none(), st.text(max_size=200)),
+       content_type=st.sampled_from(["application/json", "text/plain", "", "application/x"]),
+       sign=st.booleans())
+def test_fuzz_never_5xx(stack: Stack, body: bytes, header: str | None, content_type: str,
+                        sign: bool) -> None:
+    headers: dict[str, bytes] = {"Content-Type": content_type.encode()} if content_type else {}
+    if sign:
+        headers["Stripe-Signature"] = signed(body)["Stripe-Signature"].encode()
+    elif header is not None:
+        raw = header.encode("latin-1", "replace").replace(b"\r", b"").replace(b"\n", b"")
+        headers["Stripe-Signature"] = raw
+    response = httpx.post(f"{stack.webhook.url}/webhooks/stripe", content=body,
+                          headers=headers, timeout=30)
+    assert response.status_code < 500, response.text
+    assert "Traceback" not in response.text
+
+
+# -- events applied to objects that no operator touches (solo-* namespaces) ---------------
+
+@dataclass
+class Managed:
+    namespace: str
+    name: str
+    uid: str
+    session_id: str
+    api_key: str
+
+
+@pytest.fixture
+def solo_namespace(stack: Stack) -> Iterator[str]:
+    namespace = make_namespace(stack.kube, "solo")
+    yield namespace
+    stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def managed_session(stack: Stack, namespace: str, name: str) -> Managed:
+    """An Open PaymentSession whose Stripe session exists in the emulator under a key
+    that has no webhook endpoint, so only the events a test delivers reach the webhook."""
+    obj = stack.apply(namespace, name)
+    uid = obj["metadata"]["uid"]
+    key = f"sk_test_{uuid.uuid4().hex[:12]}"
+    client = stripe.StripeClient(key, base_addresses={"api": stack.emulator_url},
+                                 max_network_retries=0)
+    session = client.v1.checkout.sessions.create({
+        "mode": "payment", "success_url": "https://shop.example/ok",
+        "line_items": [{"quantity": 1, "price_data": {
+            "currency": "usd", "unit_amount": 1999, "product_data": {"name": "x"}}}],
+        "metadata": {"paykube_namespace": namespace, "paykube_name": name,
+                     "paykube_uid": uid},
+    })
+    status = {"phase": "Open", "sessionId": session.id, "url": session.url,
+              "history": [{"phase": "Open", "at": "2026-01-01T00:00:00Z",
+                           "source": "operator", "published": False}]}
+    stack.kube.kubectl("patch", "paysess", name, "-n", namespace, "--subresource=status",
+                       "--type=merge", "-p", json.dumps({"status": status}))
+    return Managed(namespace, name, uid, session.id, key)
+
+
+def events_for(stack: Stack, managed: Managed, *actions: str) -> list[str]:
+    """Drive the session through `actions` in the emulator; return the event ids."""
+    ids = []
+    for action in actions:
+        result = stack.emulator.transition(managed.session_id, action)
+        ids.append(result["event"]["id"])
+    return ids
+
+
+def deliver(stack: Stack, event_id: str) -> int:
+    deliveries = stack.emulator.deliver(event_id, url=f"{stack.webhook.url}/webhooks/stripe",
+                                        secret=WEBHOOK_SECRET)
+    status: int = deliveries[-1]["status"]
+    return status
+
+
+STORIES = {
+    "paid": ["paid"],
+    "async-paid": ["async_pending", "async_succeeded"],
+    "async-failed": ["async_pending", "async_failed"],
+    "expired": ["expire"],
+}
+FINAL = {"paid": "Paid", "async-paid": "Paid", "async-failed": "Failed", "expired": "Expired"}
+
+
+@pytest.mark.parametrize("story", list(STORIES))
+def test_each_story_in_order_reaches_its_phase(stack: Stack, solo_namespace: str,
+                                               story: str) -> None:
+    managed = managed_session(stack, solo_namespace, f"in-order-{story}")
+    for event_id in events_for(stack, managed, *STORIES[story]):
+        assert deliver(stack, event_id) == 200
+    obj = stack.get(solo_namespace, managed.name)
+    assert obj["status"]["phase"] == FINAL[story]
+    assert obj["status"]["history"][-1]["source"] == "webhook"
+
+
+@pytest.mark.parametrize("story", ["async-paid", "async-failed"])
+def test_duplicates_and_shuffled_orders_converge(stack: Stack, solo_namespace: str,
+                                                 story: str) -> None:
+    rng = random.Random(story)
+    managed = managed_session(stack, solo_namespace, f"shuffled-{story}")
+    ids = events_for(stack, managed, *STORIES[story])
+    deliveries = list(itertools.chain.from_iterable([ids] * 3))
+    rng.shuffle(deliveries)
+    for event_id in deliveries:
+        assert deliver(stack, event_id) == 200
+    obj = stack.get(solo_namespace, managed.name)
+    assert obj["status"]["phase"] == FINAL[story]
+    phases = [h["phase"] for h in obj["status"]["history"]]
+    assert len(phases) == len(set(phases)), "each phase recorded once"
+
+
+def test_event_for_a_replaced_object_is_ignored(stack: Stack, solo_namespace: str) -> None:
+    managed = managed_session(stack, solo_namespace, "replaced")
+    (event_id,) = events_for(stack, managed, "paid")
+    stack.kube.kubectl("delete", "paysess", "replaced", "-n", solo_namespace)
+    stack.apply(solo_namespace, "replaced")  # same name, new uid
+    assert deliver(stack, event_id) == 200
+    assert "phase" not in stack.get(solo_namespace, "replaced").get("status", {})
+
+
+def test_metrics_need_basic_auth(stack: Stack) -> None:
+    response = httpx.get(f"{stack.webhook.url}/metrics")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    wrong = httpx.get(f"{stack.webhook.url}/metrics", auth=("prometheus", "nope"))
+    assert wrong.status_code == 401
+
+
+def test_rotation_accepts_old_and_new_secret(stack: Stack, tmp_path: Path) -> None:
+    env = {**stack.env, "PAYKUBE_WEBHOOK_SECRETS": "whsec_new_one," + WEBHOOK_SECRET}
+    webhook = start_webhook(stack.kube.kubeconfig, tmp_path / "webhook.log", env)
+    try:
+        for secret in ("whsec_new_one", WEBHOOK_SECRET):
+            response = httpx.post(f"{webhook.url}/webhooks/stripe", content=EVENT,
+                                  headers=signed(EVENT, secret=secret))
+            assert response.status_code == 200
+        refused = httpx.post(f"{webhook.url}/webhooks/stripe", content=EVENT,
+                             headers=signed(EVENT, secret="whsec_retired"))
+        assert refused.status_code == 400
+    finally:
+        webhook.stop()
+
+
+def test_api_server_down_gives_503_so_stripe_retries(kube: ControlPlane, stack: Stack,
+                                                     tmp_path: Path) -> None:
+    dead = json.loads(kube.kubeconfig.read_text())
+    dead["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    config = tmp_path / "dead.kubeconfig"
+    config.write_text(json.dumps(dead))
+    webhook = start_webhook(config, tmp_path / "webhook.log", stack.env, ready_path="/healthz")
+    try:
+        assert httpx.get(f"{webhook.url}/readyz").status_code == 503
+        body = json.dumps({"id": "evt_z", "type": "checkout.session.completed", "data": {
+            "object": {"id": "cs_test_z", "status": "complete", "payment_status": "paid",
+                       "metadata": {"paykube_namespace": "n", "paykube_name": "x",
+                                    "paykube_uid": "u"}}}}).encode()
+        response = httpx.post(f"{webhook.url}/webhooks/stripe", content=body,
+                              headers=signed(body))
+        assert response.status_code == 503
+        assert "Traceback" not in response.text
+    finally:
+        webhook.stop()
