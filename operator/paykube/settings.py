@@ -57,6 +57,12 @@ class Settings:
     webhook_secrets: tuple[SecretStr, ...] = ()
     webhook_tolerance: int = 300
     webhook_max_body: int = 1024 * 1024
+    broker_urls: tuple[str, ...] = ()  # host:port of STOMP listeners (failover order)
+    broker_destination: str = "/topic/VirtualTopic.paykube.payments"
+    broker_username: str = ""
+    broker_password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    broker_tls: bool = False
+    outbox_interval: float = 10.0
     metrics_username: str = ""
     metrics_password: SecretStr = field(default_factory=lambda: SecretStr(""))
     log_level: str = "INFO"
@@ -85,6 +91,12 @@ class Settings:
             webhook_secrets=_secrets(get("WEBHOOK_SECRETS", "")),
             webhook_tolerance=int(get("WEBHOOK_TOLERANCE", str(base.webhook_tolerance))),
             webhook_max_body=int(get("WEBHOOK_MAX_BODY", str(base.webhook_max_body))),
+            broker_urls=tuple(u.strip() for u in get("BROKER_URLS", "").split(",") if u.strip()),
+            broker_destination=get("BROKER_DESTINATION", base.broker_destination),
+            broker_username=get("BROKER_USERNAME", ""),
+            broker_password=SecretStr(get("BROKER_PASSWORD", "")),
+            broker_tls=get("BROKER_TLS", "false").lower() in ("1", "true", "yes"),
+            outbox_interval=float(get("OUTBOX_INTERVAL", str(base.outbox_interval))),
             metrics_username=get("METRICS_USERNAME", ""),
             metrics_password=SecretStr(get("METRICS_PASSWORD", "")),
             log_level=get("LOG_LEVEL", base.log_level).upper(),

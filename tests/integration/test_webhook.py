@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paykube_dev.kube import ControlPlane
-from paykube_dev.programs import start_webhook
 from paykube_dev.proc import free_port
+from paykube_dev.programs import start_webhook
 from paykube_webhook.verify import compute_signature
 from tests.plugins.paykube_fixtures import WEBHOOK_SECRET, Stack, make_namespace
 

@@ -15,11 +15,14 @@ import pytest
 import yaml
 
 from paykube_dev.kube import REPO, ControlPlane
+from paykube_dev.services import ActiveMQ
 from paykube_dev.programs import Program, start_operator, start_webhook
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
 API_KEY = "sk_test_paykube_stack"
 METRICS_AUTH = ("prometheus", "metrics-password-for-tests")
+EVENTS_TOPIC = "/topic/VirtualTopic.paykube.payments"
+EVENTS_QUEUE = "/queue/Consumer.tests.VirtualTopic.paykube.payments"
 WEBHOOK_SECRET = "whsec_paykube_stack_secret"
 Manifest = dict[str, Any]
 
@@ -88,7 +91,7 @@ def create_secret(kube: ControlPlane, namespace: str, name: str, api_key: str) -
 
 
 @pytest.fixture(scope="session")
-def stack(kube: ControlPlane, crd_installed: Path,
+def stack(kube: ControlPlane, crd_installed: Path, activemq: ActiveMQ,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("stack")
     with EmulatorProcess(directory / "emulator.log") as emulator:
@@ -103,6 +106,9 @@ def stack(kube: ControlPlane, crd_installed: Path,
             "PAYKUBE_NAMESPACES": "t-*",
             "PAYKUBE_METRICS_USERNAME": METRICS_AUTH[0],
             "PAYKUBE_METRICS_PASSWORD": METRICS_AUTH[1],
+            "PAYKUBE_BROKER_URLS": f"127.0.0.1:{activemq.stomp_port}",
+            "PAYKUBE_BROKER_DESTINATION": EVENTS_TOPIC,
+            "PAYKUBE_OUTBOX_INTERVAL": "2",
         }
         webhook = start_webhook(kube.kubeconfig, directory / "webhook.log", env)
         operator = start_operator(kube.kubeconfig, directory / "operator.log", env)

@@ -7,6 +7,7 @@ import sys
 from aiohttp import web
 
 from paykube import logs
+from paykube.events.relay import build_publisher
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube.settings import Settings
@@ -16,9 +17,11 @@ from paykube_webhook.metrics import WebhookMetrics
 
 async def build_app(settings: Settings) -> web.Application:
     kube = KubeClient(KubeConfig.load())
-    app = create_app(WebhookService(settings, kube, WebhookMetrics()))
+    publisher = build_publisher(settings)
+    app = create_app(WebhookService(settings, kube, WebhookMetrics(), publisher))
 
     async def close(_: web.Application) -> None:
+        await publisher.aclose()
         await kube.aclose()
 
     app.on_cleanup.append(close)

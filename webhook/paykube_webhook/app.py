@@ -17,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from paykube.api.types import ObjectRef, Source
 from paykube.errors import ErrorCode, PaykubeError
+from paykube.events.publisher import EventPublisher
+from paykube.events.relay import relay_outbox
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import write_status
 from paykube.lifecycle import ProviderObserved, advance
@@ -34,6 +36,7 @@ class WebhookService:
     settings: Settings
     kube: KubeClient
     metrics: WebhookMetrics
+    publisher: EventPublisher
     wall_clock: Callable[[], float] = time.time
 
     def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
@@ -101,9 +104,21 @@ class WebhookService:
         if after.phase is not before.phase:
             await self._event(ref, f"{before.phase.value} -> {after.phase.value} "
                                    f"(webhook {event_type}, event {event_id})", after.phase.value)
+            await self._relay(ref)
         return self._ok("applied" if after != before else "duplicate", event_id=event_id,
                         event_type=event_type, object=f"{ref.namespace}/{ref.name}",
                         phase=after.phase.value)
+
+    async def _relay(self, ref: ObjectRef) -> None:
+        """Publish the phase event now; on failure the operator's outbox timer retries."""
+        try:
+            phases = await relay_outbox(self.kube, ref, self.publisher)
+        except PaykubeError as exc:
+            self.metrics.publishes.labels("deferred").inc()
+            log.warning("outbox not relayed", extra={"code": exc.code.value,
+                                                     "object": f"{ref.namespace}/{ref.name}"})
+            return
+        self.metrics.publishes.labels("published" if phases else "deferred").inc()
 
     async def _event(self, ref: ObjectRef, message: str, reason: str) -> None:
         try:

@@ -16,3 +16,5 @@ class WebhookMetrics:
         self.apply_seconds = Histogram("paykube_webhook_apply_seconds",
                                        "Time to make an event durable in the API server",
                                        registry=self.registry)
+        self.publishes = Counter("paykube_webhook_publishes", "Payment event relays by outcome",
+                                 ["outcome"], registry=self.registry)

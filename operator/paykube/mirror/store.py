@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -72,8 +72,21 @@ def database_errors(what: str) -> Iterator[None]:
         raise MirrorError(f"{what}: database unavailable: {_reason(exc)}",
                           code=ErrorCode.DATABASE_UNAVAILABLE) from exc
     except DBAPIError as exc:
+        if _error_number(exc) in _NOT_READY:
+            raise MirrorError(f"{what}: mirror schema not ready: {_reason(exc)}",
+                              code=ErrorCode.DATABASE_UNAVAILABLE) from exc
         raise MirrorError(f"{what}: rejected by the database: {_reason(exc)}",
                           code=ErrorCode.PAYLOAD_INVALID) from exc
+
+
+# Unknown database, no such table, unknown column: not migrated (yet); retrying helps once
+# the migrations ran, while dropping the write would lose it.
+_NOT_READY = frozenset({1049, 1146, 1054})
+
+
+def _error_number(exc: DBAPIError) -> int | None:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _reason(exc: Exception) -> str:
@@ -261,8 +274,12 @@ class MirrorWriter:
 
     def __init__(self, store: MirrorStore, *, batch_size: int = 200,
                  initial_backoff: float = 0.1, max_backoff: float = 30.0,
+                 prepare: Callable[[], None] | None = None,
                  rng: random.Random | None = None) -> None:
+        """`prepare` (e.g. `lambda: migrate(engine)`) runs in a thread before the first
+        write, and is retried with the same backoff until it succeeds."""
         self._store = store
+        self._prepare = prepare
         self._batch_size = batch_size
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
@@ -361,6 +378,15 @@ class MirrorWriter:
     # -- background task -----------------------------------------------------------------
 
     async def _run(self) -> None:
+        while self._prepare is not None:
+            try:
+                await asyncio.to_thread(self._prepare)
+            except Exception as exc:
+                self._unavailable(MirrorError(f"mirror preparation failed: {exc}"))
+                await asyncio.sleep(self._next_backoff())
+            else:
+                self._prepare = None
+                self._attempt = 0
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -34,7 +34,7 @@ async def run(settings: Settings) -> None:
     kube = KubeClient(kube_config)
     runtime = Runtime.build(settings, kube)
     start_http_server(settings.metrics_port, registry=runtime.metrics.registry)
-    registry = build_registry(kube_config)
+    registry = build_registry(kube_config, settings)
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:

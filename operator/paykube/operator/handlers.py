@@ -13,9 +13,11 @@ from paykube.errors import PaykubeError
 from paykube.kube.client import NotFound
 from paykube.kube.config import KubeConfig
 from paykube.kube.status import ref_of
+from paykube.lifecycle import unpublished
 from paykube.operator.polling import next_poll_delay
 from paykube.operator.reconciler import RetryLater
 from paykube.operator.runtime import Runtime
+from paykube.settings import Settings
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -46,7 +48,11 @@ async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
         runtime.metrics.reconciles.labels(handler, outcome).inc()
 
 
-def build_registry(kube_config: KubeConfig) -> kopf.OperatorRegistry:
+def _has_unpublished(body: Any, **_: Any) -> bool:
+    return bool(unpublished(Status.from_dict(body.get("status"))))
+
+
+def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -117,5 +123,12 @@ def build_registry(kube_config: KubeConfig) -> kopf.OperatorRegistry:
                 return
             except PaykubeError as exc:
                 log.warning("poll failed: %s", exc.message)
+
+    @kopf.timer(*RESOURCE, registry=registry, id="outbox", interval=settings.outbox_interval,
+                initial_delay=settings.outbox_interval, when=_has_unpublished)
+    async def outbox(body: Any, memo: Any, **_: Any) -> None:
+        """Re-publish phase events the broker has not confirmed (e.g. after an outage)."""
+        runtime = _runtime(memo)
+        await _guard(runtime, "outbox", runtime.reconciler.relay(ref_of(body)))
 
     return registry

@@ -11,6 +11,8 @@ from typing import Any
 
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
 from paykube.errors import PaykubeError, ProviderError
+from paykube.events.publisher import EventPublisher
+from paykube.events.relay import relay_outbox
 from paykube.kube.client import KubeClient, Manifest
 from paykube.kube.status import write_status
 from paykube.lifecycle import (
@@ -22,6 +24,7 @@ from paykube.lifecycle import (
     advance,
     initial,
     timestamp,
+    unpublished,
 )
 from paykube.operator.credentials import CredentialResolver
 from paykube.operator.metrics import OperatorMetrics
@@ -63,6 +66,7 @@ class Reconciler:
     providers: Callable[[str], PaymentProvider]
     credentials: CredentialResolver
     metrics: OperatorMetrics
+    publisher: EventPublisher
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     async def reconcile(self, ref: ObjectRef) -> Status:
@@ -131,6 +135,19 @@ class Reconciler:
             status = await self._ensure_session(ref)
         if not status.phase.terminal:
             await self.expire(ref)
+        # The object is about to vanish: its events must be out first (delay, never drop).
+        await self.relay(ref)
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        if unpublished(Status.from_dict(obj.get("status"))):
+            raise RetryLater("payment events not yet confirmed by the broker", 10.0)
+
+    async def relay(self, ref: ObjectRef) -> None:
+        """Publish the outbox; a broker outage leaves it for the next run."""
+        try:
+            await relay_outbox(self.kube, ref, self.publisher)
+        except PaykubeError as exc:
+            log.warning("outbox not relayed: %s", exc.message,
+                        extra={"object": f"{ref.namespace}/{ref.name}"})
 
     async def _call(
         self, ref: ObjectRef, obj: Manifest,
@@ -177,6 +194,7 @@ class Reconciler:
         if after.phase is not before.phase:
             self.metrics.transitions.labels(before.phase.value, after.phase.value,
                                             after.history[-1].source.value).inc()
+            await self.relay(ref)
         return obj, before, after
 
     async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paykube.errors import ErrorCode, PaykubeError
+from paykube.events.publisher import EventPublisher
+from paykube.events.relay import build_publisher
 from paykube.kube.client import KubeClient
 from paykube.operator.credentials import CredentialResolver
 from paykube.operator.metrics import OperatorMetrics
@@ -23,6 +25,7 @@ class Runtime:
     stripe: StripeProvider
     reconciler: Reconciler
     metrics: OperatorMetrics
+    publisher: EventPublisher
 
     @classmethod
     def build(cls, settings: Settings, kube: KubeClient) -> Runtime:
@@ -34,12 +37,14 @@ class Runtime:
             on_wait=metrics.waited,
         )
         providers: dict[str, PaymentProvider] = {"stripe": stripe}
+        publisher = build_publisher(settings)
         reconciler = Reconciler(kube, provider_factory(providers),
-                                CredentialResolver(settings, kube), metrics)
-        return cls(settings, kube, stripe, reconciler, metrics)
+                                CredentialResolver(settings, kube), metrics, publisher)
+        return cls(settings, kube, stripe, reconciler, metrics, publisher)
 
     async def aclose(self) -> None:
         await self.stripe.aclose()
+        await self.publisher.aclose()
         await self.kube.aclose()
 
 

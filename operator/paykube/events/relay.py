@@ -1,0 +1,52 @@
+"""Moves an object's outbox to the broker and records what the broker confirmed."""
+
+from __future__ import annotations
+
+from paykube.api.types import ObjectRef, Phase, Status
+from paykube.events.outbox import publish_pending
+from paykube.events.publisher import EventPublisher, NullPublisher
+from paykube.kube.client import KubeClient, Manifest
+from paykube.kube.status import ref_of, write_status
+from paykube.lifecycle import mark_published, unpublished
+from paykube.settings import Settings
+
+
+async def relay_outbox(kube: KubeClient, ref: ObjectRef,
+                       publisher: EventPublisher) -> tuple[Phase, ...]:
+    """Publish the object's unpublished phase events, then mark them published in status.
+
+    Never raises for a broker outage (the entries stay unpublished for the next run);
+    API-server errors propagate so callers can decide.
+    """
+    obj = await kube.get_session(ref.namespace, ref.name)
+    status = Status.from_dict(obj.get("status"))
+    if not unpublished(status):
+        return ()
+    spec = obj.get("spec", {})
+    phases = await publish_pending(status, ref_of(obj), publisher,
+                                   spec_amount=spec.get("amount"),
+                                   spec_currency=spec.get("currency"))
+    if phases:
+        def mark(_obj: Manifest, current: Status) -> Status:
+            for phase in phases:
+                current = mark_published(current, phase)
+            return current
+
+        await write_status(kube, ref, mark)
+    return phases
+
+
+def build_publisher(settings: Settings) -> EventPublisher:
+    """The STOMP publisher when a broker is configured, else a no-op publisher."""
+    if not settings.broker_urls:
+        return NullPublisher()
+    from paykube.events.stomp import StompPublisher  # stomp.py loads only when needed
+
+    hosts = []
+    for item in settings.broker_urls:
+        host, _, port = item.removeprefix("stomp+ssl://").removeprefix("stomp://").rpartition(":")
+        hosts.append((host, int(port)))
+    return StompPublisher(
+        hosts, settings.broker_destination, login=settings.broker_username or None,
+        passcode=settings.broker_password or None, use_ssl=settings.broker_tls,
+    )

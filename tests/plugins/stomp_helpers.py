@@ -1,0 +1,70 @@
+"""A real stomp.py consumer for tests that check what reached the broker."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from paykube_dev.services import ActiveMQ
+
+RECEIVE_TIMEOUT = 10.0
+
+
+class Subscriber:
+    """A stomp.py consumer (duck-typed listener) on one destination, subscribed with a
+    receipt so that nothing published afterwards can be missed."""
+
+    def __init__(self, broker: ActiveMQ, destination: str, selector: str | None = None) -> None:
+        self.messages: queue.Queue[Any] = queue.Queue()
+        self.receipts: queue.Queue[str] = queue.Queue()
+        self.errors: queue.Queue[Any] = queue.Queue()
+        self.conn = broker.connect()
+        self.conn.set_listener("subscriber", self)
+        receipt = f"sub-{uuid.uuid4().hex}"
+        headers = {"receipt": receipt}
+        if selector is not None:
+            headers["selector"] = selector
+        self.conn.subscribe(destination, id="s1", ack="auto", headers=headers)
+        assert self.receipts.get(timeout=RECEIVE_TIMEOUT) == receipt
+
+    def on_message(self, frame: Any) -> None:
+        self.messages.put(frame)
+
+    def on_receipt(self, frame: Any) -> None:
+        self.receipts.put(frame.headers["receipt-id"])
+
+    def on_error(self, frame: Any) -> None:
+        self.errors.put(frame)
+
+    def get(self, timeout: float = RECEIVE_TIMEOUT) -> Any:
+        return self.messages.get(timeout=timeout)
+
+    def ids(self, count: int, timeout: float = RECEIVE_TIMEOUT) -> list[str]:
+        return [self.get(timeout).headers["ce_id"] for _ in range(count)]
+
+    def nothing_more(self, wait: float = 0.5) -> bool:
+        try:
+            self.messages.get(timeout=wait)
+        except queue.Empty:
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.conn.is_connected():
+            self.conn.disconnect()
+        assert self.errors.empty(), self.errors.get().headers
+
+
+@contextmanager
+def subscriber(broker: ActiveMQ, destination: str,
+               selector: str | None = None) -> Iterator[Subscriber]:
+    sub = Subscriber(broker, destination, selector)
+    try:
+        yield sub
+    finally:
+        sub.close()
+
+
