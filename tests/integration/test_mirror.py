@@ -312,6 +312,21 @@ async def test_writer_keeps_the_newest_pending_observation(store: MirrorStore) -
     assert writer.written == 1
     assert_mirrors(store, manifests[4])
 
+    # A deletion is written after the object's last pending observation.
+    gone = lifecycle(new_uid(), "canceled")
+    writer = MirrorWriter(store)
+    await writer.record(gone[1])
+    await writer.record_deleted(gone[2])
+    await writer.record(gone[2])
+    writer.start()
+    try:
+        assert await writer.flush(10)
+    finally:
+        await writer.aclose()
+    row = store.row(gone[0]["metadata"]["uid"])
+    assert row is not None
+    assert (row["phase"], row["deleted"]) == ("Canceled", True)
+
 
 async def test_writer_loses_nothing_while_the_database_is_down(
     mariadb: MariaDB, db_url: str,

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -26,6 +26,7 @@ from paykube_webhook.verify import compute_signature
 from tests.plugins.paykube_fixtures import WEBHOOK_SECRET, Stack, make_namespace
 
 Manifest = dict[str, Any]
+Action = Literal["paid", "async_pending", "async_succeeded", "async_failed", "expire"]
 
 
 def signed(body: bytes, secret: str = WEBHOOK_SECRET, t: int | None = None) -> dict[str, str]:
@@ -98,12 +99,12 @@ def test_unhandled_event_types_are_acknowledged_and_ignored(stack: Stack) -> Non
        sign=st.booleans())
 def test_fuzz_never_5xx(stack: Stack, body: bytes, header: str | None, content_type: str,
                         sign: bool) -> None:
-    headers: dict[str, bytes] = {"Content-Type": content_type.encode()} if content_type else {}
+    headers: dict[bytes, bytes] = {b"Content-Type": content_type.encode()} if content_type else {}
     if sign:
-        headers["Stripe-Signature"] = signed(body)["Stripe-Signature"].encode()
+        headers[b"Stripe-Signature"] = signed(body)["Stripe-Signature"].encode()
     elif header is not None:
         raw = header.encode("latin-1", "replace").replace(b"\r", b"").replace(b"\n", b"")
-        headers["Stripe-Signature"] = raw
+        headers[b"Stripe-Signature"] = raw
     response = httpx.post(f"{stack.webhook.url}/webhooks/stripe", content=body,
                           headers=headers, timeout=30)
     assert response.status_code < 500, response.text
@@ -151,7 +152,7 @@ def managed_session(stack: Stack, namespace: str, name: str) -> Managed:
     return Managed(namespace, name, uid, session.id, key)
 
 
-def events_for(stack: Stack, managed: Managed, *actions: str) -> list[str]:
+def events_for(stack: Stack, managed: Managed, *actions: Action) -> list[str]:
     """Drive the session through `actions` in the emulator; return the event ids."""
     ids = []
     for action in actions:
@@ -167,7 +168,7 @@ def deliver(stack: Stack, event_id: str) -> int:
     return status
 
 
-STORIES = {
+STORIES: dict[str, list[Action]] = {
     "paid": ["paid"],
     "async-paid": ["async_pending", "async_succeeded"],
     "async-failed": ["async_pending", "async_failed"],

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from paykube_dev.kube import REPO, ControlPlane
-from paykube_dev.services import ActiveMQ
 from paykube_dev.programs import Program, start_operator, start_webhook
+from paykube_dev.services import ActiveMQ
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
 API_KEY = "sk_test_paykube_stack"

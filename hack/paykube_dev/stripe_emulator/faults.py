@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -19,7 +20,8 @@ class FaultSpecError(ValueError):
 
 @dataclass
 class Fault:
-    """Applies to the next `remaining` API requests that match (None: until cleared).
+    """Applies to the next `remaining` API requests that match (None: until cleared), each
+    with `probability` (so "30% of responses are 429" is `probability=0.3, count=None`).
 
     - rate_limit: answer 429 (`Retry-After`, `Stripe-Rate-Limited-Reason`); nothing happens.
     - api_error: answer 500 `api_error`; nothing happens.
@@ -38,6 +40,7 @@ class Fault:
     retry_after: int | None = 1
     reason: str = "global-rate"
     should_retry: bool | None = None
+    probability: float = 1.0
     id: str = field(default_factory=lambda: new_id("flt_", 12))
 
     def matches(self, method: str, path: str) -> bool:
@@ -52,7 +55,7 @@ class Fault:
             "id": self.id, "kind": self.kind, "remaining": self.remaining,
             "method": self.method, "path": self.path, "path_prefix": self.path_prefix,
             "seconds": self.seconds, "retry_after": self.retry_after, "reason": self.reason,
-            "should_retry": self.should_retry,
+            "should_retry": self.should_retry, "probability": self.probability,
         }
 
     @classmethod
@@ -67,11 +70,14 @@ class Fault:
         if reason not in RATE_LIMIT_REASONS:
             raise FaultSpecError(f"reason must be one of {', '.join(RATE_LIMIT_REASONS)}")
         seconds = float(body.get("seconds") or (300.0 if kind == "hold" else 0.0))
+        probability = body.get("probability", 1.0)
+        if not isinstance(probability, int | float) or not 0 < probability <= 1:
+            raise FaultSpecError("probability must be a number in (0, 1]")
         return cls(
             kind=kind, remaining=count, method=_opt_str(body, "method"),
             path=_opt_str(body, "path"), path_prefix=_opt_str(body, "path_prefix") or "/v1/",
             seconds=seconds, retry_after=body.get("retry_after", 1), reason=reason,
-            should_retry=body.get("should_retry"),
+            should_retry=body.get("should_retry"), probability=float(probability),
         )
 
 
@@ -102,9 +108,10 @@ class Held:
 
 
 class FaultBook:
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self.faults: list[Fault] = []
         self.held: list[Held] = []
+        self._rng = random.Random(seed)  # seeded: a fault pattern is repeatable
 
     def add(self, fault: Fault) -> Fault:
         self.faults.append(fault)
@@ -114,6 +121,8 @@ class FaultBook:
         """The first matching fault, counted as used."""
         for fault in self.faults:
             if fault.matches(method, path):
+                if fault.probability < 1 and self._rng.random() >= fault.probability:
+                    continue
                 if fault.remaining is not None:
                     fault.remaining -= 1
                     if fault.remaining <= 0:

@@ -17,7 +17,7 @@ STRIPE_ERROR_TYPES = frozenset({
 })
 
 _INDEX = re.compile(r"\[\d+\]")
-_METADATA_KEY = re.compile(r"(metadata)\[[^\]]*\]")
+_METADATA_KEY = re.compile(r"(metadata\]?)\[[^\]]*\]")
 _PARAM_OK = re.compile(r"^[A-Za-z0-9_.\[\]*]{1,120}$")
 _CODE_OK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 

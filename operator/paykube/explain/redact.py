@@ -34,7 +34,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # IPv4 addresses.
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "<ip>"),
     # Metadata keys in parameter names are user data.
-    (re.compile(r"\bmetadata\[[^\]]*\]"), "metadata[*]"),
+    (re.compile(r"\b(metadata\]?)\[[^\]]*\]"), r"\1[*]"),
     # Quoted values: '...', "...", and backticks unless they hold a parameter name.
     (re.compile(r"(?<![\w'])'[^'\n]*'(?!\w)"), "'<value>'"),
     (re.compile(r'"[^"\n]*"'), '"<value>"'),
