@@ -108,21 +108,25 @@ _NOT_OLDER = "not_older"  # an equal key replaces it too (repairs a corrupted ro
 _ALWAYS = "always"  # unconditional (repairs a row whose key is itself corrupted)
 
 
-def upsert_statement(proj: Projection, mode: str = "newer") -> Insert:
-    """`INSERT ... ON DUPLICATE KEY UPDATE` of a row, guarded by the ordering key.
+def upsert_statement(projections: Projection | Sequence[Projection],
+                     mode: str = _NEWER) -> Insert:
+    """`INSERT ... ON DUPLICATE KEY UPDATE` of rows, each guarded by its ordering key.
 
     Every assignment is `col = CASE WHEN <incoming wins> THEN VALUES(col) ELSE col END`
     and `version` is assigned last, since each assignment sees the ones before it.
     """
-    values = {**proj.row, "updated_at": utcnow()}
-    stmt = mysql_insert(sessions_table).values(values)
+    if isinstance(projections, Projection):
+        projections = [projections]
+    now = utcnow()
+    rows = [{**p.row, "updated_at": now} for p in projections]
+    stmt = mysql_insert(sessions_table).values(rows)
     incoming = stmt.inserted.version
     stored = sessions_table.c.version
     wins = {_NEWER: incoming > stored, _NOT_OLDER: incoming >= stored,
             _ALWAYS: sqlalchemy.true()}[mode]
     assignments: list[tuple[str, Any]] = [
         (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
-        for name in values if name not in ("uid", "version")
+        for name in rows[0] if name not in ("uid", "version")
     ]
     assignments.append(("version", case((wins, incoming), else_=stored)))
     return stmt.on_duplicate_key_update(assignments)
@@ -150,16 +154,34 @@ class MirrorStore:
         return changed
 
     def apply(self, ops: Sequence[MirrorOp]) -> int:
-        """Apply several ops in one transaction (the writer's batches); rows changed."""
-        changed = 0
+        """Apply the writer's batch (one op per uid) in one transaction and a handful of
+        statements; returns how many ops found something to write."""
+        if not ops:
+            return 0
+        uids = [op.uid for op in ops]
+        s, t = sessions_table, transitions_table
         with database_errors("mirror batch"), self.engine.begin() as conn:
-            for op in ops:
-                if op.projection is not None:
-                    changed += self._write_row(conn, op.projection, _NEWER)
-                    self._add_transitions(conn, op.projection)
-                if op.deleted:
-                    changed += self._mark_deleted(conn, op.uid)
-        return changed
+            versions = dict(conn.execute(
+                select(s.c.uid, s.c.version).where(s.c.uid.in_(uids))).tuples().all())
+            known: dict[str, set[str]] = {}
+            for uid, phase in conn.execute(select(t.c.uid, t.c.phase).where(t.c.uid.in_(uids))):
+                known.setdefault(uid, set()).add(phase)
+            newer = [op.projection for op in ops if op.projection is not None
+                     and op.projection.version > versions.get(op.uid, -1)]
+            if newer:
+                conn.execute(upsert_statement(newer))
+            now = utcnow()
+            missing = [{**tr, "recorded_at": now} for op in ops if op.projection is not None
+                       for tr in op.projection.transitions
+                       if tr["phase"] not in known.get(op.uid, ())]
+            if missing:
+                conn.execute(mysql_insert(t).values(missing)
+                             .on_duplicate_key_update(uid=t.c.uid))
+            deleted = [op.uid for op in ops if op.deleted]
+            if deleted:
+                conn.execute(update(s).where(s.c.uid.in_(deleted), s.c.deleted.is_(False))
+                             .values(deleted=True, deleted_at=now, updated_at=now))
+        return len(newer) + len(deleted)
 
     def repair(self, manifest: dict[str, Any], *, overwrite_newer: bool = False,
                revive: bool = False) -> bool:

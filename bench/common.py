@@ -1,0 +1,60 @@
+"""Shared pieces of the benchmarks: the platform, process stats and percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from paykube_dev.kube import REPO, ControlPlane
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def platform() -> Iterator[tuple[ControlPlane, Path]]:
+    with tempfile.TemporaryDirectory(prefix="paykube-bench-") as tmp, \
+            ControlPlane.started(Path(tmp) / "kube") as plane:
+        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds/paymentsession.yaml"))
+        plane.kubectl("wait", "--for=condition=Established",
+                      "crd/paymentsessions.payments.paykube.dev")
+        yield plane, Path(tmp)
+
+
+@dataclass(frozen=True)
+class ProcessStats:
+    cpu_seconds: float
+    peak_rss_mib: float
+
+
+def process_stats(pid: int) -> ProcessStats:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    peak = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return ProcessStats(cpu, peak)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
+
+
+def session_list(namespace: str, count: int, prefix: str = "bench") -> str:
+    items = [{"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentSession",
+              "metadata": {"name": f"{prefix}-{i:05d}", "namespace": namespace},
+              "spec": {"amount": 1000 + i, "currency": "usd",
+                       "successUrl": "https://shop.example/ok",
+                       "cancelUrl": "https://shop.example/cart"}}
+             for i in range(count)]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
