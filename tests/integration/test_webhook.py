@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paykube_dev.kube import ControlPlane
-from paykube_dev.proc import free_port
 from paykube_dev.programs import start_webhook
 from paykube_webhook.verify import compute_signature
 from tests.plugins.paykube_fixtures import WEBHOOK_SECRET, Stack, make_namespace
+from tests.plugins.tcp_proxy import TcpProxy
 
 Manifest = dict[str, Any]
 Action = Literal["paid", "async_pending", "async_succeeded", "async_failed", "expire"]
@@ -236,22 +236,54 @@ def test_rotation_accepts_old_and_new_secret(stack: Stack, tmp_path: Path) -> No
         webhook.stop()
 
 
-def test_api_server_down_gives_503_so_stripe_retries(kube: ControlPlane, stack: Stack,
-                                                     tmp_path: Path) -> None:
-    dead = json.loads(kube.kubeconfig.read_text())
-    dead["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
-    config = tmp_path / "dead.kubeconfig"
-    config.write_text(json.dumps(dead))
-    webhook = start_webhook(config, tmp_path / "webhook.log", stack.env, ready_path="/healthz")
+def test_api_server_down_gives_503_and_the_retry_applies_once(
+        kube: ControlPlane, stack: Stack, solo_namespace: str, tmp_path: Path) -> None:
+    proxy = TcpProxy(kube.apiserver_port)
+    proxy.start()
+    config = json.loads(kube.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    path = tmp_path / "proxied.kubeconfig"
+    path.write_text(json.dumps(config))
+    webhook = start_webhook(path, tmp_path / "webhook.log", stack.env)
+    managed = managed_session(stack, solo_namespace, "outage")
+    (event_id,) = events_for(stack, managed, "paid")
+    url = f"{webhook.url}/webhooks/stripe"
     try:
+        proxy.stop()
         assert httpx.get(f"{webhook.url}/readyz").status_code == 503
-        body = json.dumps({"id": "evt_z", "type": "checkout.session.completed", "data": {
-            "object": {"id": "cs_test_z", "status": "complete", "payment_status": "paid",
-                       "metadata": {"paykube_namespace": "n", "paykube_name": "x",
-                                    "paykube_uid": "u"}}}}).encode()
-        response = httpx.post(f"{webhook.url}/webhooks/stripe", content=body,
-                              headers=signed(body))
-        assert response.status_code == 503
-        assert "Traceback" not in response.text
+        refused = stack.emulator.deliver(event_id, url=url, secret=WEBHOOK_SECRET)[-1]
+        assert refused["status"] == 503
+        assert "Traceback" not in refused["response_body"]
+        assert stack.get(solo_namespace, "outage")["status"]["phase"] == "Open"
+        proxy.start()
+        for _ in range(2):  # Stripe's retry, and one more duplicate for good measure
+            assert stack.emulator.deliver(event_id, url=url, secret=WEBHOOK_SECRET)[-1][
+                "status"] == 200
+        obj = stack.get(solo_namespace, "outage")
+        assert obj["status"]["phase"] == "Paid"
+        assert [h["phase"] for h in obj["status"]["history"]].count("Paid") == 1
     finally:
+        proxy.stop()
         webhook.stop()
+
+
+def test_webhook_and_poll_racing_converge(stack: Stack, namespace: str) -> None:
+    """Sessions of a second account get no automatic webhooks; the test delivers the event
+    itself while the operator's poll (every ~2 s) also sees the payment."""
+    key = f"sk_test_race_{uuid.uuid4().hex[:8]}"
+    stack.kube.kubectl("create", "secret", "generic", "race", "-n", namespace,
+                       f"--from-literal=apiKey={key}")
+    names = [f"race-{i}" for i in range(3)]
+    sessions = {}
+    for name in names:
+        stack.apply(namespace, name, credentialsRef={"name": "race"})
+    for name in names:
+        sessions[name] = stack.wait_phase(namespace, name, "Open")["status"]["sessionId"]
+    for name in names:
+        event = stack.emulator.pay(sessions[name])["event"]["id"]
+        time.sleep(random.uniform(0, 2.5))
+        assert deliver(stack, event) == 200
+    for name in names:
+        obj = stack.wait_phase(namespace, name, "Paid")
+        phases = [h["phase"] for h in obj["status"]["history"]]
+        assert phases == ["Pending", "Open", "Paid"]

@@ -128,7 +128,7 @@ def upsert_statement(projections: Projection | Sequence[Projection],
         (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
         for name in rows[0] if name not in ("uid", "version")
     ]
-    assignments.append(("version", case((wins, incoming), else_=stored)))
+    assignments.insert(0, ("version", case((wins, incoming), else_=stored)))
     return stmt.on_duplicate_key_update(assignments)
 
 
