@@ -27,10 +27,10 @@ API_KEY = "sk_test_bench"
 
 
 async def wait_all_open(plane: ControlPlane, namespace: str, count: int, applied: float,
-                        timeout: float) -> dict[str, float]:
+                        limit: float) -> dict[str, float]:
     opened: dict[str, float] = {}
     async with KubeClient(KubeConfig.from_file(plane.kubeconfig), timeout=60) as kube:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while len(opened) < count and time.monotonic() < deadline:
             now = time.monotonic()
             for item in await kube.list_sessions(namespace):
@@ -67,7 +67,7 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None) ->
             operator.stop()
     latencies = sorted(opened.values())
     label = f"rate limit {rate:.0f}/s" if rate else "no rate limit"
-    print(f"\n== {count} sessions, {label} ==")
+    print(f"\n== {count} sessions, {label} ==", flush=True)
     print(f"all Open:            {len(opened)}/{count} in {total:.1f} s")
     print(f"throughput:          {len(opened) / total:.1f} sessions/s")
     print(f"apply->Open p50/p99: {percentile(latencies, 0.5):.2f} s / "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -49,6 +50,16 @@ def _tail(log: Path | None, lines: int = 30) -> str:
     return "\n--- " + str(log) + " ---\n" + "\n".join(text)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started us dies, so that a killed
+    test run or benchmark leaves no servers behind."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, only called after
+
+
 def start_process(
     argv: Sequence[str | Path], *, log: Path, env: dict[str, str] | None = None,
     cwd: Path | None = None,
@@ -58,7 +69,7 @@ def start_process(
     with log.open("ab") as out:
         return subprocess.Popen(
             [str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
 
 

@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     API_SERVER_UNAVAILABLE = "ApiServerUnavailable"
     BROKER_UNAVAILABLE = "BrokerUnavailable"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    SECRETS_UNAVAILABLE = "SecretsUnavailable"
     CONFLICT = "Conflict"
 
     @property
@@ -33,6 +34,7 @@ _RETRYABLE = frozenset({
     ErrorCode.API_SERVER_UNAVAILABLE,
     ErrorCode.BROKER_UNAVAILABLE,
     ErrorCode.DATABASE_UNAVAILABLE,
+    ErrorCode.SECRETS_UNAVAILABLE,
     ErrorCode.CONFLICT,
 })
 

@@ -10,6 +10,7 @@ import json
 import logging
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_DROPPED = {"settings", "k8s_skip"}  # kopf attaches its whole settings object to each record
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,8 +22,12 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
+            if key in _STANDARD or key.startswith("_") or key in _DROPPED:
+                continue
+            if isinstance(value, str | int | float | bool) or value is None:
+                entry[key] = value
+            elif isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+                entry[key] = value  # e.g. kopf's k8s_ref: the object's identity
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

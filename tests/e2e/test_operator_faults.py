@@ -8,7 +8,8 @@ from pathlib import Path
 
 from paykube_dev.programs import start_operator
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
-from tests.plugins.paykube_fixtures import Stack, make_namespace
+from tests.plugins.kube_fixtures import make_namespace
+from tests.plugins.paykube_fixtures import Stack
 
 OBJECTS = 100
 RATE = 20.0

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from paykube_dev.programs import start_operator
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
-from tests.plugins.paykube_fixtures import Stack, create_secret, make_namespace, phase_of
+from tests.plugins.kube_fixtures import make_namespace
+from tests.plugins.paykube_fixtures import Stack, create_secret, phase_of
 
 
 def open_session(stack: Stack, namespace: str, name: str, **spec: object) -> str:

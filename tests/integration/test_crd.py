@@ -18,6 +18,12 @@ import yaml
 
 from paykube_dev.kube import ControlPlane
 
+
+@pytest.fixture
+def namespace(unmanaged_namespace: str) -> str:
+    """Objects here must not be touched by the shared test operator."""
+    return unmanaged_namespace
+
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
 REPO = Path(__file__).resolve().parents[2]

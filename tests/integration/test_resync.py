@@ -25,6 +25,12 @@ from paykube.mirror.store import MirrorStore, make_engine
 from paykube_dev.kube import ControlPlane
 from paykube_dev.services import MariaDB
 
+
+@pytest.fixture
+def namespace(unmanaged_namespace: str) -> str:
+    """Objects here must not be touched by the shared test operator."""
+    return unmanaged_namespace
+
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
 REPO = Path(__file__).resolve().parents[2]

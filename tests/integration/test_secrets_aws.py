@@ -301,6 +301,22 @@ def test_malformed_stripe_secret(admin: SecretsManagerClient, source: SecretsMan
     assert [r.getMessage() for r in warnings] == [str(exc.value)]
 
 
+def test_a_fixed_secret_is_picked_up_after_error_ttl(admin: SecretsManagerClient,
+                                                     source: SecretsManagerSource,
+                                                     clock: Clock,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    secret_id = _create(admin, "bad", json.dumps({"api_key": API_KEY}))
+    for _ in range(3):
+        with pytest.raises(CredentialsError, match="no 'apiKey' field"):
+            source.stripe_credentials(secret_id)
+    admin.put_secret_value(SecretId=secret_id, SecretString=json.dumps({"apiKey": API_KEY}))
+    clock.advance(6)  # error_ttl, far less than the 300 s ttl
+    assert source.stripe_credentials(secret_id).api_key.get() == API_KEY
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("paykube")]
+    assert len([m for m in messages if "no 'apiKey' field" in m]) == 1  # one line, not three
+    assert any("readable again" in m for m in messages)
+
+
 @pytest.mark.parametrize(("value", "problem"), [
     ({"username": DB_USER}, "no 'password' field"),
     ({"password": DB_PASSWORD, "host": DB_HOST}, "no 'username' field"),

@@ -29,10 +29,24 @@ def crd_installed(kube: ControlPlane) -> Path:
     return CRD
 
 
+def make_namespace(kube: ControlPlane, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    kube.kubectl("create", "namespace", name)
+    return name
+
+
 @pytest.fixture
 def namespace(kube: ControlPlane) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kube.kubectl("create", "namespace", name)
+    """A fresh namespace that the shared test operator (`stack`) reconciles (`t-*`)."""
+    name = make_namespace(kube, "t")
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def unmanaged_namespace(kube: ControlPlane) -> Iterator[str]:
+    """A fresh namespace no shared operator touches (`solo-*`)."""
+    name = make_namespace(kube, "solo")
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

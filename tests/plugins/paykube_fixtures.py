@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,12 +76,6 @@ class Stack:
 def phase_of(obj: Manifest) -> str | None:
     phase: str | None = obj.get("status", {}).get("phase")
     return phase
-
-
-def make_namespace(kube: ControlPlane, prefix: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    kube.kubectl("create", "namespace", name)
-    return name
 
 
 def create_secret(kube: ControlPlane, namespace: str, name: str, api_key: str) -> None:

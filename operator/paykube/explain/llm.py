@@ -169,8 +169,12 @@ class ModelExplainer:
         if task is None:
             task = asyncio.create_task(self._resolve(key, messages))
             self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+            task.add_done_callback(lambda done: self._forget(key, done))
         return await asyncio.shield(task)
+
+    def _forget(self, key: ExplanationKey, done: asyncio.Task[str | None]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
 
     async def _resolve(self, key: ExplanationKey, messages: Messages) -> str | None:
         stored = await self._store_get(key)

@@ -27,11 +27,14 @@ class NotFound(PaykubeError):
 
 class KubeClient:
     def __init__(self, config: KubeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, max_connections: int = 50) -> None:
         self._config = config
+        # Waiting for a free pooled connection is back-pressure, not an outage: no pool timeout.
         self._http = httpx.AsyncClient(
             base_url=config.server, verify=config.ssl_context(), transport=transport,
-            timeout=timeout,
+            timeout=httpx.Timeout(timeout, pool=None),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
         )
 
     async def aclose(self) -> None:

@@ -128,7 +128,7 @@ def upsert_statement(projections: Projection | Sequence[Projection],
         (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
         for name in rows[0] if name not in ("uid", "version")
     ]
-    assignments.insert(0, ("version", case((wins, incoming), else_=stored)))
+    assignments.append(("version", case((wins, incoming), else_=stored)))
     return stmt.on_duplicate_key_update(assignments)
 
 
@@ -161,8 +161,8 @@ class MirrorStore:
         uids = [op.uid for op in ops]
         s, t = sessions_table, transitions_table
         with database_errors("mirror batch"), self.engine.begin() as conn:
-            versions = dict(conn.execute(
-                select(s.c.uid, s.c.version).where(s.c.uid.in_(uids))).tuples().all())
+            versions: dict[str, int] = dict(
+                conn.execute(select(s.c.uid, s.c.version).where(s.c.uid.in_(uids))).all())
             known: dict[str, set[str]] = {}
             for uid, phase in conn.execute(select(t.c.uid, t.c.phase).where(t.c.uid.in_(uids))):
                 known.setdefault(uid, set()).add(phase)

@@ -136,7 +136,7 @@ def error_from_response(response: httpx.Response) -> ProviderError:
     message = str(body.get("message") or f"Stripe answered HTTP {status}")
     if status == 429:
         code = ErrorCode.RATE_LIMITED
-    elif status >= 500:
+    elif status >= 500 or status == 409:  # 409: idempotency_key_in_use, Stripe says retry
         code = ErrorCode.PROVIDER_UNAVAILABLE
     elif status in (401, 403):
         code = ErrorCode.CREDENTIALS_INVALID

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.config
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
@@ -178,9 +179,7 @@ class DatabaseCredentials:
 class SecretsUnavailable(CredentialsError):
     """Secrets Manager could not be reached or answered with a server error: retry later."""
 
-    @property
-    def retryable(self) -> bool:
-        return True
+    code = ErrorCode.SECRETS_UNAVAILABLE
 
 
 # --- the source ----------------------------------------------------------------------------
@@ -252,12 +251,14 @@ class SecretsManagerSource:
     def stripe_credentials(self, secret_id: str, *, require_api_key: bool = True,
                            require_webhook_secrets: bool = False,
                            stage: str = CURRENT) -> StripeCredentials:
-        doc = self._document(secret_id, stage)
-        api_key = self._string(secret_id, doc.fields, API_KEY_FIELD, required=require_api_key)
-        secrets = self._secret_list(secret_id, doc.fields, WEBHOOK_SECRETS_FIELD,
-                                    required=require_webhook_secrets)
-        self._readable(secret_id, doc)
-        return StripeCredentials(SecretStr(api_key or ""), secrets, doc.version)
+        def build(doc: _Document) -> StripeCredentials:
+            api_key = self._string(secret_id, doc.fields, API_KEY_FIELD,
+                                   required=require_api_key)
+            secrets = self._secret_list(secret_id, doc.fields, WEBHOOK_SECRETS_FIELD,
+                                        required=require_webhook_secrets)
+            return StripeCredentials(SecretStr(api_key or ""), secrets, doc.version)
+
+        return self._read(secret_id, stage, build)
 
     def database_credentials(self, secret_id: str, *, host: str | None = None,
                              port: int | None = None, dbname: str | None = None,
@@ -265,28 +266,29 @@ class SecretsManagerSource:
                              stage: str = CURRENT) -> DatabaseCredentials:
         """The RDS-format secret; `host`, `port`, `dbname`, `engine` are defaults used
         when the secret lacks them (RDS-managed secrets hold only username/password)."""
-        document = self._document(secret_id, stage)
-        doc = document.fields
-        username = self._required(secret_id, doc, "username")
-        password = self._required(secret_id, doc, "password")
-        engine_ = self._string(secret_id, doc, "engine", required=False) or engine or "mysql"
-        host_ = self._string(secret_id, doc, "host", required=False) or host
-        if not host_:
-            raise self._fail(secret_id, "has no 'host' field and no default database host "
-                             "is configured")
-        port_ = self._port(secret_id, doc)
-        if port_ is None:
-            port_ = port or _DEFAULT_PORTS.get(_DRIVERS.get(engine_.lower(), ""), 3306)
-        dbname_ = self._string(secret_id, doc, "dbname", required=False) or dbname
-        self._readable(secret_id, document)
-        return DatabaseCredentials(username, SecretStr(password), host_, port_, dbname_,
-                                   engine_, document.version)
+        def build(document: _Document) -> DatabaseCredentials:
+            doc = document.fields
+            username = self._required(secret_id, doc, "username")
+            password = self._required(secret_id, doc, "password")
+            engine_ = (self._string(secret_id, doc, "engine", required=False) or engine
+                       or "mysql")
+            host_ = self._string(secret_id, doc, "host", required=False) or host
+            if not host_:
+                raise self._fail(secret_id, "has no 'host' field and no default database "
+                                 "host is configured")
+            port_ = self._port(secret_id, doc)
+            if port_ is None:
+                port_ = port or _DEFAULT_PORTS.get(_DRIVERS.get(engine_.lower(), ""), 3306)
+            dbname_ = self._string(secret_id, doc, "dbname", required=False) or dbname
+            return DatabaseCredentials(username, SecretStr(password), host_, port_, dbname_,
+                                       engine_, document.version)
+
+        return self._read(secret_id, stage, build)
 
     def json_document(self, secret_id: str, *, stage: str = CURRENT) -> dict[str, SecretStr]:
         """Any JSON-object secret, its string values wrapped (other values are dropped)."""
-        doc = self._document(secret_id, stage)
-        self._readable(secret_id, doc)
-        return {k: SecretStr(v) for k, v in doc.fields.items() if isinstance(v, str)}
+        return self._read(secret_id, stage, lambda doc: {
+            k: SecretStr(v) for k, v in doc.fields.items() if isinstance(v, str)})
 
     # --- async wrappers ---
 
@@ -332,6 +334,25 @@ class SecretsManagerSource:
         return self._error_ttl if entry.error is not None else self._ttl
 
     # --- reading ---
+
+    def _read(self, secret_id: str, stage: str, build: Callable[[_Document], _T]) -> _T:
+        try:
+            doc = self._document(secret_id, stage)
+            result = build(doc)
+        except CredentialsError:
+            self._shorten(secret_id, stage)
+            raise
+        self._readable(secret_id, doc)
+        return result
+
+    def _shorten(self, secret_id: str, stage: str) -> None:
+        """A value that failed validation is read again after `error_ttl`, not `ttl`:
+        the fix of a malformed secret shows up quickly."""
+        with self._lock:
+            entry = self._state.entries.get((secret_id, stage))
+            if entry is not None and entry.error is None:
+                entry.fetched_at = min(entry.fetched_at,
+                                       self._clock() - self._ttl + self._error_ttl)
 
     def _document(self, secret_id: str, stage: str) -> _Document:
         key = (secret_id, stage)
@@ -479,7 +500,7 @@ class SecretsManagerSource:
         if not repeated:
             log.warning("%s", message)
         if transient:
-            return SecretsUnavailable(message, code=code)
+            return SecretsUnavailable(message)
         return CredentialsError(message, code=code)
 
     def _readable(self, secret_id: str, doc: _Document) -> None:
