@@ -63,9 +63,36 @@ class Settings:
     broker_password: SecretStr = field(default_factory=lambda: SecretStr(""))
     broker_tls: bool = False
     outbox_interval: float = 10.0
+    database_url: SecretStr = field(default_factory=lambda: SecretStr(""))  # may hold a password
+    database_host: str = ""
+    database_port: int = 3306
+    database_name: str = "paykube"
+    secrets_source: str = "kubernetes"  # or "aws" (Secrets Manager)
+    secrets_ttl: float = 300.0
+    aws_region: str = ""
+    aws_endpoint_url: str = ""
+    aws_stripe_secret_id: str = ""  # JSON {"apiKey": ..., "webhookSecrets": [...]}
+    aws_database_secret_id: str = ""  # RDS-managed format
+    explain_base_url: str = ""
+    explain_model: str = ""
+    explain_api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
+    explain_timeout: float = 3.0
+    explain_retry: float = 60.0  # seconds before asking the model again after a failure
     metrics_username: str = ""
     metrics_password: SecretStr = field(default_factory=lambda: SecretStr(""))
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.secrets_source not in ("kubernetes", "aws"):
+            raise ValueError("PAYKUBE_SECRETS_SOURCE must be 'kubernetes' or 'aws'")
+        if self.secrets_source == "aws" and not (self.aws_stripe_secret_id
+                                                 or self.aws_database_secret_id):
+            raise ValueError("PAYKUBE_SECRETS_SOURCE=aws needs PAYKUBE_AWS_STRIPE_SECRET_ID "
+                             "and/or PAYKUBE_AWS_DATABASE_SECRET_ID")
+
+    @property
+    def aws(self) -> bool:
+        return self.secrets_source == "aws"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +124,21 @@ class Settings:
             broker_password=SecretStr(get("BROKER_PASSWORD", "")),
             broker_tls=get("BROKER_TLS", "false").lower() in ("1", "true", "yes"),
             outbox_interval=float(get("OUTBOX_INTERVAL", str(base.outbox_interval))),
+            database_url=SecretStr(get("DATABASE_URL", "")),
+            database_host=get("DATABASE_HOST", ""),
+            database_port=int(get("DATABASE_PORT", str(base.database_port))),
+            database_name=get("DATABASE_NAME", base.database_name),
+            secrets_source=get("SECRETS_SOURCE", base.secrets_source).lower(),
+            secrets_ttl=float(get("SECRETS_TTL", str(base.secrets_ttl))),
+            aws_region=get("AWS_REGION", ""),
+            aws_endpoint_url=get("AWS_ENDPOINT_URL", ""),
+            aws_stripe_secret_id=get("AWS_STRIPE_SECRET_ID", ""),
+            aws_database_secret_id=get("AWS_DATABASE_SECRET_ID", ""),
+            explain_base_url=get("EXPLAIN_BASE_URL", ""),
+            explain_model=get("EXPLAIN_MODEL", ""),
+            explain_api_key=SecretStr(get("EXPLAIN_API_KEY", "")),
+            explain_timeout=float(get("EXPLAIN_TIMEOUT", str(base.explain_timeout))),
+            explain_retry=float(get("EXPLAIN_RETRY", str(base.explain_retry))),
             metrics_username=get("METRICS_USERNAME", ""),
             metrics_password=SecretStr(get("METRICS_PASSWORD", "")),
             log_level=get("LOG_LEVEL", base.log_level).upper(),

@@ -8,15 +8,11 @@ of three modes: `answer`, `slow` (holds the request longer than the client's tim
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from aiohttp import web
 
 from paykube.errors import ErrorCode, ProviderError
 from paykube.explain import (
@@ -26,13 +22,11 @@ from paykube.explain import (
     ModelExplainer,
 )
 from paykube.settings import SecretStr
-from paykube_dev.proc import free_port
+from tests.plugins.openai_server import ANSWER, FakeOpenAI
 
 pytestmark = pytest.mark.integration
 
 MODEL_KEY = "sk-model-SEKRET-api-key-123456"
-ANSWER = ("Stripe does not know this parameter combination. Remove spec.customerEmail and "
-          "create the PaymentSession again.")
 TIMEOUT = 0.5
 
 # A message crafted to carry every kind of value the prompt must not contain.
@@ -50,55 +44,6 @@ CRAFTED = (f"Invalid value for metadata[customer_address]: '{METADATA_VALUE}'. T
 PRIVATE_VALUES = [EMAIL, "jane.doe", URL, "shop.example.com", STRIPE_KEY, "SEKRETkey", WHSEC,
                   "SEKRETsigning", PUBLISHABLE, "TYooMQ", UID, METADATA_VALUE, "Jane Doe",
                   "Main Street", CARD, "5556", "customer_address", MODEL_KEY]
-
-
-class FakeOpenAI:
-    def __init__(self) -> None:
-        self.mode = "answer"
-        self.answer = ANSWER
-        self.requests: list[dict[str, Any]] = []
-        self.release = asyncio.Event()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._completions)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
-        self.mode = "answer" if self.mode == "down" else self.mode
-
-    async def stop(self) -> None:
-        self.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        self.release = asyncio.Event()
-
-    async def go_down(self) -> None:
-        await self.stop()
-        self.mode = "down"
-
-    async def _completions(self, request: web.Request) -> web.Response:
-        raw = await request.text()
-        self.requests.append({"body": json.loads(raw), "raw": raw,
-                              "headers": dict(request.headers)})
-        if self.mode == "slow":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.release.wait(), timeout=20)
-        body = json.loads(raw)
-        return web.json_response({
-            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
-            "created": int(time.time()), "model": body.get("model", "test"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": self.answer}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        })
 
 
 class Clock:

@@ -3,6 +3,7 @@ the real control plane and the Stripe emulator (its own process)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from paykube_dev.kube import REPO, ControlPlane
 from paykube_dev.programs import Program, start_operator, start_webhook
 from paykube_dev.services import ActiveMQ
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
+from tests.plugins.kube_fixtures import make_namespace
 
 API_KEY = "sk_test_paykube_stack"
 METRICS_AUTH = ("prometheus", "metrics-password-for-tests")
@@ -71,6 +73,32 @@ class Stack:
         return self.wait_for(namespace, name,
                              lambda o: o.get("status", {}).get("phase") == phase,
                              timeout=timeout, what=f"phase {phase}")
+
+
+@dataclass
+class Solo:
+    """An operator of its own with its own Stripe emulator, on one `solo-*` namespace."""
+
+    namespace: str
+    emulator: EmulatorControl
+    emulator_url: str
+    operator: Program
+
+
+@contextlib.contextmanager
+def solo_operator(stack: Stack, directory: Path, **env: str) -> Iterator[Solo]:
+    namespace = make_namespace(stack.kube, "solo")
+    with EmulatorProcess(directory / "emulator.log") as emulator:
+        operator = start_operator(
+            stack.kube.kubeconfig, directory / "operator.log",
+            stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
+                               PAYKUBE_NAMESPACES=namespace, **env))
+        try:
+            yield Solo(namespace, EmulatorControl(emulator.base_url), emulator.base_url,
+                       operator)
+        finally:
+            operator.stop()
+            stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def phase_of(obj: Manifest) -> str | None:

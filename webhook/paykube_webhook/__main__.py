@@ -10,6 +10,7 @@ from paykube import logs
 from paykube.events.relay import build_publisher
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
+from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
 from paykube.settings import Settings
 from paykube_webhook.app import WebhookService, create_app
 from paykube_webhook.metrics import WebhookMetrics
@@ -18,7 +19,8 @@ from paykube_webhook.metrics import WebhookMetrics
 async def build_app(settings: Settings) -> web.Application:
     kube = KubeClient(KubeConfig.load())
     publisher = build_publisher(settings)
-    app = create_app(WebhookService(settings, kube, WebhookMetrics(), publisher))
+    secrets = StripeSecrets(settings, build_aws_source(settings))
+    app = create_app(WebhookService(settings, kube, WebhookMetrics(), publisher, secrets))
 
     async def close(_: web.Application) -> None:
         await publisher.aclose()

@@ -23,6 +23,7 @@ from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import write_status
 from paykube.lifecycle import ProviderObserved, advance
 from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
+from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
 from paykube_webhook.metrics import WebhookMetrics
 from paykube_webhook.verify import SignatureError, verify
@@ -37,6 +38,7 @@ class WebhookService:
     kube: KubeClient
     metrics: WebhookMetrics
     publisher: EventPublisher
+    secrets: StripeSecrets
     wall_clock: Callable[[], float] = time.time
 
     def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
@@ -59,9 +61,14 @@ class WebhookService:
         if len(payload) > limit:
             return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
         try:
-            verify(payload, request.headers.get("Stripe-Signature"),
-                   self.settings.webhook_secrets, tolerance=self.settings.webhook_tolerance,
-                   now=self.wall_clock())
+            secrets = await self.secrets.webhook_secrets()
+        except PaykubeError as exc:  # our problem, not the sender's: let Stripe retry
+            self.metrics.requests.labels("secrets_unavailable").inc()
+            log.error("webhook secrets unavailable", extra={"code": exc.code.value})
+            return web.json_response({"error": {"code": exc.code.value}}, status=503)
+        try:
+            verify(payload, request.headers.get("Stripe-Signature"), secrets,
+                   tolerance=self.settings.webhook_tolerance, now=self.wall_clock())
         except SignatureError as exc:
             self.metrics.verification_failures.labels(exc.failure.value).inc()
             return self._refuse(400, ErrorCode.SIGNATURE_INVALID, "signature_invalid",
@@ -131,9 +138,14 @@ class WebhookService:
         return web.Response(text="ok")
 
     async def readyz(self, _: web.Request) -> web.Response:
-        if await self.kube.ready():
-            return web.Response(text="ok")
-        return web.Response(text="api server unreachable", status=503)
+        if not await self.kube.ready():
+            return web.Response(text="api server unreachable", status=503)
+        try:
+            await self.secrets.webhook_secrets()
+        except PaykubeError as exc:
+            return web.Response(text=f"webhook secrets unavailable: {exc.code.value}",
+                                status=503)
+        return web.Response(text="ok")
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
         if not basic_auth_ok(request.headers.get("Authorization"),

@@ -98,6 +98,9 @@ async def _early_fault(fault: Fault) -> None:
         raise errors.rate_limited(fault.reason, fault.retry_after)
     elif fault.kind == "api_error":
         raise errors.api_error(fault.should_retry)
+    elif fault.kind == "stripe_error":
+        raise errors.StripeError(fault.status, fault.message, code=fault.code,
+                                 param=fault.param)
 
 
 async def _hold(state: EmulatorState, fault: Fault, request: web.Request, status: int) -> None:

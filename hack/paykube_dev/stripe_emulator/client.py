@@ -71,11 +71,12 @@ class _Calls:
         kind: str, count: int | None, method: str | None, path: str | None,
         path_prefix: str | None, seconds: float | None, retry_after: int | None,
         reason: str | None, should_retry: bool | None, probability: float | None = None,
+        error: dict[str, Any] | None = None,
     ) -> _Call:
         body = _drop_none(
             kind=kind, method=method, path=path, path_prefix=path_prefix, seconds=seconds,
             retry_after=retry_after, reason=reason, should_retry=should_retry,
-            probability=probability,
+            probability=probability, **(error or {}),
         )
         body["count"] = count
         return _Call("POST", f"{P}/faults", body)
@@ -208,11 +209,13 @@ class EmulatorControl:
         path: str | None = None, path_prefix: str | None = None, seconds: float | None = None,
         retry_after: int | None = None, reason: str | None = None,
         should_retry: bool | None = None, probability: float | None = None,
+        error: dict[str, Any] | None = None,
     ) -> JsonObject:
-        """kind: rate_limit | api_error | latency | hold | drop; count None = until cleared."""
+        """kind: rate_limit | api_error | latency | hold | drop | stripe_error (with
+        `error={"status", "code", "message", "param"}`); count None = until cleared."""
         return self._do(_Calls.add_fault(
             kind, count, method, path, path_prefix, seconds, retry_after, reason, should_retry,
-            probability,
+            probability, error,
         ))
 
     def faults(self) -> list[JsonObject]:

@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 
 from .model import JsonObject, new_id
 
-FaultKind = Literal["rate_limit", "api_error", "latency", "hold", "drop"]
+FaultKind = Literal["rate_limit", "api_error", "latency", "hold", "drop", "stripe_error"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 RATE_LIMIT_REASONS = ("global-rate", "endpoint-rate", "global-concurrency", "resource-specific")
 
@@ -29,6 +29,8 @@ class Fault:
     - hold: handle the request (the session exists), then keep the response until
       `POST /_emulator/release` or `seconds` (default 300) pass.
     - drop: handle the request, then close the connection without an answer.
+    - stripe_error: answer `status` with a Stripe error of `code`, `message`, `param`
+      (any error Stripe can give, e.g. one paykube's catalog does not know).
     """
 
     kind: FaultKind
@@ -41,6 +43,10 @@ class Fault:
     reason: str = "global-rate"
     should_retry: bool | None = None
     probability: float = 1.0
+    status: int = 400
+    code: str | None = None
+    message: str = "The request was refused."
+    param: str | None = None
     id: str = field(default_factory=lambda: new_id("flt_", 12))
 
     def matches(self, method: str, path: str) -> bool:
@@ -56,6 +62,8 @@ class Fault:
             "method": self.method, "path": self.path, "path_prefix": self.path_prefix,
             "seconds": self.seconds, "retry_after": self.retry_after, "reason": self.reason,
             "should_retry": self.should_retry, "probability": self.probability,
+            "status": self.status, "code": self.code, "message": self.message,
+            "param": self.param,
         }
 
     @classmethod
@@ -78,6 +86,9 @@ class Fault:
             path=_opt_str(body, "path"), path_prefix=_opt_str(body, "path_prefix") or "/v1/",
             seconds=seconds, retry_after=body.get("retry_after", 1), reason=reason,
             should_retry=body.get("should_retry"), probability=float(probability),
+            status=int(body.get("status", 400)), code=_opt_str(body, "code"),
+            message=_opt_str(body, "message") or "The request was refused.",
+            param=_opt_str(body, "param"),
         )
 
 

@@ -116,10 +116,10 @@ class Explainer:
 def build_explainer(*, base_url: str | None = None, model: str | None = None,
                     api_key: SecretStr | None = None, timeout: float = 3.0,
                     store: ExplanationStore | None = None,
-                    provider: str = "stripe") -> Explainer:
+                    provider: str = "stripe", failure_backoff: float = 60.0) -> Explainer:
     """Catalog only unless both `base_url` and `model` are set."""
     if not base_url or not model:
         return Explainer(provider=provider)
     explainer = ModelExplainer(base_url, model, api_key or SecretStr(""), timeout=timeout,
-                               store=store)
+                               store=store, failure_backoff=failure_backoff)
     return Explainer(model=explainer, provider=provider)

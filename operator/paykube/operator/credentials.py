@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from paykube.errors import CredentialsError, ErrorCode
 from paykube.kube.client import KubeClient, NotFound
+from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
 
 API_KEY_FIELD = "apiKey"
@@ -15,9 +16,10 @@ API_KEY_FIELD = "apiKey"
 class CredentialResolver:
     """Resolves API keys, caching Secrets for `ttl` seconds so rotation needs no restart."""
 
-    def __init__(self, settings: Settings, kube: KubeClient, *, ttl: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, kube: KubeClient, stripe: StripeSecrets, *,
+                 ttl: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._stripe = stripe
         self._kube = kube
         self._ttl = ttl
         self._clock = clock
@@ -26,8 +28,9 @@ class CredentialResolver:
     async def api_key(self, namespace: str, secret_name: str | None) -> SecretStr:
         if secret_name:
             return await self._from_secret(namespace, secret_name)
-        if self._settings.stripe_api_key:
-            return self._settings.stripe_api_key
+        default = await self._stripe.api_key()
+        if default:
+            return default
         if self._settings.stripe_credentials_secret:
             ns, _, name = self._settings.stripe_credentials_secret.partition("/")
             return await self._from_secret(ns, name)

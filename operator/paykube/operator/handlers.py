@@ -52,6 +52,11 @@ def _has_unpublished(body: Any, **_: Any) -> bool:
     return bool(unpublished(Status.from_dict(body.get("status"))))
 
 
+def _lacks_explanation(body: Any, **_: Any) -> bool:
+    error = Status.from_dict(body.get("status")).error
+    return error is not None and not error.explanation and bool(error.provider_code)
+
+
 def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -124,11 +129,31 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
             except PaykubeError as exc:
                 log.warning("poll failed: %s", exc.message)
 
+    @kopf.on.event(*RESOURCE, registry=registry, id="mirror")
+    async def mirror(event: Any, memo: Any, **_: Any) -> None:
+        """Every observed state, whoever wrote it, goes to the reporting mirror."""
+        writer = _runtime(memo).mirror
+        if writer is None or not event.get("object"):
+            return
+        if event.get("type") == "DELETED":
+            await writer.record_deleted(event["object"])
+        else:
+            await writer.record(event["object"])
+
     @kopf.timer(*RESOURCE, registry=registry, id="outbox", interval=settings.outbox_interval,
                 initial_delay=settings.outbox_interval, when=_has_unpublished)
     async def outbox(body: Any, memo: Any, **_: Any) -> None:
         """Re-publish phase events the broker has not confirmed (e.g. after an outage)."""
         runtime = _runtime(memo)
         await _guard(runtime, "outbox", runtime.reconciler.relay(ref_of(body)))
+
+    if settings.explain_base_url and settings.explain_model:
+        @kopf.timer(*RESOURCE, registry=registry, id="explain",
+                    interval=max(settings.explain_retry, 1.0), when=_lacks_explanation)
+        async def explain(body: Any, memo: Any, **_: Any) -> None:
+            """Fill in explanations the model could not give in time (it never blocks
+            reconciliation; this catches up once the model answers again)."""
+            runtime = _runtime(memo)
+            await _guard(runtime, "explain", runtime.reconciler.explain_missing(ref_of(body)))
 
     return registry

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
-from paykube.errors import PaykubeError, ProviderError
+from paykube.errors import ErrorCode, PaykubeError, ProviderError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import relay_outbox
+from paykube.explain.service import Explainer
 from paykube.kube.client import KubeClient, Manifest
 from paykube.kube.status import write_status
 from paykube.lifecycle import (
@@ -67,6 +68,7 @@ class Reconciler:
     credentials: CredentialResolver
     metrics: OperatorMetrics
     publisher: EventPublisher
+    explainer: Explainer
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     async def reconcile(self, ref: ObjectRef) -> Status:
@@ -162,6 +164,8 @@ class Reconciler:
             session: ProviderSession = await call(provider, key)
         except PaykubeError as exc:
             info = error_info(exc)
+            if isinstance(exc, ProviderError):
+                info = replace(info, explanation=self.explainer.explain_now(exc))
             if exc.retryable:
                 await self._apply(ref, SyncFailed(info, generation))
                 await self._event(ref, "Warning", info.code, info.message)
@@ -169,8 +173,34 @@ class Reconciler:
                 raise RetryLater(info.message, delay or 10.0) from exc
             await self._apply(ref, ProviderRejected(info, source, generation))
             await self._event(ref, "Warning", info.code, info.message)
+            if isinstance(exc, ProviderError) and info.explanation is None:
+                # Reconciliation never waits for the model; the explanation comes later.
+                self.explainer.explain_in_background(
+                    exc, lambda text: self._add_explanation(ref, info, text))
             raise
         return session
+
+    async def explain_missing(self, ref: ObjectRef) -> None:
+        """Ask again for an explanation the model could not give in time before."""
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        error = Status.from_dict(obj.get("status")).error
+        if error is None or error.explanation or not error.provider_code:
+            return
+        text = await self.explainer.explain_later(
+            ProviderError(error.message, code=ErrorCode(error.code),
+                          provider_code=error.provider_code, doc_url=error.doc_url))
+        if text:
+            await self._add_explanation(ref, error, text)
+
+    async def _add_explanation(self, ref: ObjectRef, info: ErrorInfo, text: str) -> None:
+        def decide(_obj: Manifest, current: Status) -> Status:
+            error = current.error
+            if error is None or error.explanation or (error.code, error.provider_code) != (
+                    info.code, info.provider_code):
+                return current  # a different error by now: leave it alone
+            return current.with_changes(error=replace(error, explanation=text))
+
+        await write_status(self.kube, ref, decide)
 
     async def _observe(self, ref: ObjectRef, session: ProviderSession, source: Source,
                        reason: str) -> Status:

@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import build_publisher
+from paykube.explain.service import Explainer, build_explainer
 from paykube.kube.client import KubeClient
+from paykube.mirror.explanations import MySQLExplanationStore
+from paykube.mirror.store import MirrorWriter
+from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.credentials import CredentialResolver
 from paykube.operator.metrics import OperatorMetrics
 from paykube.operator.reconciler import Reconciler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import StripeProvider
+from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
 from paykube.settings import Settings
 
 
@@ -26,6 +31,8 @@ class Runtime:
     reconciler: Reconciler
     metrics: OperatorMetrics
     publisher: EventPublisher
+    explainer: Explainer
+    mirror: MirrorWriter | None
 
     @classmethod
     def build(cls, settings: Settings, kube: KubeClient) -> Runtime:
@@ -38,11 +45,28 @@ class Runtime:
         )
         providers: dict[str, PaymentProvider] = {"stripe": stripe}
         publisher = build_publisher(settings)
-        reconciler = Reconciler(kube, provider_factory(providers),
-                                CredentialResolver(settings, kube), metrics, publisher)
-        return cls(settings, kube, stripe, reconciler, metrics, publisher)
+        aws = build_aws_source(settings)
+        engine = build_engine(settings, aws)
+        mirror = build_writer(engine) if engine is not None else None
+        explainer = build_explainer(
+            base_url=settings.explain_base_url or None, model=settings.explain_model or None,
+            api_key=settings.explain_api_key, timeout=settings.explain_timeout,
+            failure_backoff=settings.explain_retry,
+            store=MySQLExplanationStore(engine) if engine is not None else None)
+        credentials = CredentialResolver(settings, kube, StripeSecrets(settings, aws))
+        reconciler = Reconciler(kube, provider_factory(providers), credentials, metrics,
+                                publisher, explainer)
+        return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror)
+
+    def start(self) -> None:
+        """Start background work; call inside the running event loop."""
+        if self.mirror is not None:
+            self.mirror.start()
 
     async def aclose(self) -> None:
+        if self.mirror is not None:
+            await self.mirror.aclose()
+        await self.explainer.aclose()
         await self.stripe.aclose()
         await self.publisher.aclose()
         await self.kube.aclose()
