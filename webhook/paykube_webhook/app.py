@@ -19,8 +19,8 @@ from paykube.api.types import ObjectRef, Source
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import relay_outbox
-from paykube.kube.client import KubeClient, Manifest, NotFound
-from paykube.kube.status import write_status
+from paykube.kube.client import KubeClient, NotFound
+from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import ProviderObserved, advance
 from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
 from paykube.secrets.stripe_secrets import StripeSecrets
@@ -94,7 +94,7 @@ class WebhookService:
                 self.kube, ref, lambda obj, current: advance(
                     current,
                     ProviderObserved(phase, snapshot(session), Source.WEBHOOK, event_id,
-                                     cancel_requested=_cancel_requested(obj)),
+                                     cancel_requested=cancel_requested(obj)),
                     dt.datetime.now(dt.UTC),
                 ),
             )
@@ -176,11 +176,6 @@ def _object_of(session: dict[str, Any]) -> ObjectRef | None:
                          str(metadata["paykube_uid"]))
     except (KeyError, TypeError):
         return None
-
-
-def _cancel_requested(obj: Manifest) -> bool:
-    return bool(obj.get("spec", {}).get("cancel")) or bool(
-        obj["metadata"].get("deletionTimestamp"))
 
 
 @web.middleware

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
 from paykube.errors import ErrorCode, PaykubeError, ProviderError
@@ -15,7 +14,7 @@ from paykube.events.publisher import EventPublisher
 from paykube.events.relay import relay_outbox
 from paykube.explain.service import Explainer
 from paykube.kube.client import KubeClient, Manifest
-from paykube.kube.status import write_status
+from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import (
     Observation,
     ProviderObserved,
@@ -30,6 +29,7 @@ from paykube.lifecycle import (
 from paykube.operator.credentials import CredentialResolver
 from paykube.operator.metrics import OperatorMetrics
 from paykube.providers.base import CreateSession, PaymentProvider, ProviderSession
+from paykube.settings import SecretStr
 
 log = logging.getLogger(__name__)
 COMPONENT = "paykube-operator"
@@ -50,11 +50,6 @@ def error_info(exc: PaykubeError) -> ErrorInfo:
                          provider_code=exc.provider_code, doc_url=exc.doc_url,
                          retryable=exc.retryable)
     return ErrorInfo(code=exc.code.value, message=exc.message, retryable=exc.retryable)
-
-
-def cancel_requested(obj: Manifest) -> bool:
-    return bool(obj.get("spec", {}).get("cancel")) or bool(
-        obj["metadata"].get("deletionTimestamp"))
 
 
 def _parse_time(text: str) -> dt.datetime:
@@ -153,7 +148,8 @@ class Reconciler:
 
     async def _call(
         self, ref: ObjectRef, obj: Manifest,
-        call: Callable[[PaymentProvider, Any], Any], source: Source,
+        call: Callable[[PaymentProvider, SecretStr], Awaitable[ProviderSession]],
+        source: Source,
     ) -> ProviderSession:
         spec = obj.get("spec", {})
         generation = int(obj["metadata"].get("generation", 1))
@@ -161,7 +157,7 @@ class Reconciler:
             provider = self.providers(spec.get("provider", "stripe"))
             key = await self.credentials.api_key(ref.namespace,
                                                  (spec.get("credentialsRef") or {}).get("name"))
-            session: ProviderSession = await call(provider, key)
+            session = await call(provider, key)
         except PaykubeError as exc:
             info = error_info(exc)
             if isinstance(exc, ProviderError):

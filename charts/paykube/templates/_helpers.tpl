@@ -1,0 +1,291 @@
+{{/* Names ---------------------------------------------------------------------------- */}}
+
+{{- define "paykube.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "paykube.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* <fullname>-<component>, within the 63 characters of a label value. */}}
+{{- define "paykube.componentName" -}}
+{{- printf "%s-%s" (include "paykube.fullname" .root | trunc 54 | trimSuffix "-") .component }}
+{{- end }}
+
+{{- define "paykube.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels: call with (dict "root" $ "component" "operator"). */}}
+{{- define "paykube.labels" -}}
+helm.sh/chart: {{ include "paykube.chart" .root }}
+{{ include "paykube.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: paykube
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "paykube.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "paykube.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "paykube.serviceAccountName" -}}
+{{- $sa := index .root.Values .component "serviceAccount" }}
+{{- if $sa.create }}
+{{- default (include "paykube.componentName" .) $sa.name }}
+{{- else }}
+{{- required (printf "%s.serviceAccount.name is required when %s.serviceAccount.create is false" .component .component) $sa.name }}
+{{- end }}
+{{- end }}
+
+{{- define "paykube.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Settings ------------------------------------------------------------------------- */}}
+
+{{/* PAYKUBE_STRIPE_CREDENTIALS_SECRET as "namespace/name" ("" when not set). */}}
+{{- define "paykube.credentialsSecret" -}}
+{{- $s := .Values.operator.credentialsSecret }}
+{{- if $s }}
+{{- if contains "/" $s }}{{ $s }}{{ else }}{{ printf "%s/%s" .Release.Namespace $s }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* One env var from a key of secrets.existingSecret, if that key is configured. */}}
+{{- define "paykube.secretEnv" -}}
+{{- $key := index .root.Values.secrets.keys .key }}
+{{- if $key }}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "secrets.existingSecret is required when secrets.keys.%s is set" .key) .root.Values.secrets.existingSecret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+
+{{/* Settings both programs read: secrets source, AWS, broker, logging. */}}
+{{- define "paykube.commonEnv" -}}
+- name: PAYKUBE_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: PAYKUBE_SECRETS_SOURCE
+  value: {{ .Values.secrets.source | quote }}
+- name: PAYKUBE_SECRETS_TTL
+  value: {{ .Values.secrets.ttl | toString | quote }}
+{{- if eq .Values.secrets.source "aws" }}
+{{- with .Values.secrets.aws }}
+{{- if not (or .stripeSecretId .databaseSecretId) }}
+{{- fail "secrets.source=aws needs secrets.aws.stripeSecretId and/or secrets.aws.databaseSecretId" }}
+{{- end }}
+{{- if .region }}
+- name: PAYKUBE_AWS_REGION
+  value: {{ .region | quote }}
+{{- end }}
+{{- if .endpointUrl }}
+- name: PAYKUBE_AWS_ENDPOINT_URL
+  value: {{ .endpointUrl | quote }}
+{{- end }}
+{{- if .stripeSecretId }}
+- name: PAYKUBE_AWS_STRIPE_SECRET_ID
+  value: {{ .stripeSecretId | quote }}
+{{- end }}
+{{- if .databaseSecretId }}
+- name: PAYKUBE_AWS_DATABASE_SECRET_ID
+  value: {{ .databaseSecretId | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.broker }}
+{{- if .urls }}
+- name: PAYKUBE_BROKER_URLS
+  value: {{ join "," .urls | quote }}
+- name: PAYKUBE_BROKER_DESTINATION
+  value: {{ .destination | quote }}
+- name: PAYKUBE_BROKER_TLS
+  value: {{ .tls | toString | quote }}
+{{- if .username }}
+- name: PAYKUBE_BROKER_USERNAME
+  value: {{ .username | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- include "paykube.secretEnv" (dict "root" . "key" "brokerPassword" "name" "PAYKUBE_BROKER_PASSWORD") }}
+{{- end }}
+
+{{- define "paykube.operatorEnv" -}}
+{{- $o := .Values.operator }}
+{{- include "paykube.commonEnv" . }}
+{{- if $o.namespaces }}
+- name: PAYKUBE_NAMESPACES
+  value: {{ join "," $o.namespaces | quote }}
+{{- end }}
+- name: PAYKUBE_STRIPE_API_BASE
+  value: {{ $o.stripeApiBase | quote }}
+{{- with include "paykube.credentialsSecret" . }}
+- name: PAYKUBE_STRIPE_CREDENTIALS_SECRET
+  value: {{ . | quote }}
+{{- end }}
+- name: PAYKUBE_STRIPE_RATE_LIMIT
+  value: {{ $o.rateLimit | toString | quote }}
+- name: PAYKUBE_STRIPE_TIMEOUT
+  value: {{ $o.stripeTimeout | toString | quote }}
+- name: PAYKUBE_POLL_MIN_INTERVAL
+  value: {{ $o.pollMinInterval | toString | quote }}
+- name: PAYKUBE_POLL_MAX_INTERVAL
+  value: {{ $o.pollMaxInterval | toString | quote }}
+- name: PAYKUBE_OUTBOX_INTERVAL
+  value: {{ $o.outboxInterval | toString | quote }}
+- name: PAYKUBE_HEALTH_PORT
+  value: {{ $o.healthPort | int64 | quote }}
+- name: PAYKUBE_METRICS_PORT
+  value: {{ $o.metricsPort | int64 | quote }}
+{{- if $o.database.host }}
+- name: PAYKUBE_DATABASE_HOST
+  value: {{ $o.database.host | quote }}
+{{- end }}
+- name: PAYKUBE_DATABASE_PORT
+  value: {{ $o.database.port | int64 | quote }}
+- name: PAYKUBE_DATABASE_NAME
+  value: {{ $o.database.name | quote }}
+{{- if $o.explain.baseUrl }}
+- name: PAYKUBE_EXPLAIN_BASE_URL
+  value: {{ $o.explain.baseUrl | quote }}
+- name: PAYKUBE_EXPLAIN_MODEL
+  value: {{ required "operator.explain.model is required when operator.explain.baseUrl is set" $o.explain.model | quote }}
+- name: PAYKUBE_EXPLAIN_TIMEOUT
+  value: {{ $o.explain.timeout | toString | quote }}
+{{- end }}
+{{- include "paykube.secretEnv" (dict "root" . "key" "stripeApiKey" "name" "PAYKUBE_STRIPE_API_KEY") }}
+{{- include "paykube.secretEnv" (dict "root" . "key" "databaseUrl" "name" "PAYKUBE_DATABASE_URL") }}
+{{- include "paykube.secretEnv" (dict "root" . "key" "explainApiKey" "name" "PAYKUBE_EXPLAIN_API_KEY") }}
+{{- with $o.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "paykube.webhookEnv" -}}
+{{- $w := .Values.webhook }}
+{{- include "paykube.commonEnv" . }}
+- name: PAYKUBE_WEBHOOK_HOST
+  value: {{ $w.host | quote }}
+- name: PAYKUBE_WEBHOOK_PORT
+  value: {{ $w.port | int64 | quote }}
+- name: PAYKUBE_WEBHOOK_TOLERANCE
+  value: {{ $w.tolerance | int64 | quote }}
+- name: PAYKUBE_WEBHOOK_MAX_BODY
+  value: {{ $w.maxBody | int64 | quote }}
+{{- include "paykube.secretEnv" (dict "root" . "key" "webhookSecrets" "name" "PAYKUBE_WEBHOOK_SECRETS") }}
+{{- include "paykube.secretEnv" (dict "root" . "key" "metricsUsername" "name" "PAYKUBE_METRICS_USERNAME") }}
+{{- include "paykube.secretEnv" (dict "root" . "key" "metricsPassword" "name" "PAYKUBE_METRICS_PASSWORD") }}
+{{- with $w.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* RBAC ----------------------------------------------------------------------------- */}}
+
+{{/* true when operator.namespaces holds a kopf pattern (glob, negation, comma list). */}}
+{{- define "paykube.namespacePatterns" -}}
+{{- range .Values.operator.namespaces }}
+{{- if regexMatch "[*?!,]" . }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The namespaces of namespaced RBAC, one per line; fails with a clear message if unusable. */}}
+{{- define "paykube.rbacNamespaces" -}}
+{{- $list := .Values.rbac.namespaces | default .Values.operator.namespaces }}
+{{- if not $list }}
+{{- fail "rbac.namespaced=true needs the namespaces to grant access in: set operator.namespaces (or rbac.namespaces) to exact namespace names" }}
+{{- end }}
+{{- range $list }}
+{{- if regexMatch "[*?!,]" . }}
+{{- fail (printf "rbac.namespaced=true cannot grant Roles in the namespace pattern %q: list exact namespace names in rbac.namespaces, or use rbac.namespaced=false" .) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.operator.namespaces (not (include "paykube.namespacePatterns" .)) }}
+{{- range .Values.operator.namespaces }}
+{{- if not (has . $list) }}
+{{- fail (printf "operator.namespaces contains %q, which rbac.namespaces does not: the operator could not watch it" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join "\n" (uniq $list) }}
+{{- end }}
+
+{{/* Operator rules on PaymentSessions and Events (in Roles or the ClusterRole). */}}
+{{- define "paykube.operatorRules" -}}
+# Watch and reconcile PaymentSessions; patch for kopf's finalizer and progress annotations.
+- apiGroups: [payments.paykube.dev]
+  resources: [paymentsessions]
+  verbs: [get, list, watch, patch]
+# Status is written only through the status subresource.
+- apiGroups: [payments.paykube.dev]
+  resources: [paymentsessions/status]
+  verbs: [patch]
+# Events on the objects (kubectl describe).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{- define "paykube.operatorSecretRules" -}}
+# spec.credentialsRef: one Secret by name, get only (never list or watch).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
+
+{{- define "paykube.webhookRules" -}}
+# Find the object a Stripe event refers to ...
+- apiGroups: [payments.paykube.dev]
+  resources: [paymentsessions]
+  verbs: [get]
+# ... and move its status along; nothing else (no spec, no delete, no Secrets).
+- apiGroups: [payments.paykube.dev]
+  resources: [paymentsessions/status]
+  verbs: [patch]
+# Events on the objects (kubectl describe).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* Pods ----------------------------------------------------------------------------- */}}
+
+{{- define "paykube.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end }}
+
+{{/* NetworkPolicy egress: DNS plus what the user lists (API server, Stripe, RDS, broker). */}}
+{{- define "paykube.egressRules" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- with .Values.networkPolicy.egress.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
