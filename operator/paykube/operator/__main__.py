@@ -27,8 +27,6 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.batching.error_delays = [1, 2, 5, 10, 30]
-    # Resources are known up front: no need to read CRDs (keeps the RBAC minimal).
-    settings.scanning.disabled = True
 
 
 async def run(settings: Settings) -> None:
