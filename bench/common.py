@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import tempfile
@@ -48,13 +47,3 @@ def percentile(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
-
-
-def session_list(namespace: str, count: int, prefix: str = "bench") -> str:
-    items = [{"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentSession",
-              "metadata": {"name": f"{prefix}-{i:05d}", "namespace": namespace},
-              "spec": {"amount": 1000 + i, "currency": "usd",
-                       "successUrl": "https://shop.example/ok",
-                       "cancelUrl": "https://shop.example/cart"}}
-             for i in range(count)]
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})

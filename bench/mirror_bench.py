@@ -17,11 +17,12 @@ import time
 
 from sqlalchemy import text
 
-from bench.common import percentile, platform, process_stats, session_list
+from bench.common import percentile, platform, process_stats
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube.mirror.store import make_engine
 from paykube_dev.kube import ControlPlane
+from paykube_dev.manifests import session_list
 from paykube_dev.programs import start_operator, start_webhook
 from paykube_dev.services import start_mariadb
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess

@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import percentile, platform, process_stats, session_list
+from bench.common import percentile, platform, process_stats
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube_dev.kube import ControlPlane
+from paykube_dev.manifests import session_list
 from paykube_dev.programs import start_operator
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 

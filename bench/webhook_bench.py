@@ -23,10 +23,11 @@ from typing import Any
 
 import httpx
 
-from bench.common import percentile, platform, process_stats, session_list
+from bench.common import percentile, platform, process_stats
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube_dev.kube import ControlPlane
+from paykube_dev.manifests import session_list
 from paykube_dev.programs import start_webhook
 from paykube_dev.services import start_activemq
 from paykube_webhook.verify import compute_signature

@@ -8,10 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
-from paykube_dev.programs import start_operator
-from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
-from tests.plugins.kube_fixtures import make_namespace
-from tests.plugins.paykube_fixtures import Stack, create_secret, phase_of
+from tests.plugins.paykube_fixtures import Stack, create_secret, phase_of, solo_operator
 
 
 def open_session(stack: Stack, namespace: str, name: str, **spec: object) -> str:
@@ -132,56 +129,33 @@ def test_crash_between_create_and_status_write_makes_one_session(
     stack: Stack, tmp_path: Path,
 ) -> None:
     """kill -9 the operator while the emulator holds the create response; restart it."""
-    namespace = make_namespace(stack.kube, "solo")
-    directory = tmp_path
-    with EmulatorProcess(directory / "emulator.log") as emulator:
-        control = EmulatorControl(emulator.base_url)
-        control.add_fault("hold", count=1, method="POST", path="/v1/checkout/sessions")
-        env = stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
-                                 PAYKUBE_NAMESPACES=namespace)
-        log = directory / "operator.log"
-        operator = start_operator(stack.kube.kubeconfig, log, env)
-        try:
-            created = stack.apply(namespace, "crashy")
-            uid = created["metadata"]["uid"]
-            control.wait_for_held(1)
-            assert control.stats()["sessions_created"] == 1
-            operator.kill()
-            control.release()
-            assert phase_of(stack.get(namespace, "crashy")) in (None, "Pending")
-            operator = start_operator(stack.kube.kubeconfig, log, env)
-            opened = stack.wait_phase(namespace, "crashy", "Open")
-            sessions = control.sessions(client_reference_id=uid)
-            assert [s["id"] for s in sessions] == [opened["status"]["sessionId"]]
-            assert control.stats()["sessions_created"] == 1
-        finally:
-            operator.stop()
-            stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    with solo_operator(stack, tmp_path) as solo:
+        solo.emulator.add_fault("hold", count=1, method="POST", path="/v1/checkout/sessions")
+        uid = stack.apply(solo.namespace, "crashy")["metadata"]["uid"]
+        solo.emulator.wait_for_held(1)
+        assert solo.emulator.stats()["sessions_created"] == 1
+        solo.operator.kill()
+        solo.emulator.release()
+        assert phase_of(stack.get(solo.namespace, "crashy")) in (None, "Pending")
+        solo.restart_operator()
+        opened = stack.wait_phase(solo.namespace, "crashy", "Open")
+        sessions = solo.emulator.sessions(client_reference_id=uid)
+        assert [s["id"] for s in sessions] == [opened["status"]["sessionId"]]
+        assert solo.emulator.stats()["sessions_created"] == 1
 
 
 def test_restart_resumes_open_sessions_without_new_side_effects(
     stack: Stack, tmp_path: Path,
 ) -> None:
-    namespace = make_namespace(stack.kube, "solo")
-    directory = tmp_path
-    with EmulatorProcess(directory / "emulator.log") as emulator:
-        control = EmulatorControl(emulator.base_url)
-        env = stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
-                                 PAYKUBE_NAMESPACES=namespace)
-        log = directory / "operator.log"
-        operator = start_operator(stack.kube.kubeconfig, log, env)
-        try:
-            stack.apply(namespace, "resumed")
-            session = stack.wait_phase(namespace, "resumed", "Open")["status"]["sessionId"]
-            operator.stop()
-            control.pay(session)  # no webhook endpoint here: only the resumed poll can see it
-            operator = start_operator(stack.kube.kubeconfig, log, env)
-            paid = stack.wait_phase(namespace, "resumed", "Paid", timeout=60)
-            assert history(paid)[-1] == ("Paid", "poll")
-            assert control.stats()["sessions_created"] == 1
-        finally:
-            operator.stop()
-            stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    with solo_operator(stack, tmp_path) as solo:
+        stack.apply(solo.namespace, "resumed")
+        session = stack.wait_phase(solo.namespace, "resumed", "Open")["status"]["sessionId"]
+        solo.operator.stop()
+        solo.emulator.pay(session)  # no webhook endpoint here: only the resumed poll sees it
+        solo.restart_operator()
+        paid = stack.wait_phase(solo.namespace, "resumed", "Paid", timeout=60)
+        assert history(paid)[-1] == ("Paid", "poll")
+        assert solo.emulator.stats()["sessions_created"] == 1
 
 
 def test_kubectl_describe_shows_transitions(stack: Stack, namespace: str) -> None:

@@ -83,21 +83,31 @@ class Solo:
     emulator: EmulatorControl
     emulator_url: str
     operator: Program
+    kubeconfig: Path
+    env: dict[str, str]
+
+    def restart_operator(self, *, crash: bool = False) -> None:
+        """Stop (or SIGKILL, with `crash`) the operator and start it again, same settings."""
+        if crash:
+            self.operator.kill()
+        else:
+            self.operator.stop()
+        self.operator = start_operator(self.kubeconfig, self.operator.log, self.env)
 
 
 @contextlib.contextmanager
 def solo_operator(stack: Stack, directory: Path, **env: str) -> Iterator[Solo]:
     namespace = make_namespace(stack.kube, "solo")
     with EmulatorProcess(directory / "emulator.log") as emulator:
-        operator = start_operator(
-            stack.kube.kubeconfig, directory / "operator.log",
-            stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
-                               PAYKUBE_NAMESPACES=namespace, **env))
+        settings = stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
+                                      PAYKUBE_NAMESPACES=namespace, **env)
+        operator = start_operator(stack.kube.kubeconfig, directory / "operator.log", settings)
+        solo = Solo(namespace, EmulatorControl(emulator.base_url), emulator.base_url,
+                    operator, stack.kube.kubeconfig, settings)
         try:
-            yield Solo(namespace, EmulatorControl(emulator.base_url), emulator.base_url,
-                       operator)
+            yield solo
         finally:
-            operator.stop()
+            solo.operator.stop()
             stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 

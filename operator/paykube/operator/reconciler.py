@@ -99,25 +99,29 @@ class Reconciler:
         return await self._observe(ref, session, Source.OPERATOR, "SessionCreated")
 
     async def poll(self, ref: ObjectRef) -> Status:
-        obj = await self.kube.get_session(ref.namespace, ref.name)
-        status = Status.from_dict(obj.get("status"))
-        if status.phase.terminal or not status.session_id:
-            return status
-        session_id = status.session_id
-        session = await self._call(ref, obj, lambda p, key: p.get_session(session_id, key),
-                                   Source.POLL)
-        return await self._observe(ref, session, Source.POLL, "Polled")
+        """Ask the provider how the open session is doing (a backstop for lost webhooks)."""
+        return await self._on_open_session(
+            ref, lambda p, session_id, key: p.get_session(session_id, key), Source.POLL,
+            "Polled")
 
     async def expire(self, ref: ObjectRef) -> Status:
         """Expire the open session at the provider; the status follows what it confirms."""
+        return await self._on_open_session(
+            ref, lambda p, session_id, key: p.expire_session(session_id, key),
+            Source.OPERATOR, "SessionExpired")
+
+    async def _on_open_session(
+        self, ref: ObjectRef,
+        call: Callable[[PaymentProvider, str, SecretStr], Awaitable[ProviderSession]],
+        source: Source, reason: str,
+    ) -> Status:
         obj = await self.kube.get_session(ref.namespace, ref.name)
         status = Status.from_dict(obj.get("status"))
-        if status.phase.terminal or not status.session_id:
-            return status
         session_id = status.session_id
-        session = await self._call(ref, obj, lambda p, key: p.expire_session(session_id, key),
-                                   Source.OPERATOR)
-        return await self._observe(ref, session, Source.OPERATOR, "SessionExpired")
+        if status.phase.terminal or not session_id:
+            return status
+        session = await self._call(ref, obj, lambda p, key: call(p, session_id, key), source)
+        return await self._observe(ref, session, source, reason)
 
     async def finalize(self, ref: ObjectRef) -> None:
         """On delete: expire an open session unless `deletionPolicy: Orphan`."""
