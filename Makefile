@@ -16,6 +16,8 @@ setup:
 lint: setup
 	$(VENV)/bin/ruff check operator webhook hack tests bench
 	$(VENV)/bin/lint-imports
+	hack/sync-crds.sh --check
+	hack/lint-dockerfile.sh
 
 typecheck: setup
 	$(VENV)/bin/mypy

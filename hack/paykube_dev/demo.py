@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import queue
 import shutil
 import sys
 import time
@@ -17,14 +18,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
+from paykube.mirror.store import make_engine
 from paykube_dev.kube import REPO, ControlPlane
 from paykube_dev.proc import CACHE_DIR
 from paykube_dev.programs import start_operator, start_webhook
+from paykube_dev.services import ActiveMQ, start_activemq, start_mariadb
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
 API_KEY = "sk_test_paykube_demo"
 WEBHOOK_SECRET = "whsec_paykube_demo"
 NAMESPACE = "shop"
+EVENTS_QUEUE = "/queue/Consumer.demo.VirtualTopic.paykube.payments"
 
 
 def say(text: str) -> None:
@@ -55,20 +61,48 @@ def phase(plane: ControlPlane, name: str) -> str | None:
     return value
 
 
+class EventTap:
+    """A STOMP consumer of the payment events (a consumer group of the virtual topic)."""
+
+    def __init__(self, broker: ActiveMQ) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.conn = broker.connect()
+        self.conn.set_listener("demo", self)
+        self.conn.subscribe(EVENTS_QUEUE, id="demo", ack="auto")
+
+    def on_message(self, frame: Any) -> None:
+        self.events.put(json.loads(frame.body))
+
+    def drain(self, seconds: float) -> list[dict[str, Any]]:
+        out, deadline = [], time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                out.append(self.events.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return out
+
+
 def run(directory: Path, keep: bool) -> None:
     started = time.monotonic()
-    say("Starting the local control plane (etcd, kube-apiserver with RBAC, controller-manager)")
+    say("Starting the local control plane (etcd, kube-apiserver with RBAC, controller-manager),"
+        " ActiveMQ, MariaDB and the Stripe emulator")
     with ControlPlane.started(directory / "kube") as plane, \
+            start_activemq(directory / "activemq") as broker, \
+            start_mariadb(directory / "mariadb") as database, \
             EmulatorProcess(directory / "stripe-emulator.log",
                             extra_args=("--hosted-checkout",)) as emulator:
-        print(f"control plane and Stripe emulator up in {time.monotonic() - started:.1f}s")
+        print(f"platform up in {time.monotonic() - started:.1f}s")
+        tap = EventTap(broker)
         print(f"export KUBECONFIG={plane.kubeconfig}")
         say("Installing the PaymentSession CRD")
         show(plane, "apply", "--server-side", "-f", str(REPO / "crds" / "paymentsession.yaml"))
         plane.kubectl("wait", "--for=condition=Established",
                       "crd/paymentsessions.payments.paykube.dev")
         env = {"PAYKUBE_STRIPE_API_BASE": emulator.base_url, "PAYKUBE_STRIPE_API_KEY": API_KEY,
-               "PAYKUBE_WEBHOOK_SECRETS": WEBHOOK_SECRET, "PAYKUBE_POLL_MIN_INTERVAL": "5"}
+               "PAYKUBE_WEBHOOK_SECRETS": WEBHOOK_SECRET, "PAYKUBE_POLL_MIN_INTERVAL": "5",
+               "PAYKUBE_BROKER_URLS": f"127.0.0.1:{broker.stomp_port}",
+               "PAYKUBE_DATABASE_URL": database.url}
         say("Starting the paykube webhook and operator")
         webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
         operator = start_operator(plane.kubeconfig, directory / "operator.log", env)
@@ -98,6 +132,17 @@ def run(directory: Path, keep: bool) -> None:
                  "{'\\n'}{end}")
             show(plane, "get", "events", "-n", NAMESPACE,
                  "--field-selector=involvedObject.name=order-1001")
+            say("Payment events received from ActiveMQ (CloudEvents, one per phase)")
+            for event in tap.drain(3):
+                if event["data"]["name"] == "order-1001":
+                    print(f"{event['type']:40s} id={event['id']}")
+            say("The reporting mirror in MariaDB")
+            with make_engine(database.url).connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT name, phase, amount, currency FROM payment_sessions ORDER BY name"))
+                for row in rows:
+                    print(f"payment_sessions: {row.name:20s} {row.phase:8s} {row.amount:>7} "
+                          f"{row.currency}")
             say(f"Demo done in {time.monotonic() - started:.1f}s: order-1001 went Pending -> "
                 "Open -> Paid")
             if keep:

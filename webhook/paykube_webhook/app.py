@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from paykube.api.types import ObjectRef, Source
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
-from paykube.events.relay import relay_outbox
+from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
 from paykube.kube.client import KubeClient, NotFound
 from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import ProviderObserved, advance
@@ -91,12 +91,12 @@ class WebhookService:
         started = time.monotonic()
         try:
             _, before, after = await write_status(
-                self.kube, ref, lambda obj, current: advance(
+                self.kube, ref, lambda obj, current: settle_outbox(advance(
                     current,
                     ProviderObserved(phase, snapshot(session), Source.WEBHOOK, event_id,
                                      cancel_requested=cancel_requested(obj)),
                     dt.datetime.now(dt.UTC),
-                ),
+                ), self.publisher),
             )
         except NotFound:
             return self._ok("ignored_unknown_object", event_id=event_id,
@@ -111,7 +111,8 @@ class WebhookService:
         if after.phase is not before.phase:
             await self._event(ref, f"{before.phase.value} -> {after.phase.value} "
                                    f"(webhook {event_type}, event {event_id})", after.phase.value)
-            await self._relay(ref)
+            if needs_relay(self.publisher):
+                await self._relay(ref)
         return self._ok("applied" if after != before else "duplicate", event_id=event_id,
                         event_type=event_type, object=f"{ref.namespace}/{ref.name}",
                         phase=after.phase.value)

@@ -174,6 +174,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ required "operator.explain.model is required when operator.explain.baseUrl is set" $o.explain.model | quote }}
 - name: PAYKUBE_EXPLAIN_TIMEOUT
   value: {{ $o.explain.timeout | toString | quote }}
+- name: PAYKUBE_EXPLAIN_RETRY
+  value: {{ $o.explain.retry | toString | quote }}
 {{- end }}
 {{- include "paykube.secretEnv" (dict "root" . "key" "stripeApiKey" "name" "PAYKUBE_STRIPE_API_KEY") }}
 {{- include "paykube.secretEnv" (dict "root" . "key" "databaseUrl" "name" "PAYKUBE_DATABASE_URL") }}
@@ -238,14 +240,30 @@ app.kubernetes.io/component: {{ .component }}
 - apiGroups: [payments.paykube.dev]
   resources: [paymentsessions]
   verbs: [get, list, watch, patch]
-# Status is written only through the status subresource.
+# Status is written only through the status subresource (get adds nothing to the get on
+# the object; kubectl patch --subresource=status reads before it writes).
 - apiGroups: [payments.paykube.dev]
   resources: [paymentsessions/status]
-  verbs: [patch]
+  verbs: [get, patch]
 # Events on the objects (kubectl describe).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- end }}
+
+{{/* kopf's cluster observation, read-only: it watches CRDs (to notice the PaymentSession
+CRD changing at runtime) and, when operator.namespaces is set, lists and watches namespaces
+to match the names and patterns. Without these it logs Forbidden errors and retries for
+about a minute before it falls back to exact namespace names. */}}
+{{- define "paykube.operatorObserveRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if .Values.operator.namespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
 {{- end }}
 
 {{- define "paykube.operatorSecretRules" -}}
@@ -263,7 +281,7 @@ app.kubernetes.io/component: {{ .component }}
 # ... and move its status along; nothing else (no spec, no delete, no Secrets).
 - apiGroups: [payments.paykube.dev]
   resources: [paymentsessions/status]
-  verbs: [patch]
+  verbs: [get, patch]
 # Events on the objects (kubectl describe).
 - apiGroups: [""]
   resources: [events]

@@ -11,6 +11,21 @@ from paykube.lifecycle import mark_published, unpublished
 from paykube.settings import Settings
 
 
+def needs_relay(publisher: EventPublisher) -> bool:
+    """False when no broker is configured: there is nothing to publish to."""
+    return not isinstance(publisher, NullPublisher)
+
+
+def settle_outbox(status: Status, publisher: EventPublisher) -> Status:
+    """With no broker, mark new history entries published in the same status write, so
+    that no second write (and no outbox timer) is spent on them."""
+    if needs_relay(publisher):
+        return status
+    for entry in unpublished(status):
+        status = mark_published(status, entry.phase)
+    return status
+
+
 async def relay_outbox(kube: KubeClient, ref: ObjectRef,
                        publisher: EventPublisher) -> tuple[Phase, ...]:
     """Publish the object's unpublished phase events, then mark them published in status.

@@ -17,7 +17,7 @@ from paykube.operator.runtime import Runtime
 from paykube.settings import Settings
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, namespaces: tuple[str, ...]) -> None:
     # Progress in annotations: our status schema is strict and not kopf's to write.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="paykube.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -27,6 +27,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.batching.error_delays = [1, 2, 5, 10, 30]
+    # Runtime scanning finds new CRDs and namespaces matching globs. Only globs need it; else
+    # skipping it spares the operator any cluster-level read rights.
+    settings.scanning.disabled = not any(c in n for n in namespaces for c in "*?[!")
 
 
 async def run(settings: Settings) -> None:
@@ -38,8 +41,8 @@ async def run(settings: Settings) -> None:
     registry = build_registry(kube_config, settings)
 
     @kopf.on.startup(registry=registry)
-    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings)
+    def startup(**kwargs: Any) -> None:
+        configure_kopf(kwargs["settings"], settings.namespaces)
 
     try:
         await kopf.operator(

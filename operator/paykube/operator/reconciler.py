@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
 from paykube.errors import ErrorCode, PaykubeError, ProviderError
 from paykube.events.publisher import EventPublisher
-from paykube.events.relay import relay_outbox
+from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
 from paykube.explain.service import Explainer
 from paykube.kube.client import KubeClient, Manifest
 from paykube.kube.status import cancel_requested, write_status
@@ -52,6 +52,10 @@ def error_info(exc: PaykubeError) -> ErrorInfo:
     return ErrorInfo(code=exc.code.value, message=exc.message, retryable=exc.retryable)
 
 
+def _generation(obj: Manifest) -> int:
+    return int(obj["metadata"].get("generation", 1))
+
+
 def _parse_time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -68,12 +72,10 @@ class Reconciler:
 
     async def reconcile(self, ref: ObjectRef) -> Status:
         """Bring the object to what its spec asks: a session exists; canceled if asked."""
-        status = await self._ensure_session(ref)
-        obj = await self.kube.get_session(ref.namespace, ref.name)
+        await self._ensure_session(ref)
+        obj, _, status = await self._apply(ref, lambda obj: Reconciled(_generation(obj)))
         if obj.get("spec", {}).get("cancel") and not status.phase.terminal:
             status = await self.expire(ref)
-        generation = int(obj["metadata"].get("generation", 1))
-        _, _, status = await self._apply(ref, Reconciled(generation))
         return status
 
     async def _ensure_session(self, ref: ObjectRef) -> Status:
@@ -86,7 +88,7 @@ class Reconciler:
             # Stripe wants expires_at at least 30 minutes after *its* clock reads the request.
             window = max(spec.expires_after, MIN_EXPIRY_WINDOW)
             expires = timestamp(now + window)
-            return initial(now, int(obj["metadata"].get("generation", 1)), expires)
+            return settle_outbox(initial(now, _generation(obj), expires), self.publisher)
 
         obj, _, status = await write_status(self.kube, ref, plan)
         if status.phase is not Phase.PENDING or status.session_id:
@@ -156,7 +158,7 @@ class Reconciler:
         source: Source,
     ) -> ProviderSession:
         spec = obj.get("spec", {})
-        generation = int(obj["metadata"].get("generation", 1))
+        generation = _generation(obj)
         try:
             provider = self.providers(spec.get("provider", "stripe"))
             key = await self.credentials.api_key(ref.namespace,
@@ -204,27 +206,31 @@ class Reconciler:
 
     async def _observe(self, ref: ObjectRef, session: ProviderSession, source: Source,
                        reason: str) -> Status:
-        obj = await self.kube.get_session(ref.namespace, ref.name)
-        observation = ProviderObserved(
+        _, before, after = await self._apply(ref, lambda obj: ProviderObserved(
             session.phase, session.snapshot, source, cancel_requested=cancel_requested(obj),
-            generation=int(obj["metadata"].get("generation", 1)),
-        )
-        _, before, after = await self._apply(ref, observation)
+            generation=_generation(obj)))
         if after.phase is not before.phase:
             await self._event(ref, "Normal", after.phase.value,
                               f"{before.phase.value} -> {after.phase.value} ({reason}, "
                               f"session {after.session_id})")
         return after
 
-    async def _apply(self, ref: ObjectRef,
-                     observation: Observation) -> tuple[Manifest, Status, Status]:
+    async def _apply(
+        self, ref: ObjectRef, observation: Observation | Callable[[Manifest], Observation],
+    ) -> tuple[Manifest, Status, Status]:
+        """Write what `observation` (or the observation made from the fresh object) means."""
         now = self.clock()
-        obj, before, after = await write_status(
-            self.kube, ref, lambda _obj, current: advance(current, observation, now))
+
+        def decide(obj: Manifest, current: Status) -> Status:
+            seen = observation(obj) if callable(observation) else observation
+            return settle_outbox(advance(current, seen, now), self.publisher)
+
+        obj, before, after = await write_status(self.kube, ref, decide)
         if after.phase is not before.phase:
             self.metrics.transitions.labels(before.phase.value, after.phase.value,
                                             after.history[-1].source.value).inc()
-            await self.relay(ref)
+            if needs_relay(self.publisher):
+                await self.relay(ref)
         return obj, before, after
 
     async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
