@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -46,11 +48,12 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = dict(kwargs.pop("headers", {}))
+    def _auth(self) -> dict[str, str]:
         token = self._config.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**kwargs.pop("headers", {}), **self._auth()}
         try:
             response = await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
@@ -73,10 +76,37 @@ class KubeClient:
         return result
 
     async def list_sessions(self, namespace: str | None = None) -> list[Manifest]:
-        base = f"/apis/{GROUP}/{VERSION}"
-        path = f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
-        items: list[Manifest] = (await self._request("GET", path)).json()["items"]
+        items: list[Manifest] = (await self._request("GET", _collection(namespace))).json()[
+            "items"]
         return items
+
+    async def list_sessions_at(self, namespace: str | None = None,
+                               ) -> tuple[list[Manifest], str]:
+        """All PaymentSessions and the list's resourceVersion, to start a watch from."""
+        body = (await self._request("GET", _collection(namespace))).json()
+        return body["items"], body["metadata"]["resourceVersion"]
+
+    async def watch_sessions(self, namespace: str | None, resource_version: str,
+                             *, server_timeout: int = 300,
+                             ) -> AsyncIterator[tuple[str, Manifest]]:
+        """(type, object) watch events after `resource_version`, until the server ends the
+        watch. A `410 Gone` arrives as an ERROR event: the caller lists again."""
+        params: dict[str, str | int] = {
+            "watch": "true", "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true", "timeoutSeconds": server_timeout}
+        read_timeout = server_timeout + 30.0
+        try:
+            async with self._http.stream(
+                    "GET", _collection(namespace), params=params, headers=self._auth(),
+                    timeout=httpx.Timeout(10.0, read=read_timeout, pool=None)) as response:
+                if response.status_code >= 400:
+                    raise ApiServerUnavailable(f"watch: HTTP {response.status_code}")
+                async for line in response.aiter_lines():
+                    if line:
+                        event = json.loads(line)
+                        yield event["type"], event["object"]
+        except httpx.TransportError as exc:
+            raise ApiServerUnavailable(f"watch interrupted: {type(exc).__name__}") from exc
 
     async def replace_status(
         self, ref: ObjectRef, resource_version: str, status: dict[str, Any]
@@ -129,6 +159,11 @@ class KubeClient:
         except PaykubeError:
             return False
         return response.status_code == 200
+
+
+def _collection(namespace: str | None) -> str:
+    base = f"/apis/{GROUP}/{VERSION}"
+    return f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
 
 
 def _message(response: httpx.Response) -> str:

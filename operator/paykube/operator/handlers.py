@@ -129,17 +129,6 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
             except PaykubeError as exc:
                 log.warning("poll failed: %s", exc.message)
 
-    @kopf.on.event(*RESOURCE, registry=registry, id="mirror")
-    async def mirror(event: Any, memo: Any, **_: Any) -> None:
-        """Every observed state, whoever wrote it, goes to the reporting mirror."""
-        writer = _runtime(memo).mirror
-        if writer is None or not event.get("object"):
-            return
-        if event.get("type") == "DELETED":
-            await writer.record_deleted(event["object"])
-        else:
-            await writer.record(event["object"])
-
     @kopf.timer(*RESOURCE, registry=registry, id="outbox", interval=settings.outbox_interval,
                 initial_delay=settings.outbox_interval, when=_has_unpublished)
     async def outbox(body: Any, memo: Any, **_: Any) -> None:

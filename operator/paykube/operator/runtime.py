@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
@@ -11,6 +12,7 @@ from paykube.events.relay import build_publisher
 from paykube.explain.service import Explainer, build_explainer
 from paykube.kube.client import KubeClient
 from paykube.mirror.explanations import MySQLExplanationStore
+from paykube.mirror.follow import follow, watch_scopes
 from paykube.mirror.store import MirrorWriter
 from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.credentials import CredentialResolver
@@ -33,6 +35,7 @@ class Runtime:
     publisher: EventPublisher
     explainer: Explainer
     mirror: MirrorWriter | None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, kube: KubeClient) -> Runtime:
@@ -62,8 +65,15 @@ class Runtime:
         """Start background work; call inside the running event loop."""
         if self.mirror is not None:
             self.mirror.start()
+            for scope in watch_scopes(self.settings.namespaces):
+                task = asyncio.create_task(
+                    follow(self.kube, self.mirror, scope, self.settings.namespaces))
+                self._tasks.add(task)
 
     async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.mirror is not None:
             await self.mirror.aclose()
         await self.explainer.aclose()
