@@ -14,13 +14,14 @@ import asyncio
 import sys
 import threading
 import time
+from typing import Any
 
 from sqlalchemy import text
 
 from bench.common import percentile, platform, process_stats
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
-from paykube.mirror.store import make_engine
+from paykube.mirror.store import MirrorStore, MirrorWriter, make_engine
 from paykube_dev.kube import ControlPlane
 from paykube_dev.manifests import session_list
 from paykube_dev.programs import start_operator, start_webhook
@@ -69,6 +70,35 @@ class Sampler:
         threading.Thread(target=self._db, daemon=True).start()
 
 
+def synthetic(uid: str, rv: int, phases: list[str]) -> dict[str, Any]:
+    return {
+        "metadata": {"uid": uid, "name": f"s-{uid[:8]}", "namespace": "bench",
+                     "resourceVersion": str(rv), "creationTimestamp": "2026-11-26T10:00:00Z",
+                     "generation": 1},
+        "spec": {"amount": 1000, "currency": "usd"},
+        "status": {"phase": phases[-1], "sessionId": f"cs_{uid[:8]}",
+                   "history": [{"phase": p, "at": "2026-11-26T10:00:00Z", "source": "operator"}
+                               for p in phases]},
+    }
+
+
+async def writer_capacity(url: str, sessions: int) -> tuple[int, float]:
+    """Rows the MirrorWriter itself writes per second (no operator in the way)."""
+    engine = make_engine(url)
+    writer = MirrorWriter(MirrorStore(engine))
+    writer.start()
+    started = time.monotonic()
+    rv = 0
+    for phases in (["Pending"], ["Pending", "Open"], ["Pending", "Open", "Paid"]):
+        for i in range(sessions):
+            rv += 1
+            await writer.record(synthetic(f"{i:08d}-capacity", rv, phases))
+        await writer.flush(120)
+    elapsed = time.monotonic() - started
+    await writer.aclose()
+    return 3 * sessions, elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler.stop.set()
             operator.stop()
             webhook.stop()
+        rows, seconds = asyncio.run(writer_capacity(db.url, 5000))
     lags = {phase: sorted(sampler.in_db[k] - sampler.in_api[k] for k in sampler.in_db
                           if k[1] == phase and k in sampler.in_api)
             for phase in ("Pending", "Open", "Paid")}
@@ -118,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lag {phase:8s} p50/p99: {percentile(values, 0.5):.2f} s / "
               f"{percentile(values, 0.99):.2f} s  (n={len(values)}, sampling {PERIOD} s)")
     span = seen[-1] - seen[0] if len(seen) > 1 else float("nan")
-    print(f"ledger rows/s:       {len(seen) / span:.0f} (first to last row seen)")
+    print(f"ledger rows/s:       {len(seen) / span:.0f} (first to last row seen; bounded by "
+          "how fast the sessions move)")
+    print(f"writer capacity:     {rows / seconds:.0f} ledger rows/s ({rows} rows, 5000 sessions "
+          f"x 3 phases, {seconds:.1f} s, no operator)")
     print(f"operator CPU:        {stats.cpu_seconds:.1f} s, peak RSS {stats.peak_rss_mib:.0f} MiB")
     return 0
 
