@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hmac
@@ -19,7 +20,7 @@ from paykube.api.types import ObjectRef, Source
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
-from paykube.kube.client import KubeClient, NotFound
+from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import ProviderObserved, advance
 from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
@@ -90,7 +91,7 @@ class WebhookService:
             return self._ok("ignored_unmanaged", event_id=event_id, event_type=event_type)
         started = time.monotonic()
         try:
-            _, before, after = await write_status(
+            written, before, after = await write_status(
                 self.kube, ref, lambda obj, current: settle_outbox(advance(
                     current,
                     ProviderObserved(phase, snapshot(session), Source.WEBHOOK, event_id,
@@ -109,18 +110,20 @@ class WebhookService:
             return web.json_response({"error": {"code": exc.code.value}}, status=503)
         self.metrics.apply_seconds.observe(time.monotonic() - started)
         if after.phase is not before.phase:
-            await self._event(ref, f"{before.phase.value} -> {after.phase.value} "
-                                   f"(webhook {event_type}, event {event_id})", after.phase.value)
-            if needs_relay(self.publisher):
-                await self._relay(ref)
+            message = (f"{before.phase.value} -> {after.phase.value} "
+                       f"(webhook {event_type}, event {event_id})")
+            await asyncio.gather(self._event(ref, message, after.phase.value),
+                                 self._relay(ref, written))
         return self._ok("applied" if after != before else "duplicate", event_id=event_id,
                         event_type=event_type, object=f"{ref.namespace}/{ref.name}",
                         phase=after.phase.value)
 
-    async def _relay(self, ref: ObjectRef) -> None:
+    async def _relay(self, ref: ObjectRef, written: Manifest) -> None:
         """Publish the phase event now; on failure the operator's outbox timer retries."""
+        if not needs_relay(self.publisher):
+            return
         try:
-            phases = await relay_outbox(self.kube, ref, self.publisher)
+            phases = await relay_outbox(self.kube, ref, self.publisher, written)
         except PaykubeError as exc:
             self.metrics.publishes.labels("deferred").inc()
             log.warning("outbox not relayed", extra={"code": exc.code.value,

@@ -26,14 +26,16 @@ def settle_outbox(status: Status, publisher: EventPublisher) -> Status:
     return status
 
 
-async def relay_outbox(kube: KubeClient, ref: ObjectRef,
-                       publisher: EventPublisher) -> tuple[Phase, ...]:
+async def relay_outbox(kube: KubeClient, ref: ObjectRef, publisher: EventPublisher,
+                       obj: Manifest | None = None) -> tuple[Phase, ...]:
     """Publish the object's unpublished phase events, then mark them published in status.
 
-    Never raises for a broker outage (the entries stay unpublished for the next run);
-    API-server errors propagate so callers can decide.
+    `obj` is the object as just written, if the caller has it (saves a read). Never raises
+    for a broker outage (the entries stay unpublished for the next run); API-server errors
+    propagate so callers can decide.
     """
-    obj = await kube.get_session(ref.namespace, ref.name)
+    if obj is None:
+        obj = await kube.get_session(ref.namespace, ref.name)
     status = Status.from_dict(obj.get("status"))
     if not unpublished(status):
         return ()

@@ -144,10 +144,10 @@ class Reconciler:
         if unpublished(Status.from_dict(obj.get("status"))):
             raise RetryLater("payment events not yet confirmed by the broker", 10.0)
 
-    async def relay(self, ref: ObjectRef) -> None:
+    async def relay(self, ref: ObjectRef, obj: Manifest | None = None) -> None:
         """Publish the outbox; a broker outage leaves it for the next run."""
         try:
-            await relay_outbox(self.kube, ref, self.publisher)
+            await relay_outbox(self.kube, ref, self.publisher, obj)
         except PaykubeError as exc:
             log.warning("outbox not relayed: %s", exc.message,
                         extra={"object": f"{ref.namespace}/{ref.name}"})
@@ -230,7 +230,7 @@ class Reconciler:
             self.metrics.transitions.labels(before.phase.value, after.phase.value,
                                             after.history[-1].source.value).inc()
             if needs_relay(self.publisher):
-                await self.relay(ref)
+                await self.relay(ref, obj)
         return obj, before, after
 
     async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
