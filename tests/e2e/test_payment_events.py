@@ -64,3 +64,35 @@ def test_broker_outage_delays_events_but_loses_none(stack: Stack, namespace: str
         events = events_of(sub, uid, 3)
         assert {e["id"] for e in events} == {f"{uid}/pending", f"{uid}/open", f"{uid}/paid"}
         stack.wait_for(namespace, "outage", all_published, what="outbox drained")
+
+
+def test_deletion_waits_for_the_broker_so_no_event_is_lost(stack: Stack, namespace: str,
+                                                          activemq: ActiveMQ) -> None:
+    with subscriber(activemq, EVENTS_QUEUE):
+        pass
+    uid = stack.apply(namespace, "deleted-in-outage", deletionPolicy="Orphan")["metadata"]["uid"]
+    stack.wait_phase(namespace, "deleted-in-outage", "Open")
+    stack.wait_for(namespace, "deleted-in-outage", all_published, what="outbox drained")
+    activemq.stop()
+    try:
+        session = stack.get(namespace, "deleted-in-outage")["status"]["sessionId"]
+        stack.emulator.pay(session)
+        stack.wait_phase(namespace, "deleted-in-outage", "Paid")
+        stack.kube.kubectl("delete", "paysess", "deleted-in-outage", "-n", namespace,
+                           "--wait=false")
+        time.sleep(3)
+        held = stack.get(namespace, "deleted-in-outage")
+        assert held["metadata"].get("deletionTimestamp"), "kept while its event is unsent"
+    finally:
+        activemq.start()
+    with subscriber(activemq, EVENTS_QUEUE) as sub:
+        ids = [e["id"] for e in events_of(sub, uid, 3)]  # Pending, Open were queued before
+        assert f"{uid}/paid" in ids, "the Paid event arrived after the broker came back"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        gone = stack.kube.kubectl("get", "paysess", "deleted-in-outage", "-n", namespace,
+                                  check=False)
+        if "NotFound" in gone.stderr:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the object was not deleted once its events were out")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -256,6 +258,41 @@ def test_api_server_down_gives_503_and_the_retry_applies_once(
         assert obj["status"]["phase"] == "Paid"
         assert [h["phase"] for h in obj["status"]["history"]].count("Paid") == 1
     finally:
+        proxy.stop()
+        webhook.stop()
+
+
+def test_sigterm_finishes_in_flight_requests(
+        kube: ControlPlane, stack: Stack, unmanaged_namespace: str, tmp_path: Path) -> None:
+    """A request already being handled when SIGTERM arrives still gets its answer and its
+    status change; then the process exits cleanly."""
+    proxy = TcpProxy(kube.apiserver_port)
+    proxy.start()
+    config = json.loads(kube.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    path = tmp_path / "proxied.kubeconfig"
+    path.write_text(json.dumps(config))
+    webhook = start_webhook(path, tmp_path / "webhook.log", stack.env)
+    managed = managed_session(stack, unmanaged_namespace, "graceful")
+    (event_id,) = events_for(stack, managed, "paid")
+    body = stack.emulator.event_payload(event_id)
+    answers: list[int] = []
+    try:
+        proxy.pause()
+        sender = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"{webhook.url}/webhooks/stripe", content=body, headers=signed(body),
+            timeout=30).status_code))
+        sender.start()
+        time.sleep(1.0)  # the request is in the handler, waiting on the API server
+        webhook.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        proxy.resume()
+        sender.join(30)
+        assert answers == [200]
+        assert webhook.proc.wait(30) == 0
+        assert stack.get(unmanaged_namespace, "graceful")["status"]["phase"] == "Paid"
+    finally:
+        proxy.resume()
         proxy.stop()
         webhook.stop()
 

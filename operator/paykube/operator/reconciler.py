@@ -126,18 +126,18 @@ class Reconciler:
         return await self._observe(ref, session, source, reason)
 
     async def finalize(self, ref: ObjectRef) -> None:
-        """On delete: expire an open session unless `deletionPolicy: Orphan`."""
+        """On delete: expire an open session unless `deletionPolicy: Orphan`; in every case
+        hold the object until its payment events are out."""
         obj = await self.kube.get_session(ref.namespace, ref.name)
         status = Status.from_dict(obj.get("status"))
         policy = obj.get("spec", {}).get("deletionPolicy", "Expire")
-        if policy == "Orphan" or status.phase.terminal:
-            return
-        if not status.session_id:
-            # A create may have reached the provider before a crash: the idempotent create
-            # returns that session (or makes one) so that it can be expired, never leaked.
-            status = await self._ensure_session(ref)
-        if not status.phase.terminal:
-            await self.expire(ref)
+        if policy != "Orphan" and not status.phase.terminal:
+            if not status.session_id:
+                # A create may have reached the provider before a crash: the idempotent
+                # create returns that session (or makes one), so it is expired, not leaked.
+                status = await self._ensure_session(ref)
+            if not status.phase.terminal:
+                await self.expire(ref)
         # The object is about to vanish: its events must be out first (delay, never drop).
         await self.relay(ref)
         obj = await self.kube.get_session(ref.namespace, ref.name)
