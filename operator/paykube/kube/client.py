@@ -7,6 +7,7 @@ re-reads and re-applies the lifecycle function.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -29,9 +30,12 @@ class NotFound(PaykubeError):
 
 class KubeClient:
     def __init__(self, config: KubeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 timeout: float = 10.0, max_connections: int = 50) -> None:
+                 timeout: float = 10.0, max_connections: int = 16) -> None:
         self._config = config
         # Waiting for a free pooled connection is back-pressure, not an outage: no pool timeout.
+        # Requests queue on a semaphore rather than in httpcore's pool, whose queue handling
+        # costs time per waiting request on every assignment (quadratic in a burst).
+        self._slots = asyncio.Semaphore(max_connections)
         self._http = httpx.AsyncClient(
             base_url=config.server, verify=config.ssl_context(), transport=transport,
             timeout=httpx.Timeout(timeout, pool=None),
@@ -55,7 +59,8 @@ class KubeClient:
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**kwargs.pop("headers", {}), **self._auth()}
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
+            async with self._slots:
+                response = await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise ApiServerUnavailable(f"API server unreachable: {type(exc).__name__}") from exc
         if response.status_code == 404:
