@@ -51,9 +51,9 @@ def _tail(log: Path | None, lines: int = 30) -> str:
 
 
 def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the process that started us dies, so that a killed
+    """In the child: get SIGKILL when the process that started us dies, so that a killed
     test run or benchmark leaves no servers behind."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 _PR_SET_PDEATHSIG = 1
