@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
-def _versions() -> dict[str, str]:
+def pinned_versions() -> dict[str, str]:
+    """The versions pinned in hack/versions.sh (the single source)."""
     pins: dict[str, str] = {}
     for line in (REPO / "hack" / "versions.sh").read_text().splitlines():
         if "=" in line and not line.startswith("#"):
@@ -53,7 +54,7 @@ class Binaries:
 
     @classmethod
     def from_cache(cls) -> Binaries:
-        pins = _versions()
+        pins = pinned_versions()
         k8s = CACHE_DIR / "bin" / f"kubernetes-{pins['K8S_VERSION']}"
         etcd = CACHE_DIR / "bin" / f"etcd-{pins['ETCD_VERSION']}" / "etcd"
         found = cls(etcd, k8s / "kube-apiserver", k8s / "kube-controller-manager", k8s / "kubectl")

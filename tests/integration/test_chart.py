@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
-from paykube_dev.kube import ControlPlane
+from paykube_dev.kube import ControlPlane, pinned_versions
 from paykube_dev.proc import CACHE_DIR, free_port, start_process, stop_process, wait_until
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
@@ -53,16 +53,7 @@ CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition
 RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 
 
-def _pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for line in (REPO / "hack" / "versions.sh").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pins[key.strip()] = value.strip()
-    return pins
-
-
-PINS = _pins()
+PINS = pinned_versions()
 HELM = CACHE_DIR / "bin" / f"helm-{PINS['HELM_VERSION']}" / "helm"
 # A helm built with `go install` does not know which Kubernetes it was built against (it
 # then assumes v1.20, below the chart's kubeVersion); tell it the version we run.

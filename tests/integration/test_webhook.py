@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paykube_dev.kube import ControlPlane
-from paykube_dev.programs import start_webhook
+from paykube_dev.programs import Program, start_webhook
 from paykube_webhook.verify import compute_signature
 from tests.plugins.paykube_fixtures import WEBHOOK_SECRET, Stack
 from tests.plugins.tcp_proxy import TcpProxy
@@ -231,15 +231,20 @@ def test_rotation_accepts_old_and_new_secret(stack: Stack, tmp_path: Path) -> No
         webhook.stop()
 
 
-def test_api_server_down_gives_503_and_the_retry_applies_once(
-        kube: ControlPlane, stack: Stack, unmanaged_namespace: str, tmp_path: Path) -> None:
+def proxied_webhook(kube: ControlPlane, stack: Stack, tmp_path: Path) -> tuple[TcpProxy, Program]:
+    """A webhook process that reaches the API server through a proxy the test controls."""
     proxy = TcpProxy(kube.apiserver_port)
     proxy.start()
     config = json.loads(kube.kubeconfig.read_text())
     config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
     path = tmp_path / "proxied.kubeconfig"
     path.write_text(json.dumps(config))
-    webhook = start_webhook(path, tmp_path / "webhook.log", stack.env)
+    return proxy, start_webhook(path, tmp_path / "webhook.log", stack.env)
+
+
+def test_api_server_down_gives_503_and_the_retry_applies_once(
+        kube: ControlPlane, stack: Stack, unmanaged_namespace: str, tmp_path: Path) -> None:
+    proxy, webhook = proxied_webhook(kube, stack, tmp_path)
     managed = managed_session(stack, unmanaged_namespace, "outage")
     (event_id,) = events_for(stack, managed, "paid")
     url = f"{webhook.url}/webhooks/stripe"
@@ -266,13 +271,7 @@ def test_sigterm_finishes_in_flight_requests(
         kube: ControlPlane, stack: Stack, unmanaged_namespace: str, tmp_path: Path) -> None:
     """A request already being handled when SIGTERM arrives still gets its answer and its
     status change; then the process exits cleanly."""
-    proxy = TcpProxy(kube.apiserver_port)
-    proxy.start()
-    config = json.loads(kube.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    path = tmp_path / "proxied.kubeconfig"
-    path.write_text(json.dumps(config))
-    webhook = start_webhook(path, tmp_path / "webhook.log", stack.env)
+    proxy, webhook = proxied_webhook(kube, stack, tmp_path)
     managed = managed_session(stack, unmanaged_namespace, "graceful")
     (event_id,) = events_for(stack, managed, "paid")
     body = stack.emulator.event_payload(event_id)
