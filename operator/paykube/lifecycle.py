@@ -106,7 +106,7 @@ def advance(current: Status, observation: Observation, now: dt.datetime) -> Stat
     """The next status after `observation`; returns `current` unchanged when nothing changes."""
     match observation:
         case ProviderObserved():
-            proposed = _observed(current, observation)
+            proposed = _observed(current, observation, now)
         case ProviderRejected(error=error):
             target = Phase.FAILED if current.phase is Phase.PENDING else current.phase
             proposed = current.with_changes(phase=target, error=error)
@@ -122,9 +122,6 @@ def advance(current: Status, observation: Observation, now: dt.datetime) -> Stat
     if proposed.phase is not current.phase:
         entry = HistoryEntry(proposed.phase, timestamp(now), *_provenance(observation))
         proposed = proposed.with_changes(history=(*proposed.history, entry))
-    if isinstance(observation, ProviderObserved) and _moves_or_refreshes(current, observation):
-        proposed = _set_synced(proposed, True, "ReconcileSuccess", "In sync with the provider",
-                               now)
     proposed = _set_ready(proposed, now)
     return current if proposed == current else proposed
 
@@ -138,31 +135,25 @@ def _provenance(observation: Observation) -> tuple[Source, str | None]:
     return Source.OPERATOR, None
 
 
-def _target_phase(current: Phase, observation: ProviderObserved) -> Phase:
-    reported = observation.phase
-    if reported is Phase.EXPIRED and observation.cancel_requested:
-        reported = Phase.CANCELED
-    if current.terminal or reported.rank < current.rank:
-        return current
-    return reported
+def _reported_phase(observation: ProviderObserved) -> Phase:
+    """Expired means Canceled when we asked for the expiry."""
+    if observation.phase is Phase.EXPIRED and observation.cancel_requested:
+        return Phase.CANCELED
+    return observation.phase
 
 
-def _moves_or_refreshes(current: Status, observation: ProviderObserved) -> bool:
-    """Whether the observation is at least as new as what we know (not stale)."""
-    target = _target_phase(current.phase, observation)
-    return target is not current.phase or observation.phase.rank >= current.phase.rank
-
-
-def _observed(current: Status, observation: ProviderObserved) -> Status:
-    target = _target_phase(current.phase, observation)
-    if not _moves_or_refreshes(current, observation):
-        return current
+def _observed(current: Status, observation: ProviderObserved, now: dt.datetime) -> Status:
+    reported = _reported_phase(observation)
+    # Stale (a lower phase) or another ending than the one reached: nothing to learn.
+    stale = reported is not current.phase if current.phase.terminal else (
+        reported.rank < current.phase.rank)
     snap = observation.session
-    if current.session_id is not None and snap.session_id != current.session_id:
-        return current  # a different session than the one this object owns: ignore it
-    error = current.error if target is Phase.FAILED and current.error else None
-    return current.with_changes(
-        phase=target,
+    foreign = current.session_id is not None and snap.session_id != current.session_id
+    if stale or foreign:
+        return current
+    error = current.error if reported is Phase.FAILED and current.error else None
+    refreshed = current.with_changes(
+        phase=reported,
         session_id=snap.session_id,
         url=snap.url or current.url,
         payment_intent_id=snap.payment_intent_id or current.payment_intent_id,
@@ -172,6 +163,7 @@ def _observed(current: Status, observation: ProviderObserved) -> Status:
         expires_at=snap.expires_at or current.expires_at,
         error=error,
     )
+    return _set_synced(refreshed, True, "ReconcileSuccess", "In sync with the provider", now)
 
 
 def set_condition(

@@ -138,6 +138,12 @@ def test_observed_generation_only_grows() -> None:
     assert advance(status, Reconciled(2), T0).observed_generation == 3
 
 
+def test_another_ending_does_not_touch_a_terminal_status() -> None:
+    paid = at(Phase.PAID)
+    late = SessionSnapshot("cs_test_1", payment_status="unpaid", amount_total=1)
+    assert advance(paid, observed(Phase.EXPIRED, snap=late), T0) is paid
+
+
 def test_a_foreign_session_is_ignored() -> None:
     other = SessionSnapshot("cs_test_other")
     open_ = at(Phase.OPEN)
