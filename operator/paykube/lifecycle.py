@@ -89,6 +89,11 @@ def timestamp(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_timestamp(text: str) -> dt.datetime:
+    """The inverse of `timestamp` (Kubernetes' RFC 3339 with a Z)."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def initial(now: dt.datetime, generation: int, expires_at: str) -> Status:
     """The first status of a new object: Pending, with its planned expiry recorded.
 

@@ -13,7 +13,7 @@ from paykube.errors import PaykubeError
 from paykube.kube.client import NotFound
 from paykube.kube.config import KubeConfig
 from paykube.kube.status import ref_of
-from paykube.lifecycle import unpublished
+from paykube.lifecycle import parse_timestamp, unpublished
 from paykube.operator.polling import next_poll_delay
 from paykube.operator.reconciler import RetryLater
 from paykube.operator.runtime import Runtime
@@ -46,6 +46,19 @@ async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
         raise kopf.PermanentError(exc.message) from exc
     finally:
         runtime.metrics.reconciles.labels(handler, outcome).inc()
+
+
+def _poll_delay(settings: Settings, created: dt.datetime, status: Status,
+                unchanged: int) -> float:
+    now = dt.datetime.now(dt.UTC)
+    until_expiry = None
+    if status.expires_at:
+        until_expiry = (parse_timestamp(status.expires_at) - now).total_seconds()
+    return next_poll_delay(
+        age=(now - created).total_seconds(), unchanged_polls=unchanged,
+        until_expiry=until_expiry, min_interval=settings.poll_min_interval,
+        max_interval=settings.poll_max_interval,
+    )
 
 
 def _has_unpublished(body: Any, **_: Any) -> bool:
@@ -92,42 +105,26 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
         """A backstop for lost webhooks: poll the provider until the session ends."""
         runtime = _runtime(memo)
         ref = ref_of(body)
-        settings = runtime.settings
+        created = parse_timestamp(body["metadata"]["creationTimestamp"])
+        status = Status.from_dict(body.get("status"))
         unchanged = 0
-        last: Status | None = None
-        while not stopped:
-            try:
-                obj = await runtime.kube.get_session(ref.namespace, ref.name)
-            except NotFound:
-                return
-            status = Status.from_dict(obj.get("status"))
-            if status.phase.terminal:
-                return
-            now = dt.datetime.now(dt.UTC)
-            created = dt.datetime.fromisoformat(
-                obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-            until_expiry = None
-            if status.expires_at:
-                expires = dt.datetime.fromisoformat(status.expires_at.replace("Z", "+00:00"))
-                until_expiry = (expires - now).total_seconds()
-            unchanged = unchanged + 1 if status == last else 0
-            last = status
-            delay = next_poll_delay(
-                age=(now - created).total_seconds(), unchanged_polls=unchanged,
-                until_expiry=until_expiry, min_interval=settings.poll_min_interval,
-                max_interval=settings.poll_max_interval,
-            )
+        while not status.phase.terminal:
+            delay = _poll_delay(runtime.settings, created, status, unchanged)
             await stopped.wait(delay)
             if stopped:
                 return
             try:
-                await runtime.reconciler.poll(ref)
-            except RetryLater as exc:
-                log.info("poll deferred: %s", exc)
+                polled = await runtime.reconciler.poll(ref)
             except NotFound:
                 return
+            except RetryLater as exc:
+                log.info("poll deferred: %s", exc)
+                continue
             except PaykubeError as exc:
                 log.warning("poll failed: %s", exc.message)
+                continue
+            unchanged = unchanged + 1 if polled == status else 0
+            status = polled
 
     @kopf.timer(*RESOURCE, registry=registry, id="outbox", interval=settings.outbox_interval,
                 initial_delay=settings.outbox_interval, when=_has_unpublished)

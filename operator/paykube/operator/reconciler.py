@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
-from paykube.errors import ErrorCode, PaykubeError, ProviderError
+from paykube.errors import PaykubeError, ProviderError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
 from paykube.explain.service import Explainer
@@ -23,6 +23,7 @@ from paykube.lifecycle import (
     SyncFailed,
     advance,
     initial,
+    parse_timestamp,
     timestamp,
     unpublished,
 )
@@ -54,10 +55,6 @@ def error_info(exc: PaykubeError) -> ErrorInfo:
 
 def _generation(obj: Manifest) -> int:
     return int(obj["metadata"].get("generation", 1))
-
-
-def _parse_time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass
@@ -95,7 +92,7 @@ class Reconciler:
             return status
         spec = PaymentSessionSpec.from_dict(obj["spec"])
         assert status.expires_at is not None
-        request = CreateSession(ref, spec, _parse_time(status.expires_at))
+        request = CreateSession(ref, spec, parse_timestamp(status.expires_at))
         session = await self._call(
             ref, obj, lambda p, key: p.create_session(request, key), Source.OPERATOR)
         return await self._observe(ref, session, Source.OPERATOR, "SessionCreated")
@@ -188,9 +185,7 @@ class Reconciler:
         error = Status.from_dict(obj.get("status")).error
         if error is None or error.explanation or not error.provider_code:
             return
-        text = await self.explainer.explain_later(
-            ProviderError(error.message, code=ErrorCode(error.code),
-                          provider_code=error.provider_code, doc_url=error.doc_url))
+        text = await self.explainer.explain_later(error)
         if text:
             await self._add_explanation(ref, error, text)
 
