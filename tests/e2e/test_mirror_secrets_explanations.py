@@ -75,15 +75,40 @@ def test_mirror_follows_the_cluster_through_a_database_outage(
         wait_mirror(stack, solo, store, ["paid", "canceled", "open", *names], timeout=90)
 
 
+def test_mirror_credentials_from_an_rds_secret(
+        stack: Stack, mariadb: MariaDB, moto_server: MotoServer, tmp_path: Path) -> None:
+    """The database's address and credentials come only from an RDS-format secret."""
+    name = f"rds_{uuid.uuid4().hex[:8]}"
+    url = mariadb.create_database(name)
+    secret_id = f"rds!db-{uuid.uuid4().hex[:8]}"
+    aws_client(moto_server).create_secret(Name=secret_id, SecretString=json.dumps({
+        "engine": "mariadb", "host": "127.0.0.1", "port": mariadb.port, "dbname": name,
+        "username": mariadb.user, "password": mariadb.password}))
+    store = MirrorStore(make_engine(url))
+    with solo_operator(stack, tmp_path, **moto_server.env(), PAYKUBE_SECRETS_SOURCE="aws",
+                       PAYKUBE_AWS_REGION=moto_server.region,
+                       PAYKUBE_AWS_ENDPOINT_URL=moto_server.endpoint_url,
+                       PAYKUBE_AWS_DATABASE_SECRET_ID=secret_id) as solo:
+        stack.apply(solo.namespace, "via-rds-secret")
+        stack.wait_phase(solo.namespace, "via-rds-secret", "Open")
+        wait_mirror(stack, solo, store, ["via-rds-secret"])
+    logs = (tmp_path / "operator.log").read_text()
+    assert mariadb.password not in logs
+
+
+def aws_client(moto_server: MotoServer) -> Any:
+    return boto3.client("secretsmanager", region_name=moto_server.region,
+                        endpoint_url=moto_server.endpoint_url,
+                        aws_access_key_id=moto_server.access_key_id,
+                        aws_secret_access_key=moto_server.secret_access_key)
+
+
 def test_stripe_credentials_from_aws_rotate_without_restart_and_never_leak(
         stack: Stack, moto_server: MotoServer, tmp_path: Path) -> None:
     secret_id = f"paykube/stripe-{uuid.uuid4().hex[:6]}"
     first, second = (f"sk_test_aws_{uuid.uuid4().hex[:10]}" for _ in range(2))
     signing = f"whsec_aws_{uuid.uuid4().hex[:10]}"
-    client = boto3.client("secretsmanager", region_name=moto_server.region,
-                          endpoint_url=moto_server.endpoint_url,
-                          aws_access_key_id=moto_server.access_key_id,
-                          aws_secret_access_key=moto_server.secret_access_key)
+    client = aws_client(moto_server)
     client.create_secret(Name=secret_id, SecretString=json.dumps(
         {"apiKey": first, "webhookSecrets": [signing]}))
     aws = {**moto_server.env(), "PAYKUBE_SECRETS_SOURCE": "aws",

@@ -22,15 +22,14 @@ from botocore.stub import Stubber
 from sqlalchemy.pool import NullPool
 
 from paykube.errors import CredentialsError, ErrorCode
-from paykube.secrets import (
-    Readiness,
+from paykube.secrets.aws import (
+    PENDING,
     SecretsManagerSource,
     SecretsUnavailable,
     bind_engine_credentials,
-    check,
     make_client,
 )
-from paykube.secrets.aws import PENDING
+from paykube.secrets.health import Readiness, check
 from paykube_dev.proc import free_port
 from paykube_dev.services import MariaDB, MotoServer
 

@@ -1,26 +1,6 @@
 """Credentials from external secret stores (AWS Secrets Manager) and their readiness.
 
-Adapter layer: imports paykube.api, paykube.errors and paykube.settings only.
+Adapter layer: imports paykube.api, paykube.errors and paykube.settings only. Import from
+the modules (`.aws`, `.health`, `.stripe_secrets`): the package itself loads nothing, so
+boto3 is imported only where AWS is actually used.
 """
-
-from paykube.secrets.aws import (
-    DatabaseCredentials,
-    SecretsManagerSource,
-    SecretsUnavailable,
-    StripeCredentials,
-    bind_engine_credentials,
-    make_client,
-)
-from paykube.secrets.health import Readiness, check, combine
-
-__all__ = [
-    "DatabaseCredentials",
-    "Readiness",
-    "SecretsManagerSource",
-    "SecretsUnavailable",
-    "StripeCredentials",
-    "bind_engine_credentials",
-    "check",
-    "combine",
-    "make_client",
-]

@@ -540,6 +540,11 @@ def bind_engine_credentials(engine: sqlalchemy.Engine, source: SecretsManagerSou
         cparams["user"] = creds.username
         cparams.pop("passwd", None)
         cparams["password"] = creds.password.get()
+        # Where to connect comes from the secret too (an RDS secret names its instance), so
+        # the engine may be created from a bare "mysql+pymysql://" URL.
+        cparams["host"], cparams["port"] = creds.host, creds.port
+        if creds.dbname:
+            cparams["database"] = creds.dbname
 
     def on_error(context: sqlalchemy.engine.ExceptionContext) -> None:
         original = context.original_exception

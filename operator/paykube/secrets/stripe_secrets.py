@@ -3,13 +3,19 @@ environment (a Kubernetes Secret mounted as env) or AWS Secrets Manager (cached,
 
 from __future__ import annotations
 
-from paykube.secrets.aws import SecretsManagerSource, make_client
+from typing import TYPE_CHECKING
+
 from paykube.settings import SecretStr, Settings
+
+if TYPE_CHECKING:
+    from paykube.secrets.aws import SecretsManagerSource
 
 
 def build_aws_source(settings: Settings) -> SecretsManagerSource | None:
     if not settings.aws:
         return None
+    from paykube.secrets.aws import SecretsManagerSource, make_client  # boto3 only if used
+
     client = make_client(settings.aws_region or None, settings.aws_endpoint_url or None)
     return SecretsManagerSource(client, ttl=settings.secrets_ttl)
 
