@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import queue
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,36 +15,13 @@ import sqlalchemy
 
 from paykube_dev.proc import port_open
 from paykube_dev.services import ActiveMQ, MariaDB, MotoServer, StripeMock
+from tests.plugins.stomp_helpers import Frames
 
 pytestmark = pytest.mark.integration
 
 # pymysql ships no type information; the services expose SQLAlchemy URLs, this test also
 # speaks to MariaDB with the bare driver.
 pymysql: Any = importlib.import_module("pymysql")
-
-
-class Frames:
-    """A stomp.py listener (duck-typed) that queues what the broker sends."""
-
-    def __init__(self) -> None:
-        self.messages: queue.Queue[Any] = queue.Queue()
-        self.receipts: queue.Queue[str] = queue.Queue()
-        self.errors: queue.Queue[Any] = queue.Queue()
-
-    def on_message(self, frame: Any) -> None:
-        self.messages.put(frame)
-
-    def on_receipt(self, frame: Any) -> None:
-        self.receipts.put(frame.headers["receipt-id"])
-
-    def on_error(self, frame: Any) -> None:
-        self.errors.put(frame)
-
-    def receipt(self, timeout: float = 10) -> str:
-        return self.receipts.get(timeout=timeout)
-
-    def message(self, timeout: float = 10) -> Any:
-        return self.messages.get(timeout=timeout)
 
 
 @contextmanager

@@ -13,22 +13,13 @@ from paykube_dev.services import ActiveMQ
 RECEIVE_TIMEOUT = 10.0
 
 
-class Subscriber:
-    """A stomp.py consumer (duck-typed listener) on one destination, subscribed with a
-    receipt so that nothing published afterwards can be missed."""
+class Frames:
+    """A stomp.py listener (duck-typed) that queues what the broker sends."""
 
-    def __init__(self, broker: ActiveMQ, destination: str, selector: str | None = None) -> None:
+    def __init__(self) -> None:
         self.messages: queue.Queue[Any] = queue.Queue()
         self.receipts: queue.Queue[str] = queue.Queue()
         self.errors: queue.Queue[Any] = queue.Queue()
-        self.conn = broker.connect()
-        self.conn.set_listener("subscriber", self)
-        receipt = f"sub-{uuid.uuid4().hex}"
-        headers = {"receipt": receipt}
-        if selector is not None:
-            headers["selector"] = selector
-        self.conn.subscribe(destination, id="s1", ack="auto", headers=headers)
-        assert self.receipts.get(timeout=RECEIVE_TIMEOUT) == receipt
 
     def on_message(self, frame: Any) -> None:
         self.messages.put(frame)
@@ -39,15 +30,37 @@ class Subscriber:
     def on_error(self, frame: Any) -> None:
         self.errors.put(frame)
 
-    def get(self, timeout: float = RECEIVE_TIMEOUT) -> Any:
+    def receipt(self, timeout: float = 10) -> str:
+        return self.receipts.get(timeout=timeout)
+
+    def message(self, timeout: float = 10) -> Any:
         return self.messages.get(timeout=timeout)
+
+
+class Subscriber:
+    """A stomp.py consumer (duck-typed listener) on one destination, subscribed with a
+    receipt so that nothing published afterwards can be missed."""
+
+    def __init__(self, broker: ActiveMQ, destination: str, selector: str | None = None) -> None:
+        self.frames = Frames()
+        self.conn = broker.connect()
+        self.conn.set_listener("subscriber", self.frames)
+        receipt = f"sub-{uuid.uuid4().hex}"
+        headers = {"receipt": receipt}
+        if selector is not None:
+            headers["selector"] = selector
+        self.conn.subscribe(destination, id="s1", ack="auto", headers=headers)
+        assert self.frames.receipt(RECEIVE_TIMEOUT) == receipt
+
+    def get(self, timeout: float = RECEIVE_TIMEOUT) -> Any:
+        return self.frames.message(timeout)
 
     def ids(self, count: int, timeout: float = RECEIVE_TIMEOUT) -> list[str]:
         return [self.get(timeout).headers["ce_id"] for _ in range(count)]
 
     def nothing_more(self, wait: float = 0.5) -> bool:
         try:
-            self.messages.get(timeout=wait)
+            self.frames.message(wait)
         except queue.Empty:
             return True
         return False
@@ -55,7 +68,7 @@ class Subscriber:
     def close(self) -> None:
         if self.conn.is_connected():
             self.conn.disconnect()
-        assert self.errors.empty(), self.errors.get().headers
+        assert self.frames.errors.empty(), self.frames.errors.get().headers
 
 
 @contextmanager

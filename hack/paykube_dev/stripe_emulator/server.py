@@ -120,7 +120,27 @@ class StripeEmulator:
         return event, []
 
 
-class EmulatorThread:
+class _StartedInWith:
+    """`with x:` starts it and stops it again."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmulatorThread(_StartedInWith):
     """The emulator on its own loop in a daemon thread, for sync tests: `with ... as emu:`.
 
     Talk to it over HTTP (`control`, the Stripe SDK); its `state` belongs to its thread.
@@ -185,18 +205,8 @@ class EmulatorThread:
             self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class EmulatorProcess:
+class EmulatorProcess(_StartedInWith):
     """`python -m paykube_dev.stripe_emulator` as a child process (own process group)."""
 
     def __init__(
@@ -226,13 +236,3 @@ class EmulatorProcess:
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

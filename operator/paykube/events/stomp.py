@@ -203,18 +203,11 @@ class StompPublisher:
         conn, listener = self._connection()
         receipt_id = f"{event.id}#{uuid.uuid4().hex[:12]}"
         receipt = listener.expect(receipt_id)
-        headers = {
-            "persistent": "true",
-            "receipt": receipt_id,
-            "JMSXGroupID": event.data.get("uid") or event.subject,
-            "ce_specversion": event.specversion,
-            "ce_id": event.id,
-            "ce_type": event.type,
-            "ce_source": event.source,
-            "ce_subject": event.subject,
-        }
-        if event.time:
-            headers["ce_time"] = event.time
+        # The CloudEvents attributes as `ce_` properties, so consumers can use selectors.
+        attributes = {f"ce_{k}": v for k, v in event.to_dict().items()
+                      if k not in ("data", "datacontenttype")}
+        headers = {"persistent": "true", "receipt": receipt_id,
+                   "JMSXGroupID": event.data.get("uid") or event.subject, **attributes}
         try:
             conn.send(self._destination, event.to_json(), content_type=STRUCTURED_CONTENT_TYPE,
                       headers=headers)
