@@ -12,7 +12,8 @@ set -euo pipefail
 source "$(dirname "$0")/versions.sh"
 CACHE="${PAYKUBE_CACHE:-$HOME/.cache/paykube}"
 export GOFLAGS="${GOFLAGS:--trimpath}"
-export GOTOOLCHAIN=local
+# setup.sh may choose a toolchain from the module proxy when the local Go is too old.
+export GOTOOLCHAIN="${PAYKUBE_GOTOOLCHAIN:-local}"
 GOPROXY_FIRST="$(go env GOPROXY)"; PROXY="${GOPROXY_FIRST%%,*}"
 [ -n "$PROXY" ] && [ "$PROXY" != "direct" ] || PROXY=https://proxy.golang.org
 
@@ -51,7 +52,7 @@ import (
 GO
   cd "$work"
   log "resolving modules (go mod tidy)"
-  go mod tidy -e >/dev/null 2>"$work/tidy.log" || { cat "$work/tidy.log"; exit 1; }
+  go mod tidy >/dev/null 2>"$work/tidy.log" || { cat "$work/tidy.log"; exit 1; }
   local ldflags="-s -w"
   local vpkg
   for vpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

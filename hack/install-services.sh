@@ -29,9 +29,12 @@ if have java; then
   [ "${java_major:-0}" -ge 11 ] 2>/dev/null && java_ok=true
 fi
 $java_ok || missing+=(default-jre-headless)
+# build-k8s.sh fetches go.mod files with curl; Debian's python3 needs python3-venv for venvs.
+have curl || missing+=(curl)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "ActiveMQ, MariaDB and Java already installed"
+  log "ActiveMQ, MariaDB, Java, curl and venv support already installed"
   exit 0
 fi
 

@@ -3,3 +3,7 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 STRIPE_MOCK_VERSION=v0.203.0
 HELM_VERSION=v3.22.0
+# The oldest local Go that builds K8S_VERSION (its go.mod says go 1.26.0); an older Go that
+# can switch toolchains (>= 1.21) fetches GO_TOOLCHAIN from the Go module proxy instead.
+GO_MIN=1.26
+GO_TOOLCHAIN=go1.27.3
