@@ -9,6 +9,7 @@ message is checked the same way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -22,6 +23,8 @@ from botocore.stub import Stubber
 from sqlalchemy.pool import NullPool
 
 from paykube.errors import CredentialsError, ErrorCode
+from paykube.mirror.migrate import migrate
+from paykube.mirror.store import MirrorStore, MirrorWriter, make_engine
 from paykube.secrets.aws import (
     PENDING,
     SecretsManagerSource,
@@ -428,6 +431,83 @@ def test_rotated_database_password_reconnects(mariadb: MariaDB, admin: SecretsMa
             assert conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
         engine.dispose()
     finally:
+        with root.begin() as conn:
+            conn.execute(sqlalchemy.text("DROP USER IF EXISTS :user@'%'"), {"user": user})
+        root.dispose()
+
+
+# --- mirror writes wait (never drop) while the database secret is unreadable -------------
+
+def _session_manifest(uid: str, phase: str, rv: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentSession",
+        "metadata": {"uid": uid, "name": f"order-{uid[:8]}", "namespace": "shop",
+                     "resourceVersion": str(rv), "creationTimestamp": "2024-05-01T10:00:00Z"},
+        "spec": {"amount": 1999, "currency": "usd", "successUrl": "https://shop.example/ok",
+                 "cancelUrl": "https://shop.example/no"},
+        "status": {"phase": phase, "history": [
+            {"phase": p, "at": f"2024-05-01T10:0{i}:00Z", "source": "operator"}
+            for i, p in enumerate(["Pending", "Open"][: 1 if phase == "Pending" else 2])]},
+    }
+
+
+async def test_mirror_writes_wait_while_the_database_secret_is_unreadable(
+    mariadb: MariaDB, admin: SecretsManagerClient, source: SecretsManagerSource,
+    clock: Clock,
+) -> None:
+    user = "pk_mirror_5c1e"
+    database = f"sec_{uuid.uuid4().hex[:10]}"
+    migrate(mariadb.create_database(database))
+    root = sqlalchemy.create_engine(mariadb.admin_url, poolclass=NullPool,
+                                    hide_parameters=True)
+    good = {"username": user, "password": DB_PASSWORD, "host": mariadb.host,
+            "port": mariadb.port, "dbname": database, "engine": "mariadb"}
+    secret_id = _create(admin, "rds-mirror", good)
+    engine = make_engine("mysql+pymysql://", hide_parameters=True)
+    bind_engine_credentials(engine, source, secret_id)
+    writer = MirrorWriter(MirrorStore(engine), initial_backoff=0.05, max_backoff=0.3)
+    uids = [str(uuid.uuid4()) for _ in range(5)]
+    try:
+        with root.begin() as conn:
+            conn.execute(sqlalchemy.text("CREATE OR REPLACE USER :user@'%' IDENTIFIED BY :pw"),
+                         {"user": user, "pw": DB_PASSWORD})
+            conn.execute(sqlalchemy.text(f"GRANT ALL ON `{database}`.* TO :user@'%'"),
+                         {"user": user})
+        writer.start()
+        for uid in uids:
+            await writer.record(_session_manifest(uid, "Pending", 10))
+        assert await writer.flush(30)
+
+        # Malformed, then deleted: each new connection fails with a CredentialsError that
+        # SQLAlchemy does not wrap. The writes must stay pending, not be dropped.
+        admin.put_secret_value(SecretId=secret_id, SecretString="{not json")
+        clock.advance(301)  # past the TTL: the next connection reads the secret again
+        engine.dispose()  # no pooled connection to hide the problem
+        for uid in uids:
+            await writer.record(_session_manifest(uid, "Open", 20))
+        await asyncio.sleep(0.6)
+        failures = writer.failures
+        assert failures >= 1 and writer.dropped == 0
+        assert writer.pending_count() == len(uids)
+        assert "not valid JSON" in (writer.last_error or "")
+
+        admin.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
+        clock.advance(6)  # past error_ttl
+        await asyncio.sleep(0.6)
+        assert writer.failures > failures and writer.dropped == 0
+        assert "was not found" in (writer.last_error or "")
+        assert writer.running
+
+        # Fixed: the pending writes arrive.
+        admin.create_secret(Name=secret_id, SecretString=json.dumps(good))
+        clock.advance(6)
+        assert await writer.flush(30), f"still pending: {writer.pending_count()}"
+        assert writer.dropped == 0
+        rows = {r["uid"]: r for r in MirrorStore(engine).rows()}
+        assert {uid: rows[uid]["phase"] for uid in uids} == dict.fromkeys(uids, "Open")
+    finally:
+        await writer.aclose()
+        engine.dispose()
         with root.begin() as conn:
             conn.execute(sqlalchemy.text("DROP USER IF EXISTS :user@'%'"), {"user": user})
         root.dispose()

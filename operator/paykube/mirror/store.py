@@ -31,7 +31,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from paykube.errors import ErrorCode, PaykubeError
+from paykube.errors import CredentialsError, ErrorCode, PaykubeError
 from paykube.mirror.projection import (
     ManifestError,
     Projection,
@@ -65,9 +65,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 @contextmanager
 def database_errors(what: str) -> Iterator[None]:
-    """Translate driver errors into `MirrorError` (without SQL parameters in the message)."""
+    """Translate driver errors into `MirrorError` (without SQL parameters in the message).
+
+    A `CredentialsError` comes from the engine's `do_connect` hook (credentials from AWS
+    Secrets Manager, `secrets.aws.bind_engine_credentials`); SQLAlchemy only wraps DBAPI
+    errors, so it arrives here as is. A secret that is missing, malformed or unreachable
+    is fixed outside the process and the cache re-reads it: the write must wait, not be
+    dropped.
+    """
     try:
         yield
+    except CredentialsError as exc:
+        raise MirrorError(f"{what}: database credentials unavailable: {exc.message}",
+                          code=ErrorCode.DATABASE_UNAVAILABLE) from exc
     except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
         raise MirrorError(f"{what}: database unavailable: {_reason(exc)}",
                           code=ErrorCode.DATABASE_UNAVAILABLE) from exc
@@ -282,6 +292,12 @@ class MirrorStore:
         return out
 
 
+def _retry_later(exc: PaykubeError) -> bool:
+    """The database (or the secret holding its credentials) is unavailable for now."""
+    # A CredentialsError raised outside `database_errors` waits for the secret's fix too.
+    return isinstance(exc, CredentialsError) or exc.code is ErrorCode.DATABASE_UNAVAILABLE
+
+
 @dataclass
 class _Pending:
     op: MirrorOp
@@ -426,7 +442,7 @@ class MirrorWriter:
         try:
             await asyncio.to_thread(self._store.apply, ops)
         except Exception as exc:
-            if isinstance(exc, PaykubeError) and exc.code is ErrorCode.DATABASE_UNAVAILABLE:
+            if isinstance(exc, PaykubeError) and _retry_later(exc):
                 self._unavailable(exc)
                 return True
             if len(batch) > 1:  # isolate the culprit, write the others
