@@ -1,7 +1,7 @@
 """The PaymentSession lifecycle: one pure function from (status, observation, now) to status.
 
 Both writers use it: the operator (create, poll, expiry, cancel) and the webhook (provider
-events). Phases form a partial order (`Phase.rank`) and terminal phases absorb, so a stale,
+events). Phases form a partial order (`Phase.precedes`) and terminal phases absorb, so a stale,
 duplicate or out-of-order observation never moves a session backwards and Paid is never
 lost. Concurrent writers converge because each re-reads, re-applies and writes with the
 resourceVersion as precondition.
@@ -149,9 +149,9 @@ def _reported_phase(observation: ProviderObserved) -> Phase:
 
 def _observed(current: Status, observation: ProviderObserved, now: dt.datetime) -> Status:
     reported = _reported_phase(observation)
-    # Stale (a lower phase) or another ending than the one reached: nothing to learn.
-    stale = reported is not current.phase if current.phase.terminal else (
-        reported.rank < current.phase.rank)
+    # Stale (an earlier phase), another ending than the one reached, or a move the diagram
+    # does not have (Processing -> Expired): nothing to learn. The same phase refreshes.
+    stale = reported is not current.phase and not current.phase.precedes(reported)
     snap = observation.session
     foreign = current.session_id is not None and snap.session_id != current.session_id
     if stale or foreign:

@@ -31,12 +31,19 @@ class Phase(StrEnum):
 
     @property
     def rank(self) -> int:
-        """Position in the partial order: a session only ever moves to a higher rank."""
+        """A total order consistent with the lifecycle's partial order (`precedes`): the
+        mirror packs it into its version key. Never use it to decide a move: Processing
+        ranks below Expired, yet a Processing session can never expire."""
         return _RANK[self]
 
     @property
     def terminal(self) -> bool:
-        return self.rank == _TERMINAL_RANK
+        return not _LATER[self]
+
+    def precedes(self, other: Phase) -> bool:
+        """Whether a session in this phase may later be in `other` (DESIGN's diagram,
+        transitively closed, so a skipped report such as Open -> Paid is a move forward)."""
+        return other in _LATER[self]
 
 
 _TERMINAL_RANK = 3
@@ -48,6 +55,20 @@ _RANK = {
     Phase.FAILED: _TERMINAL_RANK,
     Phase.EXPIRED: _TERMINAL_RANK,
     Phase.CANCELED: _TERMINAL_RANK,
+}
+# The transitive closure of DESIGN's diagram: Pending < Open < Processing < {Paid, Failed};
+# Open < {Expired, Canceled}; Pending < Failed. A Processing session (the customer paid
+# and the payment is settling) can no longer be expired or canceled.
+_LATER: dict[Phase, frozenset[Phase]] = {
+    Phase.PENDING: frozenset({Phase.OPEN, Phase.PROCESSING, Phase.PAID, Phase.FAILED,
+                              Phase.EXPIRED, Phase.CANCELED}),
+    Phase.OPEN: frozenset({Phase.PROCESSING, Phase.PAID, Phase.FAILED, Phase.EXPIRED,
+                           Phase.CANCELED}),
+    Phase.PROCESSING: frozenset({Phase.PAID, Phase.FAILED}),
+    Phase.PAID: frozenset(),
+    Phase.FAILED: frozenset(),
+    Phase.EXPIRED: frozenset(),
+    Phase.CANCELED: frozenset(),
 }
 
 
