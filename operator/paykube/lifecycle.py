@@ -109,21 +109,27 @@ def initial(now: dt.datetime, generation: int, expires_at: str) -> Status:
 
 def advance(current: Status, observation: Observation, now: dt.datetime) -> Status:
     """The next status after `observation`; returns `current` unchanged when nothing changes."""
-    match observation:
-        case ProviderObserved():
-            proposed = _observed(current, observation, now)
-        case ProviderRejected(error=error):
-            target = Phase.FAILED if current.phase is Phase.PENDING else current.phase
-            proposed = current.with_changes(phase=target, error=error)
-            proposed = _set_synced(proposed, False, error.code, error.message, now)
-        case SyncFailed(error=error):
-            proposed = current.with_changes(error=error)
-            proposed = _set_synced(proposed, False, error.code, error.message, now)
-        case Reconciled():
-            proposed = current
+    # The generation first: the conditions written below carry it as their observedGeneration.
+    base = current
     generation = observation.generation
     if generation is not None and (current.observed_generation or 0) < generation:
-        proposed = proposed.with_changes(observed_generation=generation)
+        base = current.with_changes(observed_generation=generation)
+    match observation:
+        case ProviderObserved():
+            proposed = _observed(base, observation, now)
+        case ProviderRejected(error=error):
+            target = Phase.FAILED if base.phase is Phase.PENDING else base.phase
+            proposed = base.with_changes(phase=target, error=error)
+            proposed = _set_synced(proposed, False, error.code, error.message, now)
+        case SyncFailed(error=error):
+            proposed = base.with_changes(error=error)
+            proposed = _set_synced(proposed, False, error.code, error.message, now)
+        case Reconciled():
+            # Looking at a new generation restates Synced for it (as a controller-runtime
+            # reconcile sets its conditions); its status and lastTransitionTime stay.
+            synced = base.condition(SYNCED)
+            proposed = base if synced is None else _set_synced(
+                base, synced.status == "True", synced.reason, synced.message, now)
     if proposed.phase is not current.phase:
         entry = HistoryEntry(proposed.phase, timestamp(now), *_provenance(observation))
         proposed = proposed.with_changes(history=(*proposed.history, entry))

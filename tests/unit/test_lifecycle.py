@@ -190,6 +190,24 @@ def test_observed_generation_only_grows() -> None:
     assert advance(status, Reconciled(2), T0).observed_generation == 3
 
 
+def test_conditions_carry_the_generation_of_the_observation_that_set_them() -> None:
+    open_ = at(Phase.OPEN)
+    synced = open_.condition(SYNCED)
+    assert synced is not None and synced.observed_generation == 1
+    t1 = T0 + dt.timedelta(minutes=1)
+    error = ErrorInfo("RateLimited", "slow down", retryable=True)
+    for seen in (SyncFailed(error, 2), ProviderRejected(error, Source.OPERATOR, 2),
+                 ProviderObserved(Phase.OPEN, SNAP, Source.POLL, generation=2), Reconciled(2)):
+        after = advance(open_, seen, t1)
+        assert after.observed_generation == 2
+        for type_ in (SYNCED, READY):
+            condition = after.condition(type_)
+            assert condition is not None and condition.observed_generation == 2, (seen, type_)
+    restated = advance(open_, Reconciled(2), t1).condition(SYNCED)
+    assert restated is not None
+    assert restated.last_transition_time == synced.last_transition_time
+
+
 def test_another_ending_does_not_touch_a_terminal_status() -> None:
     paid = at(Phase.PAID)
     late = SessionSnapshot("cs_test_1", payment_status="unpaid", amount_total=1)
