@@ -499,9 +499,11 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
         sets.append("rbac.namespaced=true")
     docs = [d for d in render(release, release_ns, sets=sets) if d["kind"] in RBAC_KINDS]
     kinds = {d["kind"] for d in docs}
-    assert kinds == ({"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-                      "ClusterRoleBinding"} if namespaced
-                     else {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"})
+    # Exact namespace names: no ClusterRole at all when namespaced (kopf's scanning is off,
+    # so nothing cluster-level is needed); Secrets through Roles in either mode.
+    assert kinds == ({"ServiceAccount", "Role", "RoleBinding"} if namespaced
+                     else {"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                           "ClusterRoleBinding"})
     try:
         kube.kubectl("apply", "--server-side", "--field-manager=paykube-chart-test", "-f", "-",
                      input=as_yaml(docs))
@@ -552,27 +554,30 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
         operator.forbidden("delete", "paymentsession", "rbac-probe", "-n", team_ns)
         operator.forbidden("create", "--dry-run=server", "-f", str(CHART / "crds" /
                                                                    "paymentsession.yaml"))
+        # Secrets: only in the watched namespace, and only the default credentials Secret
+        # elsewhere, in both modes (the namespaces are exact names).
+        assert not operator.can("get", "secrets", other_ns, name="other-stripe")
+        assert not operator.can("get", "secrets", release_ns, name="unrelated")
+        assert not operator.can("get", "secrets", "kube-system")
+        operator.forbidden("get", "secret", "other-stripe", "-n", other_ns)
+        operator.forbidden("get", "secret", "unrelated", "-n", release_ns)
         if namespaced:
-            # Only the watched namespace, and only the default credentials Secret elsewhere.
-            assert not operator.can("get", "secrets", other_ns, name="other-stripe")
-            assert not operator.can("get", "secrets", release_ns, name="unrelated")
+            # PaymentSessions only in the watched namespace.
             assert not operator.can("list", paysess, None)
             assert not operator.can("patch", paysess, other_ns)
-            operator.forbidden("get", "secret", "other-stripe", "-n", other_ns)
-            operator.forbidden("get", "secret", "unrelated", "-n", release_ns)
             operator.forbidden("get", "paymentsessions", "-n", other_ns)
             operator.forbidden("patch", "paymentsession", "rbac-probe", "-n", other_ns,
                                "--subresource=status", "--type=merge", "-p", status)
             operator.forbidden("create", "-f", "-", input=event_for(other_ns, other_session))
         else:
-            assert operator.can("get", "secrets", other_ns, name="other-stripe")
             assert operator.can("list", paysess, None)
             operator.allowed("get", "paymentsessions", "-A")
-        # kopf's observation of the cluster: read-only, and nothing more on those kinds.
+        # Exact namespace names: kopf's scanning is off, so no cluster observation at all.
         crds = "customresourcedefinitions.apiextensions.k8s.io"
         for verb in ("list", "watch"):
-            assert operator.can(verb, crds, None), verb
-            assert operator.can(verb, "namespaces", None), verb
+            assert not operator.can(verb, crds, None), verb
+            assert not operator.can(verb, "namespaces", None), verb
+        operator.forbidden("get", "namespaces")
         for verb in ("create", "update", "patch", "delete"):
             assert not operator.can(verb, crds, None), verb
             assert not operator.can(verb, "namespaces", None), verb
@@ -610,22 +615,68 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
             kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def test_kopf_observation_is_read_only() -> None:
-    """kopf watches CRDs, and namespaces when it is limited to some: list/watch only, and
-    namespaces only when operator.namespaces is set."""
-    crds = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-            "verbs": ["list", "watch"]}
-    namespaces = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
-    cluster_wide = one(render("pk", "paykube"), "ClusterRole", "operator")["rules"]
-    assert crds in cluster_wide and namespaces not in cluster_wide
-    some = one(render("pk", "paykube", sets=["operator.namespaces={shop-*,billing}"]),
-               "ClusterRole", "operator")["rules"]
-    assert crds in some and namespaces in some
-    for rules in (cluster_wide, some):
-        assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in rules)
-    namespaced = render("pk", "paykube", sets=["operator.namespaces={a,b}",
-                                               "rbac.namespaced=true"])
-    assert one(namespaced, "ClusterRole", "operator")["rules"] == [crds, namespaces]
+def operator_rules(docs: Sequence[Manifest]) -> dict[tuple[str, str, str | None], list[Any]]:
+    """The operator's rules by (kind, name, namespace) of their Role or ClusterRole."""
+    return {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")): d["rules"]
+            for d in docs if d["kind"] in ("Role", "ClusterRole")
+            and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"}
+
+
+CRDS_RULE = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+             "verbs": ["list", "watch"]}
+NAMESPACES_RULE = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
+SECRETS_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+
+
+@pytest.mark.parametrize(("sets", "observes"), [
+    ([], False),
+    (["operator.namespaces={shop,billing}"], False),
+    (["operator.namespaces={shop,billing}", "rbac.namespaced=true"], False),
+    (["operator.namespaces={shop-*,billing}"], True),
+    (["operator.namespaces={!kube-*}"], True),
+    (["operator.namespaces={shop-?}", "rbac.namespaced=true", "rbac.namespaces={shop-a}"],
+     True),
+], ids=["cluster-wide", "exact", "exact-namespaced", "glob", "negation", "glob-namespaced"])
+def test_kopf_observation_only_for_namespace_globs(sets: list[str], observes: bool) -> None:
+    """The operator turns kopf's cluster scanning on only for namespace globs (it then lists
+    and watches namespaces and CRDs): read-only rules then, and none otherwise."""
+    rules = operator_rules(render("pk", "paykube", sets=sets))
+    cluster = [r for (kind, _, _), rs in rules.items() if kind == "ClusterRole" for r in rs]
+    assert (CRDS_RULE in cluster) is observes
+    assert (NAMESPACES_RULE in cluster) is observes
+    everywhere = [r for rs in rules.values() for r in rs]
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in everywhere)
+    observing = [r for r in everywhere if {"namespaces", "customresourcedefinitions"}
+                 & set(r["resources"])]
+    assert all(r["verbs"] == ["list", "watch"] for r in observing)
+    if "rbac.namespaced=true" in sets:
+        # Namespaced mode has a ClusterRole only for the scanning.
+        assert [rs for (kind, _, _), rs in rules.items() if kind == "ClusterRole"] == (
+            [[CRDS_RULE, NAMESPACES_RULE]] if observes else [])
+
+
+@pytest.mark.parametrize(("sets", "cluster_wide", "role_namespaces"), [
+    ([], True, []),
+    (["operator.namespaces={shop-*}"], True, []),
+    (["operator.namespaces={shop,billing}"], False, ["billing", "shop"]),
+    (["operator.namespaces={shop,billing}", "rbac.namespaced=true"], False,
+     ["billing", "shop"]),
+    (["rbac.credentialsRefSecrets=false"], False, []),
+    (["operator.namespaces={shop}", "rbac.credentialsRefSecrets=false"], False, []),
+], ids=["cluster-wide", "glob", "exact", "exact-namespaced", "off", "exact-off"])
+def test_secret_reads_follow_the_watched_namespaces(
+        sets: list[str], cluster_wide: bool, role_namespaces: list[str]) -> None:
+    """spec.credentialsRef Secrets: a cluster-wide get only when the operator watches the
+    whole cluster or globs (and credentialsRefSecrets is on); Roles in the watched
+    namespaces when they are exact names; never list or watch."""
+    rules = operator_rules(render("pk", "paykube", sets=sets))
+    cluster = [r for (kind, _, _), rs in rules.items() if kind == "ClusterRole" for r in rs]
+    assert (SECRETS_RULE in cluster) is cluster_wide
+    in_roles = sorted(ns for (kind, _, ns), rs in rules.items()
+                      if kind == "Role" and SECRETS_RULE in rs)
+    assert in_roles == role_namespaces
+    secrets = [r for rs in rules.values() for r in rs if "secrets" in r["resources"]]
+    assert all(r["verbs"] == ["get"] for r in secrets)
 
 
 def test_secret_reads_can_be_limited_to_the_default_credentials() -> None:

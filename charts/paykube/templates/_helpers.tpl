@@ -206,10 +206,21 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* RBAC ----------------------------------------------------------------------------- */}}
 
-{{/* true when operator.namespaces holds a kopf pattern (glob, negation, comma list). */}}
+{{/* true when operator.namespaces holds a kopf pattern (a glob or a negation): the same
+test as the operator's (paykube.operator.__main__.configure_kopf), which then turns on
+kopf's cluster scanning. */}}
 {{- define "paykube.namespacePatterns" -}}
 {{- range .Values.operator.namespaces }}
-{{- if regexMatch "[*?!,]" . }}true{{ end }}
+{{- if regexMatch "[*?!\\[,]" . }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* true when the operator may get Secrets in every namespace: spec.credentialsRef is on
+and the operator watches the whole cluster or namespace globs (which no Role can name).
+With exact operator.namespaces, Roles in those namespaces grant the same reads instead. */}}
+{{- define "paykube.clusterSecretRead" -}}
+{{- if and (not .Values.rbac.namespaced) .Values.rbac.credentialsRefSecrets }}
+{{- if or (not .Values.operator.namespaces) (include "paykube.namespacePatterns" .) }}true{{ end }}
 {{- end }}
 {{- end }}
 
@@ -220,7 +231,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail "rbac.namespaced=true needs the namespaces to grant access in: set operator.namespaces (or rbac.namespaces) to exact namespace names" }}
 {{- end }}
 {{- range $list }}
-{{- if regexMatch "[*?!,]" . }}
+{{- if regexMatch "[*?!\\[,]" . }}
 {{- fail (printf "rbac.namespaced=true cannot grant Roles in the namespace pattern %q: list exact namespace names in rbac.namespaces, or use rbac.namespaced=false" .) }}
 {{- end }}
 {{- end }}
@@ -251,19 +262,17 @@ app.kubernetes.io/component: {{ .component }}
   verbs: [create]
 {{- end }}
 
-{{/* kopf's cluster observation, read-only: it watches CRDs (to notice the PaymentSession
-CRD changing at runtime) and, when operator.namespaces is set, lists and watches namespaces
-to match the names and patterns. Without these it logs Forbidden errors and retries for
-about a minute before it falls back to exact namespace names. */}}
+{{/* kopf's cluster scanning, read-only. The operator turns it on only for namespace globs
+(it must notice namespaces that start matching, and it then also watches CRDs); with exact
+names or cluster-wide watching it is off and needs neither, so these rules are only granted
+when paykube.namespacePatterns is true. */}}
 {{- define "paykube.operatorObserveRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
-{{- if .Values.operator.namespaces }}
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
-{{- end }}
 {{- end }}
 
 {{- define "paykube.operatorSecretRules" -}}
