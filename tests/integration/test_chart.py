@@ -582,7 +582,8 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
             assert not operator.can(verb, crds, None), verb
             assert not operator.can(verb, "namespaces", None), verb
 
-        # The webhook: get PaymentSessions, patch their status, create Events; no more.
+        # The webhook: get PaymentSessions, patch their status, create Events (it records
+        # each Stripe delivery it applies on the object: paykube_webhook.app); no more.
         assert webhook.can("get", paysess, team_ns)
         assert webhook.can("patch", paysess, team_ns, "status")
         assert webhook.can("create", "events", team_ns)
@@ -672,7 +673,7 @@ def test_secret_reads_follow_the_watched_namespaces(
     rules = operator_rules(render("pk", "paykube", sets=sets))
     cluster = [r for (kind, _, _), rs in rules.items() if kind == "ClusterRole" for r in rs]
     assert (SECRETS_RULE in cluster) is cluster_wide
-    in_roles = sorted(ns for (kind, _, ns), rs in rules.items()
+    in_roles = sorted(str(ns) for (kind, _, ns), rs in rules.items()
                       if kind == "Role" and SECRETS_RULE in rs)
     assert in_roles == role_namespaces
     secrets = [r for rs in rules.values() for r in rs if "secrets" in r["resources"]]
