@@ -16,6 +16,7 @@ from paykube.providers.stripe import StripeProvider
 from paykube.settings import SecretStr
 from paykube_dev.services import StripeMock
 from paykube_dev.stripe_emulator import AsyncEmulatorControl, StripeEmulator
+from paykube_dev.stripe_emulator.state import Action
 
 KEY = SecretStr("sk_test_adapter")
 
@@ -129,5 +130,31 @@ async def test_expiring_a_paid_session_reports_paid(async_stripe_emulator: Strip
         await async_stripe_control.transition(created.snapshot.session_id, "paid")
         result = await stripe.expire_session(created.snapshot.session_id, KEY)
         assert result.phase is Phase.PAID
+    finally:
+        await stripe.aclose()
+
+
+@pytest.mark.parametrize(
+    ("actions", "phase"),
+    [
+        (["async_pending"], Phase.PROCESSING),
+        (["async_pending", "async_failed"], Phase.FAILED),
+        (["async_pending", "async_succeeded"], Phase.PAID),
+        (["paid"], Phase.PAID),
+    ],
+)
+async def test_poll_sees_the_async_outcome_without_any_event(
+        async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+        actions: list[Action], phase: Phase) -> None:
+    """The session stays complete/unpaid after an async failure: only the intent tells."""
+    stripe = provider(async_stripe_emulator.base_url)
+    try:
+        created = await stripe.create_session(request(), KEY)
+        for action in actions:
+            await async_stripe_control.transition(created.snapshot.session_id, action)
+        polled = await stripe.get_session(created.snapshot.session_id, KEY)
+        assert polled.phase is phase
+        assert polled.snapshot.payment_intent_id
+        assert polled.snapshot.payment_intent_id.startswith("pi_")
     finally:
         await stripe.aclose()

@@ -29,6 +29,7 @@ from paykube_dev.stripe_emulator import (
     StripeEmulator,
     sign_payload,
 )
+from paykube_dev.stripe_emulator.state import Action
 
 if TYPE_CHECKING:
     from stripe.params.checkout import SessionCreateParams
@@ -113,6 +114,46 @@ def test_retrieve_list_and_line_items(stripe_client: stripe.StripeClient) -> Non
     assert [(i.description, i.quantity, i.amount_total) for i in items.data] == [
         ("Annual plan", 2, 2500),
     ]
+
+
+@pytest.mark.parametrize(
+    ("actions", "intent_status", "amount_received"),
+    [
+        (["paid"], "succeeded", 2500),
+        (["async_pending"], "processing", 0),
+        (["async_pending", "async_succeeded"], "succeeded", 2500),
+        (["async_pending", "async_failed"], "requires_payment_method", 0),
+    ],
+)
+def test_retrieve_expands_the_payment_intent(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+    actions: list[Action], intent_status: str, amount_received: int,
+) -> None:
+    session = stripe_client.v1.checkout.sessions.create(session_params())
+    unexpanded = stripe_client.v1.checkout.sessions.retrieve(session.id,
+                                                              {"expand": ["payment_intent"]})
+    assert unexpanded.payment_intent is None  # an open session has no intent yet
+    for action in actions:
+        stripe_control.transition(session.id, action)
+    plain = stripe_client.v1.checkout.sessions.retrieve(session.id)
+    assert isinstance(plain.payment_intent, str) and plain.payment_intent.startswith("pi_")
+    expanded = stripe_client.v1.checkout.sessions.retrieve(session.id,
+                                                            {"expand": ["payment_intent"]})
+    intent = expanded.payment_intent
+    assert isinstance(intent, stripe.PaymentIntent)
+    assert (intent.id, intent.status) == (plain.payment_intent, intent_status)
+    assert (intent.amount, intent.amount_received, intent.currency) == (
+        2500, amount_received, "usd")
+    assert (intent.last_payment_error is not None) == (intent_status == "requires_payment_method")
+    direct = stripe_client.v1.payment_intents.retrieve(intent.id)
+    assert direct.status == intent_status
+
+
+def test_expanding_an_unknown_field_is_refused(stripe_client: stripe.StripeClient) -> None:
+    session = stripe_client.v1.checkout.sessions.create(session_params())
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        stripe_client.v1.checkout.sessions.retrieve(session.id, {"expand": ["customer"]})
+    assert error_of(caught.value)["param"] == "expand"
 
 
 def test_idempotent_replay_returns_the_same_session(

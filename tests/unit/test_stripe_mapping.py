@@ -28,6 +28,32 @@ def test_session_phase(status: str, payment_status: str, phase: Phase) -> None:
     assert session_phase({"status": status, "payment_status": payment_status}) is phase
 
 
+@pytest.mark.parametrize(
+    ("payment_status", "intent_status", "phase"),
+    [
+        ("unpaid", "requires_payment_method", Phase.FAILED),
+        ("unpaid", "canceled", Phase.FAILED),
+        ("unpaid", "processing", Phase.PROCESSING),
+        ("unpaid", "succeeded", Phase.PAID),
+        ("unpaid", "requires_action", Phase.PROCESSING),
+        ("paid", "succeeded", Phase.PAID),
+        ("paid", "requires_payment_method", Phase.PAID),  # paid is never taken back
+    ],
+)
+def test_session_phase_with_expanded_payment_intent(
+        payment_status: str, intent_status: str, phase: Phase) -> None:
+    session = {"status": "complete", "payment_status": payment_status,
+               "payment_intent": {"id": "pi_1", "object": "payment_intent",
+                                  "status": intent_status}}
+    assert session_phase(session) is phase
+
+
+def test_unexpanded_intent_of_complete_unpaid_session_is_processing() -> None:
+    """A webhook's session carries the intent's id only: nothing to tell a failure by."""
+    session = {"status": "complete", "payment_status": "unpaid", "payment_intent": "pi_1"}
+    assert session_phase(session) is Phase.PROCESSING
+
+
 def test_event_phase() -> None:
     complete = {"status": "complete", "payment_status": "unpaid"}
     assert event_phase("checkout.session.completed", complete) is Phase.PROCESSING

@@ -207,14 +207,38 @@ async def create_session(request: web.Request) -> web.Response:
     return json_response(session.to_api())
 
 
+EXPANDABLE_SESSION_FIELDS = ("payment_intent",)
+
+
+def _expand(params: Params) -> list[str]:
+    """The `expand[]` list; Stripe refuses fields that cannot be expanded."""
+    raw: Any = params.get("expand", [])
+    fields = raw if isinstance(raw, list) else [raw]
+    for name in fields:
+        if name not in EXPANDABLE_SESSION_FIELDS:
+            raise errors.invalid("expand", f"This property cannot be expanded ({name}).")
+    return [str(name) for name in fields]
+
+
 async def retrieve_session(request: web.Request) -> web.Response:
     _check_params(request[PARAMS], ["expand"])
+    expand = _expand(request[PARAMS])
     session = request.app[STATE].get_session(request[ACCOUNT], request.match_info["id"])
-    return json_response(session.to_api())
+    return json_response(session.to_api(expand))
+
+
+async def retrieve_payment_intent(request: web.Request) -> web.Response:
+    _check_params(request[PARAMS], ["client_secret", "expand"])
+    intent_id = request.match_info["id"]
+    for session in request[ACCOUNT].sessions.values():
+        if session.payment_intent is not None and session.payment_intent.id == intent_id:
+            return json_response(session.payment_intent.to_api())
+    raise errors.no_such("payment_intent", intent_id, "intent")
 
 
 async def expire_session(request: web.Request) -> web.Response:
     _check_params(request[PARAMS], ["expand"])
+    expand = _expand(request[PARAMS])
     state = request.app[STATE]
     session, event = state.expire_via_api(
         request[ACCOUNT], request.match_info["id"], request[REQUEST_ID],
@@ -222,7 +246,7 @@ async def expire_session(request: web.Request) -> web.Response:
     )
     request[OBJECT_ID] = session.id
     request.app[DISPATCHER].dispatch_later(event)
-    return json_response(session.to_api())
+    return json_response(session.to_api(expand))
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -235,7 +259,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     if "status" in params:
         sessions = [s for s in sessions if s.status == params["status"]]
     if "payment_intent" in params:
-        sessions = [s for s in sessions if s.payment_intent == params["payment_intent"]]
+        sessions = [s for s in sessions if s.payment_intent is not None
+                    and s.payment_intent.id == params["payment_intent"]]
     return json_response(_page(
         [s.to_api() for s in sessions], params, "/v1/checkout/sessions", "checkout.session",
     ))
@@ -309,5 +334,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
     app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)
     app.router.add_get("/v1/checkout/sessions/{id}/line_items", list_line_items)
+    app.router.add_get("/v1/payment_intents/{id}", retrieve_payment_intent)
     app.router.add_get("/v1/events", list_events)
     app.router.add_get("/v1/events/{id}", retrieve_event)

@@ -6,12 +6,14 @@ import copy
 import secrets
 import string
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 JsonObject = dict[str, Any]
 SessionStatus = Literal["open", "complete", "expired"]
 PaymentStatus = Literal["paid", "unpaid", "no_payment_required"]
+IntentStatus = Literal["requires_payment_method", "processing", "succeeded", "canceled"]
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -76,6 +78,34 @@ class LineItem:
 
 
 @dataclass
+class PaymentIntent:
+    """The intent behind a completed session; its status is what tells an async failure."""
+
+    id: str
+    amount: int
+    currency: str
+    created: int
+    livemode: bool
+    status: IntentStatus
+    payment_method_types: list[str]
+    last_payment_error: JsonObject | None = None
+
+    def to_api(self) -> JsonObject:
+        return {
+            "id": self.id, "object": "payment_intent", "amount": self.amount,
+            "amount_capturable": 0,
+            "amount_received": self.amount if self.status == "succeeded" else 0,
+            "capture_method": "automatic_async", "client_secret": f"{self.id}_secret_emulated",
+            "confirmation_method": "automatic", "created": self.created,
+            "currency": self.currency, "customer": None, "description": None,
+            "last_payment_error": copy.deepcopy(self.last_payment_error),
+            "latest_charge": None, "livemode": self.livemode, "metadata": {},
+            "payment_method": None, "payment_method_types": list(self.payment_method_types),
+            "status": self.status,
+        }
+
+
+@dataclass
 class Session:
     id: str
     account: str
@@ -94,7 +124,7 @@ class Session:
     payment_method_types: list[str] = field(default_factory=lambda: ["card"])
     status: SessionStatus = "open"
     payment_status: PaymentStatus = "unpaid"
-    payment_intent: str | None = None
+    payment_intent: PaymentIntent | None = None
     customer_details: JsonObject | None = None
     async_outcome: Literal["succeeded", "failed"] | None = None
 
@@ -102,7 +132,12 @@ class Session:
     def amount_total(self) -> int:
         return sum(item.amount for item in self.line_items)
 
-    def to_api(self) -> JsonObject:
+    def to_api(self, expand: Collection[str] = ()) -> JsonObject:
+        """Stripe's JSON; `payment_intent` is the id unless `expand` names it."""
+        intent: str | JsonObject | None = None
+        if self.payment_intent is not None:
+            intent = (self.payment_intent.to_api() if "payment_intent" in expand
+                      else self.payment_intent.id)
         return {
             "id": self.id, "object": "checkout.session", "adaptive_pricing": None,
             "after_expiration": None, "allow_promotion_codes": None,
@@ -122,7 +157,7 @@ class Session:
             "expires_at": self.expires_at, "invoice": None,
             "invoice_creation": None, "livemode": self.livemode, "locale": self.locale,
             "metadata": dict(self.metadata), "mode": "payment",
-            "payment_intent": self.payment_intent, "payment_link": None,
+            "payment_intent": intent, "payment_link": None,
             "payment_method_collection": "if_required",
             "payment_method_configuration_details": None, "payment_method_options": {},
             "payment_method_types": list(self.payment_method_types),

@@ -18,6 +18,7 @@ from .model import (
     Delivery,
     Event,
     JsonObject,
+    PaymentIntent,
     RequestRecord,
     Session,
     WebhookEndpoint,
@@ -159,7 +160,13 @@ class EmulatorState:
             self._require(session, action, status="open")
             session.status = "complete"
             session.payment_status = "paid" if action == "paid" else "unpaid"
-            session.payment_intent = new_id("pi_live_" if session.livemode else "pi_")
+            session.payment_intent = PaymentIntent(
+                id=new_id("pi_live_" if session.livemode else "pi_"),
+                amount=session.amount_total, currency=session.currency,
+                created=self.clock.now_int(), livemode=session.livemode,
+                status="succeeded" if action == "paid" else "processing",
+                payment_method_types=list(session.payment_method_types),
+            )
             session.customer_details = customer_details(
                 email or session.customer_email or "customer@example.com", name,
             )
@@ -169,11 +176,21 @@ class EmulatorState:
                 raise TransitionError(
                     f"{session.id}: the async payment already {session.async_outcome}"
                 )
+            intent = session.payment_intent
+            assert intent is not None  # set when the session completed
             if action == "async_succeeded":
                 session.payment_status = "paid"
                 session.async_outcome = "succeeded"
+                intent.status = "succeeded"
             else:
+                # As Stripe does: the session stays complete/unpaid, the intent goes back to
+                # requires_payment_method with the failure recorded.
                 session.async_outcome = "failed"
+                intent.status = "requires_payment_method"
+                intent.last_payment_error = {
+                    "type": "card_error", "code": "payment_intent_payment_attempt_failed",
+                    "message": "The payment failed.",
+                }
         elif action == "expire":
             self._require(session, action, status="open")
             session.status = "expired"

@@ -37,10 +37,28 @@ HANDLED_EVENTS = {
 }
 
 
+# A PaymentIntent whose async payment failed goes back to `requires_payment_method` (or is
+# canceled); the session itself stays complete/unpaid forever, so only the intent tells.
+_INTENT_FAILED = frozenset({"requires_payment_method", "canceled"})
+
+
 def session_phase(session: Mapping[str, Any]) -> Phase:
+    """The phase of a session; with `payment_intent` expanded, async outcomes are seen too.
+
+    Without the expansion (as in webhook events) complete/unpaid can only mean Processing:
+    the async_payment_* event is then what ends it.
+    """
     status, paid = session.get("status"), session.get("payment_status")
     if status == "complete":
-        return Phase.PAID if paid in ("paid", "no_payment_required") else Phase.PROCESSING
+        if paid in ("paid", "no_payment_required"):
+            return Phase.PAID
+        intent = session.get("payment_intent")
+        intent_status = intent.get("status") if isinstance(intent, Mapping) else None
+        if intent_status in _INTENT_FAILED:
+            return Phase.FAILED
+        if intent_status == "succeeded":
+            return Phase.PAID
+        return Phase.PROCESSING
     if status == "expired":
         return Phase.EXPIRED
     return Phase.OPEN
@@ -150,6 +168,9 @@ def error_from_response(response: httpx.Response) -> ProviderError:
     )
 
 
+RETRIEVE_QUERY = (("expand[]", "payment_intent"),)
+
+
 class StripeProvider:
     name = "stripe"
 
@@ -178,8 +199,9 @@ class StripeProvider:
         return ProviderSession(session_phase(body), snapshot(body))
 
     async def get_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
+        # The expanded intent is the only way a poll can see an async payment fail.
         body = await self._call("get", "GET", f"/v1/checkout/sessions/{session_id}", api_key,
-                                Priority.POLL)
+                                Priority.POLL, query=RETRIEVE_QUERY)
         return ProviderSession(session_phase(body), snapshot(body))
 
     async def expire_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
@@ -198,6 +220,7 @@ class StripeProvider:
     async def _call(
         self, operation: str, method: str, path: str, api_key: SecretStr, priority: Priority, *,
         form: list[tuple[str, str]] | None = None, idempotency_key: str | None = None,
+        query: tuple[tuple[str, str], ...] | None = None,
     ) -> dict[str, Any]:
         if not api_key:
             raise ProviderError("no Stripe API key configured", code=ErrorCode.CREDENTIALS_MISSING)
@@ -214,7 +237,7 @@ class StripeProvider:
             started = time.monotonic()
             try:
                 response = await self._http.request(method, path, headers=headers,
-                                                    content=content)
+                                                    content=content, params=query)
             except httpx.TransportError as exc:
                 last = ProviderError(f"Stripe unreachable: {type(exc).__name__}",
                                      code=ErrorCode.PROVIDER_UNAVAILABLE)
