@@ -4,6 +4,7 @@ objects, and reports what it changed (also through its command line)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,9 +18,10 @@ import pytest
 import yaml
 from sqlalchemy import Engine, text
 
+from paykube.api.types import Phase
 from paykube.kube.client import KubeClient
 from paykube.mirror.migrate import migrate
-from paykube.mirror.projection import project, same_row
+from paykube.mirror.projection import ordering_key, project, same_row
 from paykube.mirror.resync import ResyncReport, resync
 from paykube.mirror.store import MirrorStore, make_engine
 from paykube_dev.kube import ControlPlane
@@ -191,3 +193,52 @@ def test_resync_command_line(kube: ControlPlane, namespace: str, db_url: str,
                              capture_output=True, text=True, timeout=60, check=False)
     assert missing.returncode == 2
     assert "PAYKUBE_DATABASE_URL" in missing.stderr
+
+
+async def test_repair_of_a_corrupted_key_keeps_a_newer_write_made_meanwhile(
+    kube: ControlPlane, namespace: str, kube_client: KubeClient, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The operator's writer stores a real transition between resync's fresh GET and its
+    repair of a row whose ordering key is corrupted: the newer write stays."""
+    create_sessions(kube, namespace)
+    store = MirrorStore(engine)
+    await resync(kube_client, store, namespace)
+    objects = await cluster(kube_client, namespace)
+    uid = objects["order-open"]["metadata"]["uid"]
+    # The key claims Paid (terminal rank, two history entries, a tiny resourceVersion): above
+    # the object as it is (Open), below the real Paid observation to come.
+    bogus = ordering_key(Phase.PAID.rank, 2, 1)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE payment_sessions SET phase='Paid', version=:v WHERE uid=:u"),
+                     {"v": bogus, "u": uid})
+
+    get_session = kube_client.get_session
+    newer: list[dict[str, Any]] = []
+
+    async def racing_get(ns: str, name: str) -> dict[str, Any]:
+        fresh = await get_session(ns, name)
+        if name == "order-open" and not newer:
+            await asyncio.to_thread(
+                kube.kubectl, "patch", "paymentsession", name, "-n", ns,
+                "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
+                    "phase": "Paid", "paymentIntentId": "pi_race", "paymentStatus": "paid",
+                    "history": _history("Pending", "Open", "Paid")}}))
+            newer.append(await get_session(ns, name))
+            assert await asyncio.to_thread(store.upsert, newer[0])  # the operator's writer
+        return fresh
+
+    monkeypatch.setattr(kube_client, "get_session", racing_get)
+    report = await resync(kube_client, store, namespace)
+    assert newer, "resync did not read the object again"
+    assert (report.updated, report.unchanged) == (0, 5)
+    row = store.row(uid)
+    assert row is not None
+    assert same_row(row, project(newer[0]).row)
+    assert (row["phase"], row["version"]) == ("Paid", project(newer[0]).version)
+    assert row["version"] > bogus
+
+    # Once the race is over, resync finds the mirror equal to the cluster.
+    monkeypatch.undo()
+    assert await resync(kube_client, store, namespace) == ResyncReport(objects=5, unchanged=5)
+    assert_mirror_equals_cluster(store, await cluster(kube_client, namespace))

@@ -7,7 +7,8 @@ rewrites a row that differs from the object (a stale or corrupted row, including
 ordering key claims to be newer than the object really is), re-adds missing ledger rows;
 rows of objects that no longer exist are flagged `deleted`. Safe while the operator runs:
 rows are read *before* the list, so a row the operator writes meanwhile is never taken
-for a deleted object, and writes stay guarded by the ordering key.
+for a deleted object, and writes stay guarded by the ordering key (a row whose key is
+corrupted is replaced only while it still holds the key resync read).
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ async def _repair(kube_client: KubeClient, store: MirrorStore, manifest: dict[st
     fresh_version = project(fresh).version
     if int(row["version"]) <= fresh_version:
         return await asyncio.to_thread(store.repair, fresh, revive=revive)
-    return await asyncio.to_thread(store.repair, fresh, overwrite_newer=True, revive=revive)
+    # The key is corrupted. The writer may store a newer observation between the GET and
+    # this write: only a row still holding the key read above is replaced.
+    return await asyncio.to_thread(store.repair, fresh, expected_version=int(row["version"]),
+                                   revive=revive)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,6 @@ class MirrorOp:
 
 _NEWER = "newer"  # only a higher ordering key replaces the row (normal writes)
 _NOT_OLDER = "not_older"  # an equal key replaces it too (repairs a corrupted row)
-_ALWAYS = "always"  # unconditional (repairs a row whose key is itself corrupted)
 
 
 def upsert_statement(projections: Projection | Sequence[Projection],
@@ -132,8 +131,7 @@ def upsert_statement(projections: Projection | Sequence[Projection],
     stmt = mysql_insert(sessions_table).values(rows)
     incoming = stmt.inserted.version
     stored = sessions_table.c.version
-    wins = {_NEWER: incoming > stored, _NOT_OLDER: incoming >= stored,
-            _ALWAYS: sqlalchemy.true()}[mode]
+    wins = incoming > stored if mode == _NEWER else incoming >= stored
     assignments: list[tuple[str, Any]] = [
         (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
         for name in rows[0] if name not in ("uid", "version")
@@ -193,14 +191,21 @@ class MirrorStore:
                              .values(deleted=True, deleted_at=now, updated_at=now))
         return len(newer) + len(deleted)
 
-    def repair(self, manifest: dict[str, Any], *, overwrite_newer: bool = False,
+    def repair(self, manifest: dict[str, Any], *, expected_version: int | None = None,
                revive: bool = False) -> bool:
-        """Rewrite the row from `manifest` even if the row claims the same ordering key
-        (`overwrite_newer`: whatever key it claims); `revive` clears `deleted`. For resync.
+        """Rewrite the row from `manifest` even if the row claims the same ordering key;
+        `revive` clears `deleted`. For resync.
+
+        `expected_version`: the row's own key is not trusted (it claims an observation
+        newer than the object itself): rewrite it whatever key it claims, but only while
+        it still holds `expected_version`, the key resync read. A writer that stored a
+        newer observation since then keeps it (one guarded UPDATE, so no race window).
         """
         proj = project(manifest)
+        if expected_version is not None:
+            return self._replace_row(proj, expected_version, revive=revive)
         with database_errors("mirror repair"), self.engine.begin() as conn:
-            changed = self._write_row(conn, proj, _ALWAYS if overwrite_newer else _NOT_OLDER)
+            changed = self._write_row(conn, proj, _NOT_OLDER)
             if revive:
                 result = conn.execute(
                     update(sessions_table)
@@ -208,6 +213,19 @@ class MirrorStore:
                     .values(deleted=False, deleted_at=None, updated_at=utcnow()))
                 changed = changed or result.rowcount > 0
         return changed
+
+    def _replace_row(self, proj: Projection, expected_version: int, *, revive: bool) -> bool:
+        s = sessions_table
+        now = utcnow()
+        values: dict[str, Any] = {k: v for k, v in proj.row.items() if k != "uid"}
+        values["updated_at"] = now
+        if revive:
+            values.update(deleted=False, deleted_at=None)
+        with database_errors("mirror repair"), self.engine.begin() as conn:
+            result = conn.execute(update(s).where(s.c.uid == proj.uid,
+                                                  s.c.version == expected_version)
+                                  .values(values))
+        return result.rowcount > 0
 
     def add_transitions(self, manifest: dict[str, Any]) -> int:
         """Add the manifest's missing ledger rows; how many were added."""
