@@ -7,9 +7,11 @@ import itertools
 import json
 import random
 import signal
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,11 +21,12 @@ import pytest
 import stripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from paykube_dev.kube import ControlPlane
 from paykube_dev.programs import Program, start_webhook
 from paykube_webhook.verify import compute_signature
-from tests.plugins.paykube_fixtures import WEBHOOK_SECRET, Stack
+from tests.plugins.paykube_fixtures import METRICS_AUTH, WEBHOOK_SECRET, Stack
 from tests.plugins.tcp_proxy import TcpProxy
 
 Manifest = dict[str, Any]
@@ -43,37 +46,129 @@ def post(stack: Stack, body: bytes, headers: dict[str, str]) -> httpx.Response:
 
 EVENT = json.dumps({"id": "evt_x", "type": "checkout.session.completed",
                     "data": {"object": {"id": "cs_test_x", "metadata": {}}}}).encode()
+JSON = {"Content-Type": "application/json"}
+BIG = b"{" + b" " * (1024 * 1024 + 10) + b"}"
 
 
-@pytest.mark.parametrize(
-    ("headers", "body", "status"),
-    [
-        ({"Content-Type": "application/json"}, EVENT, 400),  # missing header
-        ({"Stripe-Signature": "nonsense", "Content-Type": "application/json"}, EVENT, 400),
-        ({"Stripe-Signature": f"t={int(time.time())}", "Content-Type": "application/json"},
-         EVENT, 400),  # no v1
-        (signed(EVENT, secret="whsec_wrong"), EVENT, 400),
-        (signed(EVENT), EVENT + b" ", 400),  # tampered body
-        (signed(EVENT, t=int(time.time()) - 3600), EVENT, 400),  # stale
-        (signed(EVENT, t=int(time.time()) + 3600), EVENT, 400),  # future
-        (signed(b"not json"), b"not json", 400),
-        (signed(b"[1, 2]"), b"[1, 2]", 400),
-        ({**signed(EVENT), "Content-Type": "text/plain"}, EVENT, 415),
-    ],
-    ids=["missing", "malformed", "no-v1", "wrong-secret", "tampered", "stale", "future",
-         "not-json", "wrong-shape", "content-type"],
-)
-def test_refusals_are_4xx_with_a_generic_body(stack: Stack, headers: dict[str, str],
-                                              body: bytes, status: int) -> None:
+def scrape(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the webhook's /metrics, keyed by name and sorted labels."""
+    response = httpx.get(f"{stack.webhook.url}/metrics", auth=METRICS_AUTH, timeout=10)
+    response.raise_for_status()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples}
+
+
+def counter(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+            **labels: str) -> float:
+    return samples.get((f"{name}_total", tuple(sorted(labels.items()))), 0.0)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the webhook must refuse, built when the test runs (signatures go stale),
+    with the status, error code and metric sample that prove why it was refused."""
+
+    build: Callable[[], tuple[dict[str, str], bytes]]
+    status: int
+    code: str
+    metric: tuple[str, dict[str, str]]
+
+
+def _failure(reason: str) -> tuple[str, dict[str, str]]:
+    return "paykube_webhook_verification_failures", {"reason": reason}
+
+
+def _outcome(outcome: str) -> tuple[str, dict[str, str]]:
+    return "paykube_webhook_requests", {"outcome": outcome}
+
+
+REFUSALS = {
+    "missing": Refusal(lambda: (JSON, EVENT), 400, "SignatureInvalid",
+                       _failure("missing_header")),
+    "malformed": Refusal(lambda: ({"Stripe-Signature": "nonsense", **JSON}, EVENT), 400,
+                         "SignatureInvalid", _failure("malformed_header")),
+    "no-v1": Refusal(lambda: ({"Stripe-Signature": f"t={int(time.time())}", **JSON}, EVENT),
+                     400, "SignatureInvalid", _failure("no_v1_signature")),
+    "wrong-secret": Refusal(lambda: (signed(EVENT, secret="whsec_wrong"), EVENT), 400,
+                            "SignatureInvalid", _failure("no_matching_signature")),
+    "tampered": Refusal(lambda: (signed(EVENT), EVENT + b" "), 400, "SignatureInvalid",
+                        _failure("no_matching_signature")),
+    "stale": Refusal(lambda: (signed(EVENT, t=int(time.time()) - 3600), EVENT), 400,
+                     "SignatureInvalid", _failure("timestamp_outside_tolerance")),
+    "future": Refusal(lambda: (signed(EVENT, t=int(time.time()) + 3600), EVENT), 400,
+                      "SignatureInvalid", _failure("timestamp_outside_tolerance")),
+    "not-json": Refusal(lambda: (signed(b"not json"), b"not json"), 400, "PayloadInvalid",
+                        _outcome("payload_invalid")),
+    "wrong-shape": Refusal(lambda: (signed(b"[1, 2]"), b"[1, 2]"), 400, "PayloadInvalid",
+                           _outcome("payload_invalid")),
+    "deeply-nested": Refusal(
+        lambda: (signed(b"[" * 100_000 + b"]" * 100_000), b"[" * 100_000 + b"]" * 100_000),
+        400, "PayloadInvalid", _outcome("payload_invalid")),
+    "content-type": Refusal(lambda: ({**signed(EVENT), "Content-Type": "text/plain"}, EVENT),
+                            415, "PayloadInvalid", _outcome("unsupported_media_type")),
+    "oversize": Refusal(lambda: (signed(BIG), BIG), 413, "PayloadInvalid",
+                        _outcome("too_large")),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refusals_are_4xx_with_a_generic_body_and_a_counted_reason(stack: Stack,
+                                                                   case: str) -> None:
+    refusal = REFUSALS[case]
+    headers, body = refusal.build()
+    name, labels = refusal.metric
+    before = counter(scrape(stack), name, **labels)
     response = post(stack, body, headers)
-    assert response.status_code == status
-    assert set(response.json()) == {"error"}
-    assert "Traceback" not in response.text
+    assert response.status_code == refusal.status
+    assert response.json() == {"error": {"code": refusal.code}}
+    assert counter(scrape(stack), name, **labels) == before + 1
 
 
-def test_oversize_body_is_413(stack: Stack) -> None:
-    body = b"{" + b" " * (1024 * 1024 + 10) + b"}"
-    assert post(stack, body, signed(body)).status_code == 413
+def test_oversize_body_without_content_length_is_413(stack: Stack) -> None:
+    """A chunked body announces no size: the cap holds while reading."""
+    def chunks() -> Iterator[bytes]:
+        yield BIG[: len(BIG) // 2]
+        yield BIG[len(BIG) // 2:]
+
+    response = httpx.post(f"{stack.webhook.url}/webhooks/stripe", content=chunks(),
+                          headers=signed(BIG), timeout=30)
+    assert response.status_code == 413
+    assert response.json() == {"error": {"code": "PayloadInvalid"}}
+
+
+def raw_post(url: str, head: dict[str, str], parts: list[bytes], pause: float) -> tuple[int, Any]:
+    """POST over a plain socket, the body in `parts` with a pause between them, so the
+    server sees the body arrive in separate TCP segments."""
+    parsed = httpx.URL(url)
+    lines = [f"POST {parsed.raw_path.decode()} HTTP/1.1", f"Host: {parsed.host}",
+             f"Content-Length: {sum(len(p) for p in parts)}", "Connection: close",
+             *(f"{k}: {v}" for k, v in head.items())]
+    with socket.create_connection((parsed.host, parsed.port or 80), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        for index, part in enumerate(parts):
+            if index:
+                time.sleep(pause)
+            sock.sendall(part)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    body = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), json.loads(body)
+
+
+def test_a_body_split_across_segments_is_verified_whole(stack: Stack,
+                                                        unmanaged_namespace: str) -> None:
+    managed = managed_session(stack, unmanaged_namespace, "split")
+    (event_id,) = events_for(stack, managed, "paid")
+    body = stack.emulator.event_payload(event_id)
+    middle = len(body) // 2
+    status, answer = raw_post(f"{stack.webhook.url}/webhooks/stripe", signed(body),
+                              [body[:middle], body[middle:]], pause=0.5)
+    assert (status, answer["outcome"]) == (200, "applied")
+    assert stack.get(unmanaged_namespace, "split")["status"]["phase"] == "Paid"
 
 
 def test_sdk_computed_signature_and_several_v1_values_are_accepted(stack: Stack) -> None:
@@ -206,6 +301,68 @@ def test_event_for_a_replaced_object_is_ignored(stack: Stack, unmanaged_namespac
     stack.apply(unmanaged_namespace, "replaced")  # same name, new uid
     assert deliver(stack, event_id) == 200
     assert "phase" not in stack.get(unmanaged_namespace, "replaced").get("status", {})
+
+
+def session_event(managed: Managed, event_type: str = "checkout.session.completed",
+                  metadata: dict[str, Any] | None = None, **fields: Any) -> bytes:
+    """A checkout.session.* event about `managed` (or about `metadata`), as Stripe shapes it."""
+    session = {"id": managed.session_id, "object": "checkout.session", "status": "complete",
+               "payment_status": "paid", "amount_total": 1999, "currency": "usd",
+               "metadata": metadata if metadata is not None else {
+                   "paykube_namespace": managed.namespace, "paykube_name": managed.name,
+                   "paykube_uid": managed.uid}, **fields}
+    return json.dumps({"id": f"evt_{uuid.uuid4().hex[:24]}", "object": "event",
+                       "type": event_type, "data": {"object": session}}).encode()
+
+
+BAD_FIELDS: dict[str, dict[str, Any]] = {
+    "expires-text": {"expires_at": "x"},
+    "expires-float-overflow": {"expires_at": 1e20},
+    "expires-int-overflow": {"expires_at": 10**20},
+    "amount-text": {"amount_total": "x"},
+    "amount-beyond-int64": {"amount_total": 2**64},
+    "amount-bool": {"amount_total": True},
+    "status-object": {"payment_status": {"paid": True}},
+    "intent-list": {"payment_intent": ["pi_1"]},
+    "intent-unhashable-status": {"status": "complete", "payment_status": "unpaid",
+                                 "payment_intent": {"id": "pi_1", "status": ["x"]}},
+    "lone-surrogate": {"currency": "\ud800"},
+    "session-id-number": {"id": 7},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FIELDS))
+def test_signed_event_with_a_malformed_field_is_400_and_changes_nothing(
+        stack: Stack, unmanaged_namespace: str, case: str) -> None:
+    managed = managed_session(stack, unmanaged_namespace, "malformed")
+    before = counter(scrape(stack), "paykube_webhook_requests", outcome="payload_invalid")
+    body = session_event(managed, **BAD_FIELDS[case])
+    response = post(stack, body, signed(body))
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": {"code": "PayloadInvalid"}}
+    assert counter(scrape(stack), "paykube_webhook_requests",
+                   outcome="payload_invalid") == before + 1
+    assert stack.get(unmanaged_namespace, "malformed")["status"]["phase"] == "Open"
+
+
+@pytest.mark.parametrize("metadata", [
+    {"paykube_namespace": "../../api/v1/namespaces/x", "paykube_name": "n", "paykube_uid": "u"},
+    {"paykube_namespace": "{ns}", "paykube_name": "Not A Name", "paykube_uid": "u"},
+    {"paykube_namespace": "{ns}", "paykube_name": "ok/status", "paykube_uid": "u"},
+    {"paykube_namespace": "{ns}", "paykube_name": "unsafe", "paykube_uid": ""},
+    {"paykube_namespace": "{ns}", "paykube_name": ["unsafe"], "paykube_uid": "u"},
+    ["not", "a", "mapping"],
+], ids=["path-traversal", "bad-name", "slash-in-name", "empty-uid", "list-name", "list"])
+def test_metadata_that_cannot_name_an_object_is_acknowledged_and_ignored(
+        stack: Stack, unmanaged_namespace: str, metadata: Any) -> None:
+    managed = managed_session(stack, unmanaged_namespace, "unsafe")
+    if isinstance(metadata, dict):
+        metadata = {k: v.replace("{ns}", unmanaged_namespace) if isinstance(v, str) else v
+                    for k, v in metadata.items()}
+    body = session_event(managed, metadata=metadata)
+    response = post(stack, body, signed(body))
+    assert (response.status_code, response.json()["outcome"]) == (200, "ignored_unmanaged")
+    assert stack.get(unmanaged_namespace, "unsafe")["status"]["phase"] == "Open"
 
 
 def test_metrics_need_basic_auth(stack: Stack) -> None:

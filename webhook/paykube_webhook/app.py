@@ -8,6 +8,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +17,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from paykube.api.types import ObjectRef, Source
+from paykube.api.types import ObjectRef, Phase, Source
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import cancel_requested, write_status
-from paykube.lifecycle import ProviderObserved, advance
+from paykube.lifecycle import ProviderObserved, SessionSnapshot, advance
 from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
@@ -58,8 +59,8 @@ class WebhookService:
         limit = self.settings.webhook_max_body
         if request.content_length is not None and request.content_length > limit:
             return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
-        payload = await request.content.read(limit + 1)
-        if len(payload) > limit:
+        payload = await _read_body(request, limit)
+        if payload is None:
             return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
         try:
             secrets = await self.secrets.webhook_secrets()
@@ -75,48 +76,52 @@ class WebhookService:
             return self._refuse(400, ErrorCode.SIGNATURE_INVALID, "signature_invalid",
                                 reason=exc.failure.value)
         try:
-            event = json.loads(payload)
-            event_id, event_type = str(event["id"]), str(event["type"])
-            session = event["data"]["object"]
-            if not isinstance(session, dict):
-                raise TypeError("data.object is not an object")
-        except (ValueError, KeyError, TypeError) as exc:
+            parsed = parse_event(payload)
+        except _MALFORMED as exc:
+            # Signed, yet not an event we can read: only a sender bug does this, and a
+            # retry would fail the same way, so it is the sender's 4xx, never our 5xx.
+            # The field our own checks name; never the value, which may be personal data.
+            detail = str(exc) if isinstance(exc, MalformedEvent) else None
             return self._refuse(400, ErrorCode.PAYLOAD_INVALID, "payload_invalid",
-                                reason=type(exc).__name__)
-        if event_type not in HANDLED_EVENTS:
-            return self._ok("ignored_type", event_id=event_id, event_type=event_type)
-        ref = _object_of(session)
-        phase = event_phase(event_type, session)
-        if ref is None or phase is None or "id" not in session:
-            return self._ok("ignored_unmanaged", event_id=event_id, event_type=event_type)
+                                reason=type(exc).__name__, detail=detail)
+        if isinstance(parsed, Ignored):
+            return self._ok(parsed.outcome, event_id=parsed.event_id,
+                            event_type=parsed.event_type)
+        event, ref, phase, session = parsed, parsed.ref, parsed.phase, parsed.session
         started = time.monotonic()
         try:
             written, before, after = await write_status(
                 self.kube, ref, lambda obj, current: settle_outbox(advance(
                     current,
-                    ProviderObserved(phase, snapshot(session), Source.WEBHOOK, event_id,
+                    ProviderObserved(phase, session, Source.WEBHOOK, event.event_id,
                                      cancel_requested=cancel_requested(obj)),
                     dt.datetime.now(dt.UTC),
                 ), self.publisher),
             )
         except NotFound:
-            return self._ok("ignored_unknown_object", event_id=event_id,
+            return self._ok("ignored_unknown_object", event_id=event.event_id,
                             object=f"{ref.namespace}/{ref.name}")
         except PaykubeError as exc:
+            fields = {"event_id": event.event_id, "code": exc.code.value,
+                      "object": f"{ref.namespace}/{ref.name}"}
+            if not exc.retryable:
+                # The API server refused the change itself (e.g. 422): resending the same
+                # event cannot succeed, so no 5xx that would have Stripe retry for days.
+                self.metrics.requests.labels("rejected").inc()
+                log.error("event refused by the API server: %s", exc.message, extra=fields)
+                return web.json_response({"error": {"code": exc.code.value}}, status=422)
             self.metrics.requests.labels("unavailable").inc()
-            log.error("event not stored, Stripe will retry",
-                      extra={"event_id": event_id, "code": exc.code.value,
-                             "object": f"{ref.namespace}/{ref.name}"})
+            log.error("event not stored, Stripe will retry", extra=fields)
             return web.json_response({"error": {"code": exc.code.value}}, status=503)
         self.metrics.apply_seconds.observe(time.monotonic() - started)
         if after.phase is not before.phase:
             message = (f"{before.phase.value} -> {after.phase.value} "
-                       f"(webhook {event_type}, event {event_id})")
+                       f"(webhook {event.event_type}, event {event.event_id})")
             await asyncio.gather(self._event(ref, message, after.phase.value),
                                  self._relay(ref, written))
-        return self._ok("applied" if after != before else "duplicate", event_id=event_id,
-                        event_type=event_type, object=f"{ref.namespace}/{ref.name}",
-                        phase=after.phase.value)
+        return self._ok("applied" if after != before else "duplicate",
+                        event_id=event.event_id, event_type=event.event_type,
+                        object=f"{ref.namespace}/{ref.name}", phase=after.phase.value)
 
     async def _relay(self, ref: ObjectRef, written: Manifest) -> None:
         """Publish the phase event now; on failure the operator's outbox timer retries."""
@@ -173,13 +178,127 @@ def basic_auth_ok(header: str | None, username: str, password: SecretStr) -> boo
     return hmac.compare_digest(given, expected)
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than `limit`.
+
+    `content.read(n)` returns what has arrived so far, not n bytes: a body split across
+    TCP segments must be read until EOF, or it would be verified truncated.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
+
+
+class MalformedEvent(ValueError):
+    """A verified event whose content paykube cannot use; the message names the field."""
+
+
+# Everything that reading untrusted JSON into our types can raise (RecursionError: deeply
+# nested JSON; OverflowError/OSError: timestamps beyond what datetime can hold).
+_MALFORMED = (ValueError, TypeError, KeyError, RecursionError, OverflowError, OSError)
+_INT64 = 2**63
+_MAX_EXPIRES = 253402300799  # 9999-12-31T23:59:59Z, the last instant RFC 3339 can write
+# Kubernetes: a namespace is a DNS-1123 label, a custom object's name a DNS-1123 subdomain.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An event acknowledged without applying it, and why (`outcome`)."""
+
+    event_id: str
+    event_type: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Applicable:
+    event_id: str
+    event_type: str
+    ref: ObjectRef
+    phase: Phase
+    session: SessionSnapshot
+
+
+def parse_event(payload: bytes) -> Ignored | Applicable:
+    """Read a verified event into what the lifecycle needs; raises one of `_MALFORMED`.
+
+    Field types and lengths are checked against the CRD's status schema here, so that a
+    strange but signed event is the sender's 400 and never an API-server 422 or our 500.
+    """
+    event = json.loads(payload)
+    if not isinstance(event, dict):
+        raise MalformedEvent("event is not an object")
+    event_id = _text(event.get("id"), "id", 255)
+    event_type = _text(event.get("type"), "type", 255)
+    data = event.get("data")
+    session = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(session, dict):
+        raise MalformedEvent("data.object is not an object")
+    if event_type not in HANDLED_EVENTS:
+        return Ignored(event_id, event_type, "ignored_type")
+    ref = _object_of(session)
+    phase = event_phase(event_type, session)
+    if ref is None or phase is None or "id" not in session:
+        return Ignored(event_id, event_type, "ignored_unmanaged")
+    _check_session(session)
+    return Applicable(event_id, event_type, ref, phase, snapshot(session))
+
+
+def _check_session(session: dict[str, Any]) -> None:
+    _text(session.get("id"), "id", 255)
+    _optional_text(session.get("url"), "url", 8192)
+    _optional_text(session.get("payment_status"), "payment_status", 64)
+    _optional_text(session.get("currency"), "currency", 16)
+    intent = session.get("payment_intent")
+    if isinstance(intent, dict):  # expanded
+        _optional_text(intent.get("id"), "payment_intent.id", 255)
+        _optional_text(intent.get("status"), "payment_intent.status", 64)
+    else:
+        _optional_text(intent, "payment_intent", 255)
+    _integer(session.get("amount_total"), "amount_total", -_INT64, _INT64 - 1)
+    _integer(session.get("expires_at"), "expires_at", 0, _MAX_EXPIRES)
+
+
+def _text(value: Any, field: str, max_length: int) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= max_length:
+        raise MalformedEvent(f"{field}: not a string of 1 to {max_length} characters")
+    value.encode()  # a lone surrogate cannot be sent on: UnicodeEncodeError, a ValueError
+    return value
+
+
+def _optional_text(value: Any, field: str, max_length: int) -> None:
+    if value is not None and value != "":
+        _text(value, field, max_length)
+
+
+def _integer(value: Any, field: str, low: int, high: int) -> None:
+    if value is not None and (type(value) is not int or not low <= value <= high):
+        raise MalformedEvent(f"{field}: not an integer in [{low}, {high}]")
+
+
 def _object_of(session: dict[str, Any]) -> ObjectRef | None:
-    metadata = session.get("metadata") or {}
-    try:
-        return ObjectRef(str(metadata["paykube_namespace"]), str(metadata["paykube_name"]),
-                         str(metadata["paykube_uid"]))
-    except (KeyError, TypeError):
+    """The object named by paykube's metadata keys, or None when they are absent or could
+    not name a PaymentSession (so never a path built from arbitrary text)."""
+    metadata = session.get("metadata")
+    if not isinstance(metadata, dict):
         return None
+    namespace = metadata.get("paykube_namespace")
+    name = metadata.get("paykube_name")
+    uid = metadata.get("paykube_uid")
+    if not (isinstance(namespace, str) and isinstance(name, str) and isinstance(uid, str)):
+        return None
+    if (not _DNS1123_LABEL.fullmatch(namespace) or len(name) > 253
+            or not _DNS1123_SUBDOMAIN.fullmatch(name) or not uid.strip()):
+        return None
+    return ObjectRef(namespace, name, uid)
 
 
 @web.middleware
