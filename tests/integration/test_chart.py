@@ -329,6 +329,30 @@ BAD_VALUES: list[tuple[list[str], str]] = [
      "metrics.serviceMonitor.enabled needs secrets.existingSecret"),
     (["secrets.keys.webhookSecrets=k"],
      "secrets.existingSecret is required when secrets.keys.webhookSecrets is set"),
+    # The restricted Pod Security Standard cannot be switched off through the values.
+    (["securityContext.runAsNonRoot=false"], "at '/securityContext/runAsNonRoot'"),
+    (["securityContext.readOnlyRootFilesystem=false"],
+     "at '/securityContext/readOnlyRootFilesystem': value must be true"),
+    (["securityContext.allowPrivilegeEscalation=true"],
+     "at '/securityContext/allowPrivilegeEscalation': value must be false"),
+    (["securityContext.privileged=true"], "at '/securityContext/privileged'"),
+    (["securityContext.capabilities.drop={NET_RAW}"], "at '/securityContext/capabilities/drop'"),
+    (["securityContext.capabilities.add={SYS_ADMIN}"],
+     "at '/securityContext/capabilities/add/0'"),
+    (["securityContext.seccompProfile.type=Unconfined"],
+     "at '/securityContext/seccompProfile/type'"),
+    (["securityContext=null"], "missing property 'securityContext'"),
+    (["podSecurityContext=null"], "missing property 'podSecurityContext'"),
+    (["podSecurityContext.runAsNonRoot=false"], "at '/podSecurityContext/runAsNonRoot'"),
+    (["podSecurityContext.runAsUser=0"], "at '/podSecurityContext/runAsUser'"),
+    (["securityContext.runAsUser=0"], "at '/securityContext/runAsUser'"),
+    (["operator.namespaces={Team_A}"], "at '/operator/namespaces/0'"),
+    (["operator.namespaces={shop.example}"], "at '/operator/namespaces/0'"),
+    (["operator.pollMinInterval=400"],
+     "operator.pollMinInterval (400) must not exceed operator.pollMaxInterval (300)"),
+    (["webhook.resources.requests.cpu=null"],
+     "webhook.autoscaling.enabled scales on CPU utilization, a percentage of "
+     "webhook.resources.requests.cpu"),
 ]
 
 
@@ -337,7 +361,7 @@ BAD_VALUES: list[tuple[list[str], str]] = [
 def test_bad_values_fail_with_a_clear_message(sets: list[str], message: str) -> None:
     # `helm template` validates exactly as `helm install` does (schema, then templates).
     refused(helm("template", "pk", str(CHART), *values_args(None, sets), check=False), message)
-    if message.startswith("at '"):
+    if message.startswith("at '") or message.startswith("missing property"):
         # Schema errors fail `helm lint` too (a template's `fail` is only INFO there).
         refused(helm("lint", "--strict", str(CHART), *values_args(None, sets), check=False),
                 message)

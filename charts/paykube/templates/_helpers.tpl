@@ -149,6 +149,9 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $o.rateLimit | toString | quote }}
 - name: PAYKUBE_STRIPE_TIMEOUT
   value: {{ $o.stripeTimeout | toString | quote }}
+{{- if gt (float64 $o.pollMinInterval) (float64 $o.pollMaxInterval) }}
+{{- fail (printf "operator.pollMinInterval (%v) must not exceed operator.pollMaxInterval (%v)" $o.pollMinInterval $o.pollMaxInterval) }}
+{{- end }}
 - name: PAYKUBE_POLL_MIN_INTERVAL
   value: {{ $o.pollMinInterval | toString | quote }}
 - name: PAYKUBE_POLL_MAX_INTERVAL
