@@ -236,6 +236,46 @@ def test_redact(message: str, gone: list[str], kept: list[str]) -> None:
     assert redact(out) == out  # stable: redacting twice changes nothing
 
 
+@pytest.mark.parametrize(("message", "gone", "expected"), [
+    ("Customer Jane Doe cannot pay with this account.", ["Jane", "Doe"],
+     "Customer <name> cannot pay with this account."),
+    ("Address 12 Main Street is invalid", ["12", "Main", "Street"],
+     "Address <number> <name> is invalid"),
+    ("Jane Doe cannot pay.", ["Jane", "Doe"], "<name> cannot pay."),
+    ("Shipping to John O'Brien at 221B Baker Street, London NW1 6XE failed.",
+     ["John", "Brien", "221B", "Baker", "London", "NW1", "6XE"],
+     "Shipping to <name> at <value> <name>, <name> <value> failed."),
+    ("The card of Ann Lee was declined. Contact Acme Corp for help.",
+     ["Ann", "Lee", "Acme"], "The card of <name> was declined. Contact <name> for help."),
+    ("Order 4471 for customer 88 failed", ["4471", "88"],
+     "Order <number> for customer <number> failed"),
+])
+def test_redact_unquoted_names_addresses_and_numbers(message: str, gone: list[str],
+                                                     expected: str) -> None:
+    out = redact(message)
+    for value in gone:
+        assert value not in out, (value, out)
+    assert out == expected
+    assert redact(out) == out
+
+
+@pytest.mark.parametrize("message", [
+    "Your card was declined.",
+    "Your card has insufficient funds.",
+    "This PaymentIntent's amount could not be updated because it has a status of succeeded.",
+    "You cannot create a Checkout Session in payment mode without line items.",
+    "Amount must be at least 50 cents",
+    "The Checkout Session's total amount due must add up to at least $0.50 usd",
+    "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.",
+    "Only 20 line items are allowed in a Checkout Session.",
+    "Your account cannot currently make live charges.",
+    "Stripe API keys for Connect accounts cannot create SEPA Direct Debit payments.",
+    "Apple Pay and Google Pay are not enabled for this account in the Dashboard.",
+])
+def test_redact_keeps_typical_stripe_messages(message: str) -> None:
+    assert redact(message) == message
+
+
 def test_redact_caps_the_length() -> None:
     out = redact("word " * 500)
     assert len(out) <= 300
@@ -258,6 +298,16 @@ def test_prompt_carries_only_type_code_param_and_the_redacted_message() -> None:
     assert "Error code: parameter_weird_new_code" in user
     assert "Parameter: metadata[*]" in user
     assert "Error type: invalid_request_error" in user
+
+
+def test_prompt_carries_no_unquoted_name_or_address() -> None:
+    error = stripe_error("weird_new_code", "Customer Jane Doe at 12 Main Street cannot pay "
+                         "with this account.")
+    _, messages = build_messages(ErrorDetails.of(error))
+    prompt = "\n".join(str(m["content"]) for m in messages)
+    for value in ("Jane", "Doe", "12", "Main", "Street"):
+        assert value not in prompt, value
+    assert "Customer <name> at <number> <name> cannot pay with this account." in prompt
 
 
 def test_codeless_errors_get_distinct_cache_keys_without_values() -> None:
