@@ -168,3 +168,73 @@ def test_kubectl_describe_shows_transitions(stack: Stack, namespace: str) -> Non
              "describe", "paysess", "described", "-n", namespace],
             capture_output=True, text=True, check=True, timeout=30).stdout
     assert "Pending -> Open" in out
+
+
+def warnings_about(stack: Stack, namespace: str, name: str) -> list[dict[str, str]]:
+    out = stack.kube.kubectl("get", "events", "-n", namespace, "-o", "json",
+                             f"--field-selector=involvedObject.name={name},type=Warning")
+    return [{"reason": e["reason"], "message": e["message"]}
+            for e in json.loads(out.stdout)["items"]]
+
+
+def wait_warning(stack: Stack, namespace: str, name: str, reason: str, saying: str,
+                 timeout: float = 30.0) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in warnings_about(stack, namespace, name)
+                 if e["reason"] == reason and saying in e["message"]]
+        if found:
+            return found[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"no Warning {reason}: {warnings_about(stack, namespace, name)}")
+
+
+def gone(stack: Stack, namespace: str, name: str, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = stack.kube.kubectl("get", "paysess", name, "-n", namespace, check=False)
+        if "NotFound" in result.stderr:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_deleting_a_processing_session_waits_for_the_payment_outcome(
+        stack: Stack, namespace: str) -> None:
+    session = open_session(stack, namespace, "settling")
+    stack.emulator.async_pending(session)
+    stack.wait_phase(namespace, "settling", "Processing")
+    stack.kube.kubectl("delete", "paysess", "settling", "-n", namespace, "--wait=false")
+    wait_warning(stack, namespace, "settling", "DeletionAwaitsPayment", "remove the finalizer")
+    time.sleep(3)  # more than one recheck (the poll minimum is 2 s here)
+    held = stack.get(namespace, "settling")
+    assert held["metadata"].get("deletionTimestamp"), "deletion requested"
+    assert phase_of(held) == "Processing", "the finalizer holds while the payment settles"
+    assert stack.emulator.session(session)["status"] == "complete"
+    stack.emulator.async_succeed(session)
+    paid = stack.wait_phase(namespace, "settling", "Paid", timeout=30)
+    assert history(paid)[-1][0] == "Paid"
+    assert gone(stack, namespace, "settling"), "released once the outcome is recorded"
+
+
+def test_deleting_when_stripe_refuses_our_key_holds_until_expiry(
+        stack: Stack, namespace: str) -> None:
+    """A permanent error on the expire call (a revoked key; likewise a credentialsRef Secret
+    deleted first with its namespace) must not release the finalizer: the session can
+    still be paid at Stripe until it expires."""
+    key = f"sk_test_gone_{uuid.uuid4().hex[:8]}"
+    create_secret(stack.kube, namespace, "revoked-later", key)
+    session = open_session(stack, namespace, "refused",
+                           credentialsRef={"name": "revoked-later"})
+    stack.emulator.revoke_key(key)
+    stack.kube.kubectl("delete", "paysess", "refused", "-n", namespace, "--wait=false")
+    wait_warning(stack, namespace, "refused", "CredentialsInvalid", "could still be paid")
+    time.sleep(3)
+    held = stack.get(namespace, "refused")
+    assert held["metadata"].get("deletionTimestamp") and held["metadata"].get("finalizers")
+    assert phase_of(held) == "Open"
+    assert stack.emulator.session(session)["status"] == "open"
+    # The documented escape hatch: give the session up by removing the finalizer.
+    stack.kube.kubectl("patch", "paysess", "refused", "-n", namespace, "--type=merge",
+                       "-p", '{"metadata": {"finalizers": null}}')
+    assert gone(stack, namespace, "refused", timeout=20)

@@ -95,9 +95,9 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
                    field="spec.cancel")(reconcile)
 
     @kopf.on.delete(*RESOURCE, registry=registry, id="finalize")
-    async def finalize(body: Any, memo: Any, **_: Any) -> None:
+    async def finalize(body: Any, memo: Any, retry: int = 0, **_: Any) -> None:
         runtime = _runtime(memo)
-        await _guard(runtime, "finalize", runtime.reconciler.finalize(ref_of(body)))
+        await _guard(runtime, "finalize", runtime.reconciler.finalize(ref_of(body), retry))
 
     @kopf.daemon(*RESOURCE, registry=registry, id="poll", cancellation_timeout=5.0,
                  when=lambda body, **_: not Status.from_dict(body.get("status")).phase.terminal)

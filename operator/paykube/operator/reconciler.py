@@ -13,7 +13,7 @@ from paykube.errors import PaykubeError, ProviderError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
 from paykube.explain.service import Explainer
-from paykube.kube.client import KubeClient, Manifest
+from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import (
     Observation,
@@ -35,6 +35,11 @@ from paykube.settings import SecretStr
 log = logging.getLogger(__name__)
 COMPONENT = "paykube-operator"
 MIN_EXPIRY_WINDOW = dt.timedelta(minutes=32)
+# Deleting a session that could still be paid: how often to try again after a permanent
+# error, and how long after its expiresAt the provider has surely expired it by itself.
+FINALIZE_HOLD_RETRY = 300.0
+EXPIRY_MARGIN = dt.timedelta(minutes=2)
+WARN_EVERY = 10  # a long-held deletion warns on the first and then every tenth retry
 
 
 class RetryLater(Exception):
@@ -66,6 +71,7 @@ class Reconciler:
     publisher: EventPublisher
     explainer: Explainer
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    processing_recheck: float = 10.0  # seconds between polls of a deleted Processing session
 
     async def reconcile(self, ref: ObjectRef) -> Status:
         """Bring the object to what its spec asks: a session exists; canceled if asked."""
@@ -122,24 +128,79 @@ class Reconciler:
         session = await self._call(ref, obj, lambda p, key: call(p, session_id, key), source)
         return await self._observe(ref, session, source, reason)
 
-    async def finalize(self, ref: ObjectRef) -> None:
+    async def finalize(self, ref: ObjectRef, attempt: int = 0) -> None:
         """On delete: expire an open session unless `deletionPolicy: Orphan`; in every case
-        hold the object until its payment events are out."""
+        hold the object until its payment events are out.
+
+        The finalizer is never released while the provider's session could still be paid:
+        a permanent error (the credentialsRef Secret deleted first, a revoked key) is
+        retried rarely until the session has expired at the provider by itself, and a
+        Processing session (paid, settling) is watched until its outcome is recorded.
+        `attempt` counts kopf's retries, so that a long wait warns now and then, not
+        on every retry."""
         obj = await self.kube.get_session(ref.namespace, ref.name)
         status = Status.from_dict(obj.get("status"))
         policy = obj.get("spec", {}).get("deletionPolicy", "Expire")
         if policy != "Orphan" and not status.phase.terminal:
-            if not status.session_id:
-                # A create may have reached the provider before a crash: the idempotent
-                # create returns that session (or makes one), so it is expired, not leaked.
-                status = await self._ensure_session(ref)
-            if not status.phase.terminal:
-                await self.expire(ref)
+            try:
+                status = await self._end_for_delete(ref, status)
+            except PaykubeError as exc:
+                if exc.retryable or isinstance(exc, NotFound):
+                    raise
+                await self._hold_after_permanent_error(ref, exc, attempt)
+            if status.phase is Phase.PROCESSING:
+                if attempt % WARN_EVERY == 0:
+                    await self._event(
+                        ref, "Warning", "DeletionAwaitsPayment",
+                        "The customer paid and the payment is settling: deletion waits for "
+                        "its outcome (remove the finalizer to give it up)")
+                raise RetryLater("deletion waits for the payment's outcome",
+                                 self.processing_recheck)
         # The object is about to vanish: its events must be out first (delay, never drop).
         await self.relay(ref)
         obj = await self.kube.get_session(ref.namespace, ref.name)
         if unpublished(Status.from_dict(obj.get("status"))):
             raise RetryLater("payment events not yet confirmed by the broker", 10.0)
+
+    async def _end_for_delete(self, ref: ObjectRef, status: Status) -> Status:
+        if not status.session_id:
+            # A create may have reached the provider before a crash: the idempotent
+            # create returns that session (or makes one), so it is expired, not leaked.
+            status = await self._ensure_session(ref)
+        if status.phase is Phase.PROCESSING:
+            return await self.poll(ref)  # the provider refuses to expire it: ask how it ends
+        if not status.phase.terminal:
+            # An Open session whose customer just paid comes back Processing or Paid.
+            return await self.expire(ref)
+        return status
+
+    async def _hold_after_permanent_error(self, ref: ObjectRef, exc: PaykubeError,
+                                          attempt: int) -> None:
+        """Returns when the finalizer may go (the session can no longer be paid), else
+        raises RetryLater with a long delay."""
+        status = Status.from_dict((await self.kube.get_session(ref.namespace, ref.name))
+                                  .get("status"))
+        now = self.clock()
+        if status.phase.terminal:
+            return
+        left = None
+        if status.phase is not Phase.PROCESSING and status.expires_at:
+            left = (parse_timestamp(status.expires_at) + EXPIRY_MARGIN - now).total_seconds()
+        if left is not None and left <= 0:
+            await self._event(ref, "Warning", exc.code.value,
+                              f"Could not expire session {status.session_id} ({exc.message}); "
+                              f"it expired at the provider at {status.expires_at}, so the "
+                              "deletion goes ahead")
+            return
+        if attempt % WARN_EVERY == 0:
+            until = f"until {status.expires_at}" if left is not None else "until it ends"
+            await self._event(ref, "Warning", exc.code.value,
+                              f"Deletion waits: session {status.session_id} could still be "
+                              f"paid and the provider refused our call ({exc.message}); "
+                              f"retrying {until} (remove the finalizer to give it up)")
+        raise RetryLater(f"deletion held: {exc.message}",
+                         max(1.0, min(FINALIZE_HOLD_RETRY, left if left is not None
+                                      else FINALIZE_HOLD_RETRY)))
 
     async def relay(self, ref: ObjectRef, obj: Manifest | None = None) -> None:
         """Publish the outbox; a broker outage leaves it for the next run."""

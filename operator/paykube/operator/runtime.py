@@ -58,7 +58,8 @@ class Runtime:
             store=MySQLExplanationStore(engine) if engine is not None else None)
         credentials = CredentialResolver(settings, kube, StripeSecrets(settings, aws))
         reconciler = Reconciler(kube, provider_factory(providers), credentials, metrics,
-                                publisher, explainer)
+                                publisher, explainer,
+                                processing_recheck=settings.poll_min_interval)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror)
 
     def start(self) -> None:
