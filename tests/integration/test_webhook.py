@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from paykube.providers.stripe import HANDLED_EVENTS
 from paykube_dev.kube import ControlPlane
 from paykube_dev.programs import Program, start_webhook
 from paykube_webhook.verify import compute_signature
@@ -390,6 +391,49 @@ def test_metadata_that_cannot_name_an_object_is_acknowledged_and_ignored(
     response = post(stack, body, signed(body))
     assert (response.status_code, response.json()["outcome"]) == (200, "ignored_unmanaged")
     assert stack.get(unmanaged_namespace, "unsafe")["status"]["phase"] == "Open"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["complete", "expired", "open", "paid", "unpaid", "no_payment_required",
+                       "succeeded", "canceled", "requires_payment_method", "usd", ""]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["id", "status", "object"]) | st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+SESSION_FIELDS = st.dictionaries(
+    st.sampled_from(["id", "status", "payment_status", "amount_total", "currency", "url",
+                     "expires_at", "payment_intent", "metadata"]) | st.text(max_size=12),
+    JSON_VALUES, max_size=8)
+
+
+def reopen(stack: Stack, managed: Managed) -> None:
+    """Put the object back to Open, so that every example reaches the apply step anew."""
+    status = {"phase": "Open", "sessionId": managed.session_id, "paymentStatus": None,
+              "paymentIntentId": None, "amountTotal": None, "currency": None,
+              "history": [{"phase": "Open", "at": "2026-01-01T00:00:00Z",
+                           "source": "operator", "published": False}]}
+    stack.kube.kubectl("patch", "paysess", managed.name, "-n", managed.namespace,
+                       "--subresource=status", "--type=merge",
+                       "-p", json.dumps({"status": status}))
+
+
+def test_fuzzed_session_fields_of_a_managed_object_never_5xx(
+        stack: Stack, unmanaged_namespace: str) -> None:
+    """Signed events that reach the apply step (their metadata names a real object) with
+    arbitrary JSON in the session's fields: the sender's 4xx or a 2xx, never our 5xx."""
+    managed = managed_session(stack, unmanaged_namespace, "fuzzed")
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(event_type=st.sampled_from(sorted(HANDLED_EVENTS)), fields=SESSION_FIELDS)
+    def check(event_type: str, fields: dict[str, Any]) -> None:
+        reopen(stack, managed)
+        body = session_event(managed, event_type, **{"status": "complete", **fields})
+        response = post(stack, body, signed(body))
+        assert response.status_code < 500, response.text
+        assert "Traceback" not in response.text
+
+    check()
 
 
 def test_metrics_need_basic_auth(stack: Stack) -> None:
