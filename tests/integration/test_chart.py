@@ -6,7 +6,8 @@
 - Every rendered object passes `kubectl apply --dry-run=server` (the API server's own
   OpenAPI validation, strict about unknown fields) and is then applied with
   `kubectl apply --server-side`; the chart's CRD accepts crds/examples/ and refuses
-  crds/examples/invalid/.
+  crds/examples/invalid/. A Pod from each Deployment's template passes the API server's
+  PodSecurity admission in a namespace enforcing `restricted` (a privileged variant fails).
 - RBAC is proven, not read: the rendered Roles are applied and each ServiceAccount is
   checked by impersonation (`kubectl auth can-i --as=...`) and by real calls with its own
   token, for allowed and denied operations, in cluster-wide and namespaced mode.
@@ -438,10 +439,41 @@ def test_rendered_objects_are_valid_and_apply(
             api = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
             resource = f"{doc['kind'].lower()}.{api}" if api else doc["kind"].lower()
             kube.kubectl("get", resource, doc["metadata"]["name"], *scope)
+        assert_pods_meet_the_restricted_standard(kube, unmanaged_namespace, objects)
     finally:
         delete_objects(kube, objects)
         for name in created:
             kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def assert_pods_meet_the_restricted_standard(kube: ControlPlane, namespace: str,
+                                             objects: Sequence[Manifest]) -> None:
+    """The API server's PodSecurity admission (on by default) judges a Pod made from each
+    Deployment's pod template in a namespace that enforces `restricted`; a deliberately
+    privileged variant must be refused, so a broken check cannot pass."""
+    kube.kubectl("label", "namespace", namespace, "--overwrite",
+                 "pod-security.kubernetes.io/enforce=restricted",
+                 "pod-security.kubernetes.io/enforce-version=latest")
+    deployments = [d for d in objects if d["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        template = deployment["spec"]["template"]
+        pod: Manifest = {"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": unique("psa"), "namespace": namespace,
+                                      "labels": template["metadata"]["labels"]},
+                         "spec": template["spec"]}
+        created = kube.kubectl("create", "--dry-run=server", "-f", "-",
+                               input=json.dumps(pod), check=False)
+        assert created.returncode == 0, created.stderr
+        assert "PodSecurity" not in created.stderr, created.stderr  # no warnings either
+        escalating = json.loads(json.dumps(pod))
+        # (not `privileged`: this API server refuses that itself, without --allow-privileged)
+        escalating["spec"]["containers"][0]["securityContext"].update(
+            {"allowPrivilegeEscalation": True, "capabilities": {"add": ["NET_RAW"]}})
+        refused(kube.kubectl("create", "--dry-run=server", "-f", "-",
+                             input=json.dumps(escalating), check=False),
+                'violates PodSecurity "restricted:latest"', "allowPrivilegeEscalation != false",
+                "NET_RAW")
 
 
 # -- RBAC, proven with impersonation and real tokens --------------------------------------
