@@ -34,8 +34,9 @@ class SecretStr:
         return bool(self._value)
 
 
-def _secrets(raw: str) -> tuple[SecretStr, ...]:
-    return tuple(SecretStr(s.strip()) for s in raw.split(",") if s.strip())
+def parse_secrets(raw: str) -> tuple[SecretStr, ...]:
+    """Several secrets in one value: separated by commas or newlines."""
+    return tuple(SecretStr(s.strip()) for s in raw.replace("\n", ",").split(",") if s.strip())
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Settings:
     webhook_port: int = 8443
     webhook_host: str = "0.0.0.0"  # noqa: S104 -- a pod serves on its own IP
     webhook_secrets: tuple[SecretStr, ...] = ()
+    webhook_secrets_file: str = ""  # a mounted Secret's file; re-read every secrets_ttl
     webhook_tolerance: int = 300
     webhook_max_body: int = 1024 * 1024
     broker_urls: tuple[str, ...] = ()  # host:port of STOMP listeners (failover order)
@@ -115,7 +117,8 @@ class Settings:
             health_port=int(get("HEALTH_PORT", str(base.health_port))),
             webhook_port=int(get("WEBHOOK_PORT", str(base.webhook_port))),
             webhook_host=get("WEBHOOK_HOST", base.webhook_host),
-            webhook_secrets=_secrets(get("WEBHOOK_SECRETS", "")),
+            webhook_secrets=parse_secrets(get("WEBHOOK_SECRETS", "")),
+            webhook_secrets_file=get("WEBHOOK_SECRETS_FILE", ""),
             webhook_tolerance=int(get("WEBHOOK_TOLERANCE", str(base.webhook_tolerance))),
             webhook_max_body=int(get("WEBHOOK_MAX_BODY", str(base.webhook_max_body))),
             broker_urls=tuple(u.strip() for u in get("BROKER_URLS", "").split(",") if u.strip()),
