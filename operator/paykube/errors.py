@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
     SECRETS_UNAVAILABLE = "SecretsUnavailable"
     CONFLICT = "Conflict"
+    API_REJECTED = "ApiRejected"  # the API server refused the request (403, 422, ...)
 
     @property
     def retryable(self) -> bool:
@@ -83,6 +84,17 @@ class ConflictError(PaykubeError):
 
 class ApiServerUnavailable(PaykubeError):
     code = ErrorCode.API_SERVER_UNAVAILABLE
+
+
+class ApiRejected(PaykubeError):
+    """The API server refused the request for good (403 Forbidden, 422 Invalid, ...):
+    retrying the same request cannot help; RBAC or the request must change."""
+
+    code = ErrorCode.API_REJECTED
+
+    def __init__(self, message: str, *, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class CredentialsError(PaykubeError):

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from paykube.api.types import ObjectRef
+from paykube.errors import ApiRejected, CredentialsError, ErrorCode
+from paykube.kube.client import KubeClient
+from paykube.kube.config import KubeConfig
+from paykube.operator.credentials import CredentialResolver
+from paykube.secrets.stripe_secrets import StripeSecrets
+from paykube.settings import Settings
 from paykube_dev.manifests import session_list
-from tests.plugins.paykube_fixtures import Stack, solo_operator
+from tests.plugins.paykube_fixtures import Stack, create_secret, solo_operator
 
 OBJECTS = 100
 RATE = 20.0
@@ -40,3 +49,33 @@ def test_hundred_objects_through_429s_and_500s(stack: Stack, tmp_path: Path) -> 
         assert len(faults) >= 0.15 * len(requests), "the faults really happened"
         busiest = max_in_window([r["at"] for r in requests], 1.0)
         assert busiest <= RATE + 1, f"{busiest} requests in one second"
+
+
+async def test_api_server_refusals_are_permanent(stack: Stack, namespace: str,
+                                                 kube_client: KubeClient,
+                                                 tmp_path: Path) -> None:
+    """A 422 (invalid) or 403 (forbidden) from the API server will not pass on a retry: a
+    permanent code, not the retryable default; a forbidden credentialsRef Secret is
+    CredentialsInvalid."""
+    obj = stack.apply(namespace, "refused-status")
+    meta = obj["metadata"]
+    bogus = {"history": [{"phase": "Bogus", "at": "2026-01-01T00:00:00Z",
+                          "source": "operator"}]}
+    with pytest.raises(ApiRejected) as invalid:
+        await kube_client.replace_status(ObjectRef(namespace, meta["name"], meta["uid"]),
+                                         meta["resourceVersion"], bogus)
+    assert invalid.value.http_status == 422
+    assert invalid.value.code is ErrorCode.API_REJECTED and not invalid.value.retryable
+
+    create_secret(stack.kube, namespace, "stripe-key", "sk_test_forbidden")
+    stack.kube.kubectl("create", "serviceaccount", "no-secrets", "-n", namespace)
+    kubeconfig = stack.kube.service_account_kubeconfig(namespace, "no-secrets",
+                                                       tmp_path / "sa.kubeconfig")
+    settings = Settings.from_env({})
+    async with KubeClient(KubeConfig.from_file(kubeconfig)) as limited:
+        resolver = CredentialResolver(settings, limited, StripeSecrets(settings, None))
+        with pytest.raises(CredentialsError) as forbidden:
+            await resolver.api_key(namespace, "stripe-key")
+    assert forbidden.value.code is ErrorCode.CREDENTIALS_INVALID
+    assert not forbidden.value.retryable
+    assert "sk_test_forbidden" not in forbidden.value.message

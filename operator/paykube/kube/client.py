@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from paykube.api.types import GROUP, PLURAL, VERSION, ObjectRef
-from paykube.errors import ApiServerUnavailable, ConflictError, PaykubeError
+from paykube.errors import ApiRejected, ApiServerUnavailable, ConflictError, PaykubeError
 from paykube.kube.config import KubeConfig
 
 Manifest = dict[str, Any]
@@ -70,9 +70,9 @@ class KubeClient:
         if response.status_code >= 500 or response.status_code == 429:
             raise ApiServerUnavailable(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code >= 400:
-            raise PaykubeError(
-                f"{method} {path}: HTTP {response.status_code}: {_message(response)}"
-            )
+            raise ApiRejected(
+                f"{method} {path}: HTTP {response.status_code}: {_message(response)}",
+                http_status=response.status_code)
         return response
 
     async def get_session(self, namespace: str, name: str) -> Manifest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from paykube.errors import CredentialsError, ErrorCode
+from paykube.errors import ApiRejected, CredentialsError, ErrorCode
 from paykube.kube.client import KubeClient, NotFound
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
@@ -46,6 +46,12 @@ class CredentialResolver:
         except NotFound:
             raise CredentialsError(f"Secret {namespace}/{name} not found",
                                    code=ErrorCode.CREDENTIALS_MISSING) from None
+        except ApiRejected as exc:
+            if exc.http_status != 403:
+                raise
+            # RBAC keeps the operator from this Secret: the reference is not usable as is.
+            raise CredentialsError(f"Secret {namespace}/{name} cannot be read (forbidden)",
+                                   code=ErrorCode.CREDENTIALS_INVALID) from None
         value = data.get(API_KEY_FIELD, "").strip()
         if not value:
             raise CredentialsError(f"Secret {namespace}/{name} has no {API_KEY_FIELD!r} key",
