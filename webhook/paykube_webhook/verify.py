@@ -54,7 +54,9 @@ def verify(
         if not sep:
             raise SignatureError(Failure.MALFORMED_HEADER)
         if key == "t":
-            if timestamp is not None or not value.isdigit() or len(value) > 12:
+            # isascii: str.isdigit() also accepts digits like "²" that int() refuses.
+            if (timestamp is not None or not value.isascii() or not value.isdigit()
+                    or len(value) > 12):
                 raise SignatureError(Failure.MALFORMED_HEADER)
             timestamp = int(value)
         elif key == "v1":
