@@ -9,14 +9,17 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from paykube.api.types import Phase
 from paykube.kube.client import KubeClient
@@ -25,7 +28,7 @@ from paykube.mirror.projection import ordering_key, project, same_row
 from paykube.mirror.resync import ResyncReport, resync
 from paykube.mirror.store import MirrorStore, make_engine
 from paykube_dev.kube import ControlPlane
-from paykube_dev.services import MariaDB
+from paykube_dev.services import MariaDB, MotoServer
 
 
 @pytest.fixture
@@ -170,12 +173,28 @@ async def test_resync_rebuilds_and_repairs_the_mirror(
     assert await resync(kube_client, store, namespace) == ResyncReport(objects=4, unchanged=4)
 
 
+def _entry_point(name: str) -> list[str]:
+    """argv running the console script `name` as declared in pyproject.toml, the way the
+    wrapper pip generates does (so the test needs no reinstall of the package)."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts[name].split(":")
+    return [sys.executable, "-c",
+            f"import sys; from {module} import {function}; sys.exit({function}())"]
+
+
+def _env(kube: ControlPlane, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PAYKUBE_", "AWS_"))}
+    return {**env, "KUBECONFIG": str(kube.kubeconfig),
+            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("operator", "hack")),
+            **extra}
+
+
 def test_resync_command_line(kube: ControlPlane, namespace: str, db_url: str,
                              engine: Engine) -> None:
     create_sessions(kube, namespace)
-    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PAYKUBE_DATABASE_URL": db_url,
-           "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("operator", "hack"))}
-    argv = [sys.executable, "-m", "paykube.mirror.resync", "--namespace", namespace]
+    env = _env(kube, PAYKUBE_DATABASE_URL=db_url)
+    argv = [*_entry_point("paykube-resync"), "--namespace", namespace]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stderr
@@ -185,14 +204,55 @@ def test_resync_command_line(kube: ControlPlane, namespace: str, db_url: str,
                       "transitions_added": history_entries, "marked_deleted": 0,
                       "unchanged": 0, "skipped": 0}
     # All namespaces (other tests' objects included): ours are now unchanged.
-    result = subprocess.run(argv[:3], env=env, capture_output=True, text=True, timeout=120,
+    result = subprocess.run(argv[:-2], env=env, capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["objects"] >= 5
-    missing = subprocess.run(argv, env={**env, "PAYKUBE_DATABASE_URL": ""},
-                             capture_output=True, text=True, timeout=60, check=False)
+    missing = subprocess.run(argv, env=_env(kube), capture_output=True, text=True,
+                             timeout=60, check=False)
     assert missing.returncode == 2
     assert "PAYKUBE_DATABASE_URL" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_resync_command_takes_the_database_from_the_rds_secret(
+    kube: ControlPlane, namespace: str, db_url: str, engine: Engine, mariadb: MariaDB,
+    moto_server: MotoServer,
+) -> None:
+    """Configured like the operator with PAYKUBE_SECRETS_SOURCE=aws: no database URL, the
+    credentials (and where to connect) from an RDS-format secret in Secrets Manager."""
+    create_sessions(kube, namespace)
+    admin = boto3.session.Session(
+        aws_access_key_id=moto_server.access_key_id,
+        aws_secret_access_key=moto_server.secret_access_key, region_name=moto_server.region,
+    ).client("secretsmanager", endpoint_url=moto_server.endpoint_url)
+    secret_id = f"paykube/test/resync-{uuid.uuid4().hex[:8]}"
+    admin.create_secret(Name=secret_id, SecretString=json.dumps({
+        "engine": "mariadb", "host": mariadb.host, "port": mariadb.port,
+        "username": mariadb.user, "password": mariadb.password,
+        "dbname": make_url(db_url).database}))
+    env = _env(kube, PAYKUBE_SECRETS_SOURCE="aws", PAYKUBE_AWS_DATABASE_SECRET_ID=secret_id,
+               PAYKUBE_AWS_REGION=moto_server.region,
+               PAYKUBE_AWS_ENDPOINT_URL=moto_server.endpoint_url,
+               AWS_ACCESS_KEY_ID=moto_server.access_key_id,
+               AWS_SECRET_ACCESS_KEY=moto_server.secret_access_key)
+    argv = [*_entry_point("paykube-resync"), "--namespace", namespace]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["inserted"] == len(STATUSES)
+    assert mariadb.password not in result.stderr + result.stdout
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM payment_sessions WHERE namespace=:n"),
+                            {"n": namespace}).scalar() == len(STATUSES)
+
+    # A missing secret: one clear line, exit 1, no traceback, no value.
+    env["PAYKUBE_AWS_DATABASE_SECRET_ID"] = f"{secret_id}-missing"
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 1, result.stderr
+    assert "resync failed" in result.stderr and "was not found" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 async def test_repair_of_a_corrupted_key_keeps_a_newer_write_made_meanwhile(

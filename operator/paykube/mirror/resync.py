@@ -1,6 +1,11 @@
 """Rebuild or repair the mirror from the cluster, and say what changed.
 
-    PAYKUBE_DATABASE_URL=mysql+pymysql://... python -m paykube.mirror.resync
+    paykube-resync [--namespace NS]        (or: python -m paykube.mirror.resync)
+
+The database comes from the operator's own settings: `PAYKUBE_DATABASE_URL`, or with
+`PAYKUBE_SECRETS_SOURCE=aws` the RDS secret `PAYKUBE_AWS_DATABASE_SECRET_ID` (with
+`PAYKUBE_AWS_REGION`, `PAYKUBE_AWS_ENDPOINT_URL`, `PAYKUBE_DATABASE_HOST`/`_PORT`/`_NAME`
+as defaults); `--database-url` overrides both.
 
 Lists every PaymentSession (all namespaces) and, per object: inserts a missing row,
 rewrites a row that differs from the object (a stale or corrupted row, including one whose
@@ -15,19 +20,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from sqlalchemy import Engine
 
 from paykube.errors import PaykubeError
 from paykube.kube.client import KubeClient, NotFound
 from paykube.kube.config import KubeConfig
 from paykube.mirror.migrate import migrate
 from paykube.mirror.projection import ManifestError, manifest_uid, project, same_row
-from paykube.mirror.store import MirrorStore, make_engine
+from paykube.mirror.store import MirrorStore
+from paykube.mirror.wiring import build_engine
+from paykube.secrets.stripe_secrets import build_aws_source
+from paykube.settings import SecretStr, Settings
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +131,13 @@ async def _repair(kube_client: KubeClient, store: MirrorStore, manifest: dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m paykube.mirror.resync",
+        prog="paykube-resync",
         description="Rebuild or repair the MySQL mirror of PaymentSessions from the cluster "
-                    "and print what changed as JSON.")
-    parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV, ""),
-                        help=f"SQLAlchemy URL (default: ${DATABASE_URL_ENV})")
+                    "and print what changed as JSON. The database comes from the operator's "
+                    f"settings (${DATABASE_URL_ENV}, or the RDS secret in AWS Secrets Manager "
+                    "with PAYKUBE_SECRETS_SOURCE=aws and PAYKUBE_AWS_DATABASE_SECRET_ID).")
+    parser.add_argument("--database-url", default="",
+                        help=f"SQLAlchemy URL (overrides ${DATABASE_URL_ENV} and the AWS secret)")
     parser.add_argument("--kubeconfig", default=None,
                         help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
     parser.add_argument("--namespace", default=None, help="only this namespace")
@@ -134,10 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.database_url:
-        parser.error(f"no database: set {DATABASE_URL_ENV} or pass --database-url")
     try:
-        report = asyncio.run(_main(args.database_url, args.kubeconfig, args.namespace,
+        settings = Settings.from_env()
+    except ValueError as exc:
+        parser.error(f"invalid settings: {exc}")
+    if args.database_url:
+        settings = dataclasses.replace(settings, database_url=SecretStr(args.database_url))
+    try:
+        engine = build_engine(settings, build_aws_source(settings))
+    except PaykubeError as exc:
+        log.error("resync failed: %s", exc.message)
+        return 1
+    if engine is None:
+        parser.error(f"no database: set {DATABASE_URL_ENV}, or PAYKUBE_SECRETS_SOURCE=aws "
+                     "with PAYKUBE_AWS_DATABASE_SECRET_ID, or pass --database-url")
+    try:
+        report = asyncio.run(_main(engine, args.kubeconfig, args.namespace,
                                    migrate_first=not args.no_migrate))
     except PaykubeError as exc:
         log.error("resync failed: %s", exc.message)
@@ -146,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _main(url: str, kubeconfig: str | None, namespace: str | None, *,
+async def _main(engine: Engine, kubeconfig: str | None, namespace: str | None, *,
                 migrate_first: bool) -> ResyncReport:
-    engine = make_engine(url)
     try:
         if migrate_first:
             await asyncio.to_thread(migrate, engine)
