@@ -84,7 +84,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Settings both programs read: secrets source, AWS, broker, logging. */}}
+{{/* Settings both programs read: secrets source, AWS (but the database secret), broker,
+logging. */}}
 {{- define "paykube.commonEnv" -}}
 - name: PAYKUBE_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
@@ -108,10 +109,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .stripeSecretId }}
 - name: PAYKUBE_AWS_STRIPE_SECRET_ID
   value: {{ .stripeSecretId | quote }}
-{{- end }}
-{{- if .databaseSecretId }}
-- name: PAYKUBE_AWS_DATABASE_SECRET_ID
-  value: {{ .databaseSecretId | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -170,6 +167,11 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $o.database.port | int64 | quote }}
 - name: PAYKUBE_DATABASE_NAME
   value: {{ $o.database.name | quote }}
+{{- /* The mirror's RDS secret: operator only (the webhook never touches the database). */}}
+{{- if and (eq .Values.secrets.source "aws") .Values.secrets.aws.databaseSecretId }}
+- name: PAYKUBE_AWS_DATABASE_SECRET_ID
+  value: {{ .Values.secrets.aws.databaseSecretId | quote }}
+{{- end }}
 {{- if $o.explain.baseUrl }}
 - name: PAYKUBE_EXPLAIN_BASE_URL
   value: {{ $o.explain.baseUrl | quote }}
