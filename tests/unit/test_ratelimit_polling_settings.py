@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 
+import pytest
+
+from paykube.api.types import Phase, Status
+from paykube.operator.handlers import _poll_delay
 from paykube.operator.polling import next_poll_delay
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.settings import SecretStr, Settings
@@ -49,6 +54,36 @@ def test_poll_delay_backs_off_and_returns_near_expiry() -> None:
     assert 240 <= settled <= 300
     near_expiry = delay(3600, 10, 20)
     assert 24 <= near_expiry <= 36
+
+
+def test_past_expiry_backs_off_instead_of_polling_at_the_minimum() -> None:
+    rng = random.Random(7)
+    for until_expiry in (-1.0, -60.0, -86400.0):
+        delay = next_poll_delay(age=7200, unchanged_polls=10, until_expiry=until_expiry,
+                                min_interval=10.0, max_interval=300.0, rng=rng)
+        assert delay >= 240, until_expiry
+    fresh = next_poll_delay(age=7200, unchanged_polls=0, until_expiry=-60.0,
+                            min_interval=10.0, max_interval=300.0, rng=rng)
+    assert 8 <= fresh <= 12, "the normal backoff starts from the minimum"
+
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("phase", "expires_in", "low", "high"), [
+    (Phase.OPEN, 20, 24, 36),            # open, near expiry: poll just after it
+    (Phase.OPEN, -600, 240, 360),        # open, long past expiry: normal backoff (+20% jitter)
+    (Phase.PROCESSING, 20, 240, 360),    # Processing cannot expire: normal backoff
+    (Phase.PROCESSING, -600, 240, 360),
+])
+def test_poll_delay_uses_the_expiry_rule_only_while_open(
+        phase: Phase, expires_in: int, low: float, high: float) -> None:
+    settings = Settings(poll_min_interval=10.0, poll_max_interval=300.0)
+    expires = (NOW + dt.timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = Status(phase=phase, expires_at=expires)
+    created = NOW - dt.timedelta(hours=2)
+    delays = [_poll_delay(settings, created, status, 10, NOW) for _ in range(20)]
+    assert all(low <= d <= high for d in delays), delays
 
 
 def test_settings_read_env_and_mask_secrets() -> None:

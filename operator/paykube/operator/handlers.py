@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from paykube.api.types import GROUP, PLURAL, VERSION, Status
+from paykube.api.types import GROUP, PLURAL, VERSION, Phase, Status
 from paykube.errors import PaykubeError
 from paykube.kube.client import NotFound
 from paykube.kube.config import KubeConfig
@@ -49,10 +49,11 @@ async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
 
 
 def _poll_delay(settings: Settings, created: dt.datetime, status: Status,
-                unchanged: int) -> float:
-    now = dt.datetime.now(dt.UTC)
+                unchanged: int, now: dt.datetime | None = None) -> float:
+    now = now or dt.datetime.now(dt.UTC)
     until_expiry = None
-    if status.expires_at:
+    if status.phase is Phase.OPEN and status.expires_at:
+        # Only an open session expires: a Processing one waits for its payment's outcome.
         until_expiry = (parse_timestamp(status.expires_at) - now).total_seconds()
     return next_poll_delay(
         age=(now - created).total_seconds(), unchanged_polls=unchanged,

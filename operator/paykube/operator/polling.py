@@ -1,5 +1,5 @@
 """When to poll the provider next: soon after create, backing off while nothing changes,
-and again right after the session should have expired. Pure."""
+and again right after an open session should have expired. Pure."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ def next_poll_delay(
     *, age: float, unchanged_polls: int, until_expiry: float | None, min_interval: float,
     max_interval: float, rng: random.Random | None = None,
 ) -> float:
-    """Seconds until the next poll (all arguments in seconds)."""
+    """Seconds until the next poll (all arguments in seconds).
+
+    `until_expiry` is given only while the session can still expire (Open): the next poll
+    then lands just after the planned expiry. Once that moment has passed the normal
+    backoff applies, so a session the provider has not reported expired yet (or one past
+    its expiry for another reason) is not polled every `min_interval` forever."""
     delay = min(max_interval, min_interval * 2.0 ** min(unchanged_polls, 16))
     if age < 2 * min_interval:
         delay = min_interval
-    if until_expiry is not None and until_expiry + min_interval < delay:
+    if until_expiry is not None and until_expiry >= 0 and until_expiry + min_interval < delay:
         delay = max(min_interval, until_expiry + min_interval)
     jitter = (rng or random.Random()).uniform(0.8, 1.2)
     return max(1.0, min(max_interval, delay) * jitter)
