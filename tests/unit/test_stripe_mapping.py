@@ -5,11 +5,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from paykube.api.types import LineItem, ObjectRef, PaymentSessionSpec, Phase
-from paykube.providers.base import CreateSession
-from paykube.providers.stripe import create_params, encode_form, event_phase, session_phase
+from paykube.errors import ErrorCode, PaykubeError
+from paykube.providers.base import CreateSession, ProviderPayloadInvalid
+from paykube.providers.stripe import (
+    create_params,
+    encode_form,
+    event_phase,
+    provider_session,
+    session_phase,
+    snapshot,
+)
 
 REF = ObjectRef("shop", "order-1", "0b7d7c1e-uid")
 
@@ -94,3 +106,79 @@ def test_encode_form_nests_like_stripe() -> None:
     assert encode_form({"a": 1, "m": {"k": "v"}, "l": [{"x": True}, {"x": None}], "s": ["p"]}) == [
         ("a", "1"), ("m[k]", "v"), ("l[0][x]", "true"), ("s[0]", "p"),
     ]
+
+
+SESSION: dict[str, Any] = {
+    "id": "cs_test_a1", "object": "checkout.session", "status": "complete",
+    "payment_status": "paid", "url": None, "amount_total": 5497, "currency": "eur",
+    "expires_at": 1795000000, "payment_intent": {"id": "pi_1", "status": "succeeded"},
+}
+
+
+def test_snapshot_of_a_stripe_session() -> None:
+    snap = snapshot(SESSION)
+    assert (snap.session_id, snap.payment_intent_id, snap.amount_total, snap.currency) == (
+        "cs_test_a1", "pi_1", 5497, "eur")
+    assert snap.expires_at == "2026-11-18T11:06:40Z"
+    assert provider_session(SESSION).phase is Phase.PAID
+    bare = snapshot({"id": "cs_test_b", "status": "open"})
+    assert (bare.expires_at, bare.amount_total, bare.payment_intent_id) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("expires_at", "x"), ("expires_at", 1e20), ("expires_at", 10**20), ("expires_at", -1),
+        ("expires_at", 1795000000.5), ("expires_at", True), ("expires_at", [1]),
+        ("amount_total", "x"), ("amount_total", 12.5), ("amount_total", -1),
+        ("amount_total", 2**63), ("amount_total", False), ("amount_total", {"a": 1}),
+        ("id", 17), ("id", ""), ("id", None), ("id", "c" * 256),
+        ("url", 5), ("payment_status", ["paid"]), ("currency", "e" * 17),
+        ("payment_intent", 9), ("payment_intent", {"id": 9}),
+        ("payment_intent", {"id": "pi_1", "status": 3}),
+        ("status", None), ("status", "finished"), ("status", 1),
+    ],
+)
+def test_malformed_fields_are_payload_errors(field: str, value: object) -> None:
+    session = {**SESSION, "payment_status": "unpaid", field: value}
+    if value is None:
+        del session[field]
+    with pytest.raises(ProviderPayloadInvalid) as caught:
+        provider_session(session)
+    error = caught.value
+    assert isinstance(error, PaykubeError)
+    assert error.code is ErrorCode.PAYLOAD_INVALID
+    assert not error.retryable
+    assert error.param is not None and field in error.param
+    assert repr(value) not in error.message
+
+
+@pytest.mark.parametrize("body", [[], "cs_test", 5, None])
+def test_a_session_that_is_not_an_object_is_a_payload_error(body: Any) -> None:
+    with pytest.raises(ProviderPayloadInvalid):
+        provider_session(body)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                  max_size=3),
+    max_leaves=8,
+)
+FIELDS = ("id", "status", "payment_status", "url", "amount_total", "currency", "expires_at",
+          "payment_intent")
+
+
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON), st.sampled_from(sorted([
+    "checkout.session.completed", "checkout.session.expired",
+    "checkout.session.async_payment_failed", "checkout.session.async_payment_succeeded"])))
+def test_any_json_maps_or_is_a_payload_error(fields: dict[str, Any], event_type: str) -> None:
+    """Never a TypeError, ValueError or OverflowError of our own from a strange object."""
+    session = {**SESSION, **fields}
+    try:
+        mapped = provider_session(session)
+        event_phase(event_type, session)
+    except ProviderPayloadInvalid:
+        return
+    assert isinstance(mapped.snapshot.session_id, str)
+    assert mapped.snapshot.expires_at is None or mapped.snapshot.expires_at.endswith("Z")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hmac
 import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,11 @@ class WebhookService:
     publisher: EventPublisher
     secrets: StripeSecrets
     wall_clock: Callable[[], float] = time.time
+    broker_check_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        self.metrics.broker_connected.set_function(
+            lambda: 1.0 if self.broker_state() == "connected" else 0.0)
 
     def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
         self.metrics.requests.labels(outcome).inc()
@@ -147,14 +153,49 @@ class WebhookService:
         return web.Response(text="ok")
 
     async def readyz(self, _: web.Request) -> web.Response:
+        """Ready when events can be verified and stored: API server and secrets.
+
+        The broker is reported but does not count: with it down, status changes still land
+        and wait in the outbox, so taking every replica out of the Service would turn a
+        harmless outage into refused webhooks.
+        """
+        body: dict[str, Any] = {"apiServer": "reachable", "secrets": "loaded",
+                                "broker": self.broker_state()}
         if not await self.kube.ready():
-            return web.Response(text="api server unreachable", status=503)
-        try:
-            await self.secrets.webhook_secrets()
-        except PaykubeError as exc:
-            return web.Response(text=f"webhook secrets unavailable: {exc.code.value}",
-                                status=503)
-        return web.Response(text="ok")
+            body |= {"apiServer": "unreachable", "secrets": "not_checked"}
+        else:
+            try:
+                await self.secrets.webhook_secrets()
+            except PaykubeError as exc:
+                body["secrets"] = exc.code.value
+        ready = body["apiServer"] == "reachable" and body["secrets"] == "loaded"
+        return web.json_response({"ready": ready, **body}, status=200 if ready else 503)
+
+    def broker_state(self) -> str:
+        """connected, disconnected or not_configured; no I/O (a probe must answer fast)."""
+        if not needs_relay(self.publisher):
+            return "not_configured"
+        return "connected" if getattr(self.publisher, "connected", False) is True \
+            else "disconnected"
+
+    async def keep_broker_connected(self) -> None:
+        """Reconnect while idle, so that `broker_state` says whether the broker is reachable
+        now, not only whether the last publish got through."""
+        connect = getattr(self.publisher, "connect", None)
+        if connect is None or not needs_relay(self.publisher):
+            return
+        while True:
+            if self.broker_state() != "connected":
+                with contextlib.suppress(PaykubeError):  # the publisher logs and backs off
+                    await asyncio.to_thread(connect)
+            await asyncio.sleep(self.broker_check_interval)
+
+    async def broker_watch(self, _: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.keep_broker_connected())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
         if not basic_auth_ok(request.headers.get("Authorization"),
@@ -245,8 +286,11 @@ def parse_event(payload: bytes) -> Ignored | Applicable:
     if event_type not in HANDLED_EVENTS:
         return Ignored(event_id, event_type, "ignored_type")
     ref = _object_of(session)
+    if ref is None or "id" not in session:
+        return Ignored(event_id, event_type, "ignored_unmanaged")
+    # Only now: another system's session is ignored, not judged by our mapping's checks.
     phase = event_phase(event_type, session)
-    if ref is None or phase is None or "id" not in session:
+    if phase is None:
         return Ignored(event_id, event_type, "ignored_unmanaged")
     _check_session(session)
     return Applicable(event_id, event_type, ref, phase, snapshot(session))
@@ -321,4 +365,5 @@ def create_app(service: WebhookService) -> web.Application:
     app.router.add_get("/healthz", service.healthz)
     app.router.add_get("/readyz", service.readyz)
     app.router.add_get("/metrics", service.metrics_endpoint)
+    app.cleanup_ctx.append(service.broker_watch)
     return app

@@ -7,8 +7,22 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
+from paykube.errors import ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot
 from paykube.settings import SecretStr
+
+
+class ProviderPayloadInvalid(ProviderError, ValueError):
+    """A provider object or event paykube cannot read (wrong type, out of range, missing).
+
+    Permanent: the same object reads the same way again. Also a ValueError, so that code
+    which refuses malformed input by catching ValueError (the webhook) still does. The
+    message names the field, never its value, which may be personal data.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"the provider's {field} {problem}", code=ErrorCode.PAYLOAD_INVALID,
+                         param=field)
 
 
 @dataclass(frozen=True)

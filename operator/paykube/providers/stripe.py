@@ -20,7 +20,7 @@ import httpx
 from paykube.api.types import RESERVED_METADATA_PREFIX, Phase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot, timestamp
-from paykube.providers.base import CreateSession, ProviderSession
+from paykube.providers.base import CreateSession, ProviderPayloadInvalid, ProviderSession
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.settings import SecretStr
 
@@ -48,12 +48,16 @@ def session_phase(session: Mapping[str, Any]) -> Phase:
     Without the expansion (as in webhook events) complete/unpaid can only mean Processing:
     the async_payment_* event is then what ends it.
     """
-    status, paid = session.get("status"), session.get("payment_status")
+    status = session.get("status")
+    if not isinstance(status, str) or status not in SESSION_STATUSES:
+        raise ProviderPayloadInvalid("session status", "is not one of open, complete, expired")
+    paid = _optional_text(session, "payment_status", 64)
     if status == "complete":
         if paid in ("paid", "no_payment_required"):
             return Phase.PAID
         intent = session.get("payment_intent")
-        intent_status = intent.get("status") if isinstance(intent, Mapping) else None
+        intent_status = (_optional_text(intent, "status", 64, "payment_intent.")
+                         if isinstance(intent, Mapping) else None)
         if intent_status in _INTENT_FAILED:
             return Phase.FAILED
         if intent_status == "succeeded":
@@ -76,20 +80,69 @@ def event_phase(event_type: str, session: Mapping[str, Any]) -> Phase | None:
     return None
 
 
+SESSION_STATUSES = frozenset({"open", "complete", "expired"})
+# The status schema's bounds: an int64 amount, RFC 3339 timestamps up to year 9999.
+_MAX_AMOUNT = 2**63 - 1
+_MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def snapshot(session: Mapping[str, Any]) -> SessionSnapshot:
-    expires = session.get("expires_at")
-    intent = session.get("payment_intent")
-    if isinstance(intent, Mapping):
-        intent = intent.get("id")
+    """The facts paykube keeps; ProviderPayloadInvalid when a field is not what Stripe sends.
+
+    Types and bounds follow the CRD's status schema, so that whatever passes here can be
+    written to the status without the API server refusing it.
+    """
+    if not isinstance(session, Mapping):
+        raise ProviderPayloadInvalid("checkout session", "is not an object")
+    session_id = _optional_text(session, "id", 255)
+    if not session_id:
+        raise ProviderPayloadInvalid("session id", "is missing")
+    intent: Any = session.get("payment_intent")
+    if isinstance(intent, Mapping):  # expanded
+        intent_id = _optional_text(intent, "id", 255, "payment_intent.")
+    else:
+        intent_id = _optional_text(session, "payment_intent", 255)
+    expires = _optional_int(session, "expires_at", 0, _MAX_EPOCH)
     return SessionSnapshot(
-        session_id=str(session["id"]),
-        url=session.get("url"),
-        payment_intent_id=intent,
-        payment_status=session.get("payment_status"),
-        amount_total=session.get("amount_total"),
-        currency=session.get("currency"),
-        expires_at=timestamp(dt.datetime.fromtimestamp(int(expires), dt.UTC)) if expires else None,
+        session_id=session_id,
+        url=_optional_text(session, "url", 8192),
+        payment_intent_id=intent_id,
+        payment_status=_optional_text(session, "payment_status", 64),
+        amount_total=_optional_int(session, "amount_total", 0, _MAX_AMOUNT),
+        currency=_optional_text(session, "currency", 16),
+        expires_at=(timestamp(dt.datetime.fromtimestamp(expires, dt.UTC))
+                    if expires is not None else None),
     )
+
+
+def provider_session(session: Mapping[str, Any]) -> ProviderSession:
+    """A session object as the adapter reports it; ProviderPayloadInvalid when unreadable."""
+    facts = snapshot(session)  # checks that it is an object at all
+    return ProviderSession(session_phase(session), facts)
+
+
+def _optional_text(obj: Mapping[str, Any], name: str, max_length: int,
+                   prefix: str = "") -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProviderPayloadInvalid(f"{prefix}{name}", "is not a string")
+    if len(value) > max_length:
+        raise ProviderPayloadInvalid(f"{prefix}{name}", f"is longer than {max_length}")
+    return value
+
+
+def _optional_int(obj: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    # bool is an int to Python, and 1e20 a float to JSON: neither is what Stripe sends.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProviderPayloadInvalid(name, "is not an integer")
+    if not low <= value <= high:
+        raise ProviderPayloadInvalid(name, f"is outside {low}..{high}")
+    return value
 
 
 def create_params(request: CreateSession) -> dict[str, Any]:
@@ -196,13 +249,13 @@ class StripeProvider:
             "create", "POST", "/v1/checkout/sessions", api_key, Priority.CREATE,
             form=encode_form(create_params(request)), idempotency_key=request.idempotency_key,
         )
-        return ProviderSession(session_phase(body), snapshot(body))
+        return provider_session(body)
 
     async def get_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
         # The expanded intent is the only way a poll can see an async payment fail.
         body = await self._call("get", "GET", f"/v1/checkout/sessions/{session_id}", api_key,
                                 Priority.POLL, query=RETRIEVE_QUERY)
-        return ProviderSession(session_phase(body), snapshot(body))
+        return provider_session(body)
 
     async def expire_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
         try:
@@ -215,7 +268,7 @@ class StripeProvider:
             if exc.http_status == 400 and exc.code is ErrorCode.PROVIDER_REJECTED:
                 return await self.get_session(session_id, api_key)
             raise
-        return ProviderSession(session_phase(body), snapshot(body))
+        return provider_session(body)
 
     async def _call(
         self, operation: str, method: str, path: str, api_key: SecretStr, priority: Priority, *,
