@@ -338,6 +338,38 @@ OPERATOR_ONLY = {"AWS_DATABASE_SECRET_ID", "DATABASE_URL", "DATABASE_HOST", "DAT
                  "EXPLAIN_API_KEY"}
 
 
+INGRESS_NGINX = {"namespaceSelector": {"matchLabels": {
+    "kubernetes.io/metadata.name": "ingress-nginx"}}}
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
+@pytest.mark.parametrize(("webhook_from", "metrics_from"), [
+    ([], []), ([INGRESS_NGINX], []), ([], [MONITORING]), ([INGRESS_NGINX], [MONITORING])],
+    ids=["open", "webhook-only", "metrics-only", "both"])
+def test_network_policies_follow_the_peer_lists(
+        tmp_path: Path, webhook_from: list[Manifest], metrics_from: list[Manifest]) -> None:
+    """[] means anyone; the webhook's /metrics shares the webhook port, so metricsFrom adds
+    peers to it only when webhookFrom restricts it, and never opens it to anyone."""
+    values_file = tmp_path / "np.yaml"
+    values_file.write_text(yaml.safe_dump({"networkPolicy": {
+        "webhookFrom": webhook_from, "metricsFrom": metrics_from}}))
+    docs = render("pk", "paykube", values_file)
+
+    def peers(rules: list[Manifest]) -> list[list[Manifest] | None]:
+        return [rule.get("from") for rule in rules]
+
+    webhook_rules = one(docs, "NetworkPolicy", "webhook")["spec"]["ingress"]
+    assert all(rule["ports"] == [{"port": "http", "protocol": "TCP"}] for rule in webhook_rules)
+    if webhook_from:
+        assert peers(webhook_rules) == [webhook_from, *([metrics_from] if metrics_from else [])]
+    else:
+        assert peers(webhook_rules) == [None], "webhookFrom [] = anyone on the webhook port"
+    operator_rules = one(docs, "NetworkPolicy", "operator")["spec"]["ingress"]
+    assert [sorted(p["port"] for p in rule["ports"]) for rule in operator_rules] == [
+        ["health", "metrics"]]
+    assert peers(operator_rules) == [metrics_from or None], "metricsFrom [] = anyone"
+
+
 def test_settings_map_to_values_one_to_one(tmp_path: Path) -> None:
     """Every PAYKUBE_* variable that paykube.settings reads comes from exactly one value:
     each value gets its own sentinel, and each rendered variable must carry its value's."""
