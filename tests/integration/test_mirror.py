@@ -153,7 +153,7 @@ def test_migrations_upgrade_an_empty_database_idempotently(mariadb: MariaDB) -> 
         with engine.connect() as conn:
             query = text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 -- constant
             versions = conn.execute(query).all()
-            assert [v[0] for v in versions] == ["0001"]
+            assert [v[0] for v in versions] == ["0002"]
             # The migrations build exactly what schema.py declares.
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
@@ -507,3 +507,93 @@ def test_reporting_list_filters_and_paginates(store: MirrorStore) -> None:
         reports.list_sessions(limit=0)
     with pytest.raises(CursorError):
         reports.list_sessions(cursor="not-a-cursor")
+
+
+# -- indexes match the reporting queries ----------------------------------------------------
+
+
+_PLAN_ROWS = 6000
+
+
+def _plan_created(i: int) -> dt.datetime:
+    return dt.datetime(2024, 1, 1) + dt.timedelta(minutes=14 * i + 3)
+
+
+@pytest.fixture(scope="module")
+def report_engine(mariadb: MariaDB) -> Iterator[Engine]:
+    """A database of its own with enough rows (60 days, 12 namespaces) that the optimizer
+    prefers an index that matches over a table scan."""
+    url = mariadb.create_database(f"plan_{uuid.uuid4().hex[:10]}")
+    migrate(url)
+    engine = make_engine(url)
+    rows = []
+    for i in range(_PLAN_ROWS):
+        created = _plan_created(i)
+        rows.append({
+            "uid": f"{i:08d}-plan", "namespace": f"team-{i % 12}", "name": f"order-{i}",
+            "phase": ["Paid", "Expired", "Failed", "Open"][i % 4], "phase_rank": i % 4,
+            "amount": 100 + i, "currency": ["usd", "eur", "gbp"][i % 3],
+            "created_at": created, "created_day": created.date(), "updated_at": created,
+            "version": i, "amount_total": 100 + i if i % 4 == 0 else None,
+        })
+    with engine.begin() as conn:
+        for chunk in range(0, len(rows), 1000):
+            conn.execute(metadata.tables["payment_sessions"].insert(), rows[chunk:chunk + 1000])
+        conn.execute(text("ANALYZE TABLE payment_sessions"))
+    yield engine
+    engine.dispose()
+
+
+def _plans(engine: Engine, run: Any) -> list[dict[str, Any]]:
+    """EXPLAIN of every statement `run()` sends (captured as SQLAlchemy sends it)."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, parameters))
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        run()
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", capture)
+    assert sent, "the report sent no query"
+    plans = []
+    with engine.connect() as conn:
+        for statement, parameters in sent:
+            cursor = conn.connection.cursor()
+            cursor.execute("EXPLAIN " + statement, parameters)
+            names = [d[0] for d in cursor.description]
+            plans += [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    return plans
+
+
+def test_totals_over_a_day_range_use_the_covering_day_index(report_engine: Engine) -> None:
+    reports = MirrorReports(report_engine)
+    result: list[Any] = []
+    plans = _plans(report_engine, lambda: result.extend(
+        reports.totals(since=dt.date(2024, 2, 1), until=dt.date(2024, 2, 8))))
+    in_range = sum(dt.date(2024, 2, 1) <= _plan_created(i).date() < dt.date(2024, 2, 8)
+                   for i in range(_PLAN_ROWS))
+    assert sum(t.count for t in result) == in_range > 0  # the report's real query ran
+    [plan] = plans
+    assert plan["key"] == "ix_payment_sessions_totals", plan
+    assert plan["type"] == "range", plan
+    assert "Using index" in (plan["Extra"] or ""), plan  # covering: no row lookups
+    assert "filesort" not in (plan["Extra"] or ""), plan
+
+
+def test_namespace_list_uses_the_namespace_created_at_index(report_engine: Engine) -> None:
+    reports = MirrorReports(report_engine)
+    pages: list[Any] = []
+    plans = _plans(report_engine, lambda: pages.append(
+        reports.list_sessions(namespace="team-5", limit=20)))
+    assert [r.namespace for r in pages[0].items] == ["team-5"] * 20
+    [plan] = plans
+    assert plan["key"] == "ix_payment_sessions_namespace_created_at", plan
+    assert "filesort" not in (plan["Extra"] or ""), plan
+    # The next page (keyset cursor) too.
+    plans = _plans(report_engine, lambda: reports.list_sessions(
+        namespace="team-5", limit=20, cursor=pages[0].next_cursor))
+    assert [p["key"] for p in plans] == ["ix_payment_sessions_namespace_created_at"], plans
+    assert all("filesort" not in (p["Extra"] or "") for p in plans), plans

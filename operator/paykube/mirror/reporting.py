@@ -1,10 +1,11 @@
 """Typed read queries over the mirror, for tests and the dashboard.
 
 - `totals()`: counts and amount sums by phase, currency and UTC day of creation, over an
-  optional day range (index `phase, currency, created_day`);
+  optional day range (covering index `ix_payment_sessions_totals`, led by the day);
 - `history()`: one session's row and its ledger, in the order the phases were reached;
 - `list_sessions()`: filtered, newest first, keyset-paginated by (created_at, uid) with an
-  opaque cursor (index `created_at`; `namespace, name` for `by_name()`).
+  opaque cursor (index `created_at`, or `namespace, created_at` for one namespace;
+  `namespace, name` for `by_name()`).
 
 Deleted objects stay in reports (a payment happened even if its object is gone) unless
 `include_deleted=False`.
