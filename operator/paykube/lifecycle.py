@@ -94,6 +94,34 @@ def parse_timestamp(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+# Stripe accepts an expires_at from 30 minutes to 24 hours after it receives the create,
+# by its own clock: plan a little inside both bounds for the request's way and clock skew.
+MIN_EXPIRY_WINDOW = dt.timedelta(minutes=32)
+MAX_EXPIRY_WINDOW = dt.timedelta(hours=24) - dt.timedelta(minutes=5)
+EXPIRY_PARAM = "expires_at"
+
+
+def planned_expiry(expires_after: dt.timedelta, now: dt.datetime) -> str:
+    """The session's expiry for a create sent now (spec.expiresAfter, within the bounds)."""
+    return timestamp(now + min(max(expires_after, MIN_EXPIRY_WINDOW), MAX_EXPIRY_WINDOW))
+
+
+def replanned_expiry(current: Status, error: ErrorInfo, expires_after: dt.timedelta,
+                     now: dt.datetime) -> str | None:
+    """A new expiry when the provider refused the planned one, else None.
+
+    The plan is fixed at Pending; when the create was delayed (429/5xx retries, a long
+    queue) it may have fallen under the provider's minimum lifetime. The provider does not
+    store a validation error under the idempotency key, so the create may be retried with
+    a new plan under the same key, as long as no session exists yet."""
+    if current.phase is not Phase.PENDING or current.session_id:
+        return None
+    if error.retryable or error.param != EXPIRY_PARAM or error.code != "ProviderRejected":
+        return None
+    replanned = planned_expiry(expires_after, now)
+    return replanned if replanned != current.expires_at else None
+
+
 def initial(now: dt.datetime, generation: int, expires_at: str) -> Status:
     """The first status of a new object: Pending, with its planned expiry recorded.
 

@@ -3,6 +3,7 @@ duplicated, reordered and stale observation sequences."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 
@@ -23,6 +24,8 @@ from paykube.lifecycle import (
     advance,
     initial,
     mark_published,
+    planned_expiry,
+    replanned_expiry,
     unpublished,
 )
 
@@ -307,3 +310,53 @@ def test_random_observations_never_move_backwards(
         if status.phase.terminal:
             assert nxt.phase is status.phase
         status = nxt
+
+
+# -- the planned expiry ----------------------------------------------------------------------
+
+EXPIRY_REFUSED = ErrorInfo("ProviderRejected", "expires_at must be at least 30 minutes out",
+                           provider_code="parameter_invalid_integer", param="expires_at",
+                           type="invalid_request_error")
+
+
+def test_planned_expiry_stays_inside_stripes_window() -> None:
+    assert planned_expiry(dt.timedelta(hours=2), T0) == "2026-11-26T12:00:00Z"
+    assert planned_expiry(dt.timedelta(minutes=30), T0) == "2026-11-26T10:32:00Z"
+    # 24 h is Stripe's maximum by its clock: keep a few minutes for skew and the request.
+    assert planned_expiry(dt.timedelta(hours=24), T0) == "2026-11-27T09:55:00Z"
+
+
+def test_a_refused_expiry_is_replanned_from_now_while_no_session_exists() -> None:
+    pending = start()  # planned at T0 for 24 h
+    later = T0 + dt.timedelta(minutes=7)  # the create waited in retries
+    replanned = replanned_expiry(pending, EXPIRY_REFUSED, dt.timedelta(minutes=30), later)
+    assert replanned == "2026-11-26T10:39:00Z"
+
+
+@pytest.mark.parametrize("case", ["other param", "retryable", "not ProviderRejected",
+                                  "has a session", "failed", "same plan"])
+def test_no_replan_for_other_errors_or_a_created_session(case: str) -> None:
+    pending = start()
+    later = T0 + dt.timedelta(minutes=7)
+    error = EXPIRY_REFUSED
+    after = dt.timedelta(minutes=30)
+    if case == "other param":
+        error = dataclasses.replace(error, param="line_items[0][price_data][currency]")
+    elif case == "retryable":
+        error = dataclasses.replace(error, retryable=True)
+    elif case == "not ProviderRejected":
+        error = dataclasses.replace(error, code="CredentialsInvalid")
+    elif case == "has a session":
+        pending = pending.with_changes(session_id="cs_test_1")
+    elif case == "failed":
+        pending = advance(pending, ProviderRejected(EXPIRY_REFUSED), T0)
+    elif case == "same plan":
+        pending = pending.with_changes(expires_at=planned_expiry(after, later))
+    assert replanned_expiry(pending, error, after, later) is None
+
+
+def test_error_param_and_type_round_trip_through_status() -> None:
+    status = advance(start(), ProviderRejected(EXPIRY_REFUSED), T0)
+    rendered = status.to_dict()["error"]
+    assert (rendered["param"], rendered["type"]) == ("expires_at", "invalid_request_error")
+    assert Status.from_dict(status.to_dict()).error == EXPIRY_REFUSED

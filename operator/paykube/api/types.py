@@ -156,12 +156,15 @@ class ErrorInfo:
     doc_url: str | None = None
     explanation: str | None = None
     retryable: bool = False
+    param: str | None = None  # the request parameter the provider objected to
+    type: str | None = None   # the provider's error type, e.g. invalid_request_error
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message,
                                "retryable": self.retryable}
         for key, value in (("providerCode", self.provider_code), ("docUrl", self.doc_url),
-                           ("explanation", self.explanation)):
+                           ("explanation", self.explanation), ("param", self.param),
+                           ("type", self.type)):
             if value is not None:
                 out[key] = value
         return out
@@ -172,6 +175,7 @@ class ErrorInfo:
             code=str(data.get("code", "")), message=str(data.get("message", "")),
             provider_code=data.get("providerCode"), doc_url=data.get("docUrl"),
             explanation=data.get("explanation"), retryable=bool(data.get("retryable", False)),
+            param=data.get("param"), type=data.get("type"),
         )
 
 

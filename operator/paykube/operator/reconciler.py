@@ -24,7 +24,8 @@ from paykube.lifecycle import (
     advance,
     initial,
     parse_timestamp,
-    timestamp,
+    planned_expiry,
+    replanned_expiry,
     unpublished,
 )
 from paykube.operator.credentials import CredentialResolver
@@ -34,7 +35,6 @@ from paykube.settings import SecretStr
 
 log = logging.getLogger(__name__)
 COMPONENT = "paykube-operator"
-MIN_EXPIRY_WINDOW = dt.timedelta(minutes=32)
 # Deleting a session that could still be paid: how often to try again after a permanent
 # error, and how long after its expiresAt the provider has surely expired it by itself.
 FINALIZE_HOLD_RETRY = 300.0
@@ -54,7 +54,7 @@ def error_info(exc: PaykubeError) -> ErrorInfo:
     if isinstance(exc, ProviderError):
         return ErrorInfo(code=exc.code.value, message=exc.message,
                          provider_code=exc.provider_code, doc_url=exc.doc_url,
-                         retryable=exc.retryable)
+                         retryable=exc.retryable, param=exc.param, type=exc.error_type)
     return ErrorInfo(code=exc.code.value, message=exc.message, retryable=exc.retryable)
 
 
@@ -88,9 +88,7 @@ class Reconciler:
             if obj.get("status", {}).get("phase"):
                 return current
             spec = PaymentSessionSpec.from_dict(obj["spec"])
-            # Stripe wants expires_at at least 30 minutes after *its* clock reads the request.
-            window = max(spec.expires_after, MIN_EXPIRY_WINDOW)
-            expires = timestamp(now + window)
+            expires = planned_expiry(spec.expires_after, now)
             return settle_outbox(initial(now, _generation(obj), expires), self.publisher)
 
         obj, _, status = await write_status(self.kube, ref, plan)
@@ -99,9 +97,32 @@ class Reconciler:
         spec = PaymentSessionSpec.from_dict(obj["spec"])
         assert status.expires_at is not None
         request = CreateSession(ref, spec, parse_timestamp(status.expires_at))
-        session = await self._call(
-            ref, obj, lambda p, key: p.create_session(request, key), Source.OPERATOR)
+
+        async def create(provider: PaymentProvider, key: SecretStr) -> ProviderSession:
+            try:
+                return await provider.create_session(request, key)
+            except ProviderError as exc:
+                expires = replanned_expiry(status, error_info(exc), spec.expires_after,
+                                           self.clock())
+                if expires is None:
+                    raise
+            # Recorded before the retry, so that a crash now retries with the same plan.
+            log.info("create refused the planned expiry; re-planned to %s", expires,
+                     extra={"object": f"{ref.namespace}/{ref.name}"})
+            await self._replan(ref, expires)
+            return await provider.create_session(
+                replace(request, expires_at=parse_timestamp(expires)), key)
+
+        session = await self._call(ref, obj, create, Source.OPERATOR)
         return await self._observe(ref, session, Source.OPERATOR, "SessionCreated")
+
+    async def _replan(self, ref: ObjectRef, expires_at: str) -> None:
+        def decide(_obj: Manifest, current: Status) -> Status:
+            if current.phase is not Phase.PENDING or current.session_id:
+                return current
+            return current.with_changes(expires_at=expires_at)
+
+        await write_status(self.kube, ref, decide)
 
     async def poll(self, ref: ObjectRef) -> Status:
         """Ask the provider how the open session is doing (a backstop for lost webhooks)."""
