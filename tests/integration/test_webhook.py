@@ -3,6 +3,7 @@ event application, duplicates and reordering, ownership checks, API-server outag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import signal
@@ -24,7 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from paykube.providers.stripe import HANDLED_EVENTS
 from paykube_dev.kube import ControlPlane
+from paykube_dev.proc import wait_until
 from paykube_dev.programs import Program, start_webhook
+from paykube_dev.services import ActiveMQ
 from paykube_webhook.verify import compute_signature
 from tests.plugins.paykube_fixtures import METRICS_AUTH, WEBHOOK_SECRET, Stack
 from tests.plugins.tcp_proxy import TcpProxy
@@ -490,6 +493,43 @@ def test_api_server_down_gives_503_and_the_retry_applies_once(
         obj = stack.get(unmanaged_namespace, "outage")
         assert obj["status"]["phase"] == "Paid"
         assert [h["phase"] for h in obj["status"]["history"]].count("Paid") == 1
+    finally:
+        proxy.stop()
+        webhook.stop()
+
+
+def test_readiness_reports_a_broker_outage_without_failing(
+        stack: Stack, activemq: ActiveMQ, unmanaged_namespace: str, tmp_path: Path) -> None:
+    """With the broker unreachable the webhook stays ready (the outbox keeps the events)
+    and says so in /readyz and the broker gauge; it reconnects by itself afterwards."""
+    proxy = TcpProxy(activemq.stomp_port)
+    proxy.start()
+    env = {**stack.env, "PAYKUBE_BROKER_URLS": f"127.0.0.1:{proxy.port}"}
+    webhook = start_webhook(stack.kube.kubeconfig, tmp_path / "webhook.log", env)
+    view = dataclasses.replace(stack, webhook=webhook)
+
+    def broker() -> tuple[int, str, float]:
+        ready = httpx.get(f"{webhook.url}/readyz", timeout=10)
+        gauge = scrape(view)[("paykube_webhook_broker_connected", ())]
+        return ready.status_code, ready.json()["broker"], gauge
+
+    managed = managed_session(stack, unmanaged_namespace, "broker-outage")
+    (event_id,) = events_for(stack, managed, "paid")
+    try:
+        wait_until(lambda: broker() == (200, "connected", 1.0), timeout=30,
+                   what="broker connected", proc=webhook.proc, log=webhook.log)
+        proxy.stop()
+        wait_until(lambda: broker() == (200, "disconnected", 0.0), timeout=30,
+                   what="broker reported down", proc=webhook.proc, log=webhook.log)
+        url = f"{webhook.url}/webhooks/stripe"
+        assert stack.emulator.deliver(event_id, url=url, secret=WEBHOOK_SECRET)[-1][
+            "status"] == 200
+        obj = stack.get(unmanaged_namespace, managed.name)
+        assert obj["status"]["phase"] == "Paid"
+        assert obj["status"]["history"][-1]["published"] is False
+        proxy.start()
+        wait_until(lambda: broker() == (200, "connected", 1.0), timeout=60,
+                   what="broker reconnected", proc=webhook.proc, log=webhook.log)
     finally:
         proxy.stop()
         webhook.stop()

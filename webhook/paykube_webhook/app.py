@@ -175,8 +175,8 @@ class WebhookService:
         """connected, disconnected or not_configured; no I/O (a probe must answer fast)."""
         if not needs_relay(self.publisher):
             return "not_configured"
-        return "connected" if getattr(self.publisher, "connected", False) is True \
-            else "disconnected"
+        connected = getattr(self.publisher, "connected", False) is True
+        return "connected" if connected else "disconnected"
 
     async def keep_broker_connected(self) -> None:
         """Reconnect while idle, so that `broker_state` says whether the broker is reachable

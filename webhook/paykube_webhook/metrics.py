@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class WebhookMetrics:
@@ -18,3 +18,7 @@ class WebhookMetrics:
                                        registry=self.registry)
         self.publishes = Counter("paykube_webhook_publishes", "Payment event relays by outcome",
                                  ["outcome"], registry=self.registry)
+        self.broker_connected = Gauge(
+            "paykube_webhook_broker_connected",
+            "1 while a broker connection is open; 0 otherwise, also with no broker configured",
+            registry=self.registry)

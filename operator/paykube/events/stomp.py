@@ -198,6 +198,12 @@ class StompPublisher:
         await asyncio.to_thread(self.close)
 
     # -- blocking API --------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the connection now unless one is open, honouring the backoff window (so a
+        health reporter can keep `connected` current between publishes); raises
+        `BrokerUnavailableError`."""
+        self._connection()
+
     def publish_sync(self, event: CloudEvent) -> None:
         """Send `event` and wait for the broker's receipt; raise `BrokerUnavailableError`."""
         conn, listener = self._connection()
