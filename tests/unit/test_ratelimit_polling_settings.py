@@ -9,8 +9,11 @@ import random
 import pytest
 
 from paykube.api.types import Phase, Status
+from paykube.kube.client import KubeClient
+from paykube.kube.config import KubeConfig
 from paykube.operator.handlers import _poll_delay
 from paykube.operator.polling import next_poll_delay
+from paykube.operator.runtime import Runtime
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.settings import SecretStr, Settings
 
@@ -84,6 +87,16 @@ def test_poll_delay_uses_the_expiry_rule_only_while_open(
     created = NOW - dt.timedelta(hours=2)
     delays = [_poll_delay(settings, created, status, 10, NOW) for _ in range(20)]
     assert all(low <= d <= high for d in delays), delays
+
+
+async def test_kubernetes_secrets_are_cached_for_the_configured_ttl() -> None:
+    settings = Settings.from_env({"PAYKUBE_SECRETS_TTL": "7"})
+    # Nothing listens there: building the runtime must not need the API server.
+    runtime = Runtime.build(settings, KubeClient(KubeConfig(server="https://127.0.0.1:9")))
+    try:
+        assert runtime.reconciler.credentials.ttl == 7.0
+    finally:
+        await runtime.aclose()
 
 
 def test_settings_read_env_and_mask_secrets() -> None:

@@ -25,6 +25,10 @@ class CredentialResolver:
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, SecretStr]] = {}
 
+    @property
+    def ttl(self) -> float:
+        return self._ttl
+
     async def api_key(self, namespace: str, secret_name: str | None) -> SecretStr:
         if secret_name:
             return await self._from_secret(namespace, secret_name)

@@ -56,7 +56,8 @@ class Runtime:
             api_key=settings.explain_api_key, timeout=settings.explain_timeout,
             failure_backoff=settings.explain_retry,
             store=MySQLExplanationStore(engine) if engine is not None else None)
-        credentials = CredentialResolver(settings, kube, StripeSecrets(settings, aws))
+        credentials = CredentialResolver(settings, kube, StripeSecrets(settings, aws),
+                                         ttl=settings.secrets_ttl)
         reconciler = Reconciler(kube, provider_factory(providers), credentials, metrics,
                                 publisher, explainer,
                                 processing_recheck=settings.poll_min_interval)
