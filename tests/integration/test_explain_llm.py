@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import select
 
 from paykube.errors import ErrorCode, ProviderError
 from paykube.explain import (
@@ -21,7 +23,12 @@ from paykube.explain import (
     MemoryExplanationStore,
     ModelExplainer,
 )
+from paykube.mirror.explanations import MySQLExplanationStore
+from paykube.mirror.migrate import migrate
+from paykube.mirror.schema import error_explanations
+from paykube.mirror.store import make_engine
 from paykube.settings import SecretStr
+from paykube_dev.services import MariaDB
 from tests.plugins.openai_server import ANSWER, FakeOpenAI
 
 pytestmark = pytest.mark.integration
@@ -259,3 +266,50 @@ async def test_catalog_errors_never_reach_the_model(explainer: Explainer,
     info_only = ProviderError("x", code=ErrorCode.CREDENTIALS_MISSING)  # not the provider's
     assert await explainer.explain_later(info_only) is not None
     assert server.requests == []
+
+
+async def test_model_explanation_is_stored_in_mariadb_and_served_with_the_model_down(
+        server: FakeOpenAI, clock: Clock, mariadb: MariaDB) -> None:
+    url = mariadb.create_database(f"explain_{uuid.uuid4().hex[:10]}")
+    await asyncio.to_thread(migrate, url)
+    engine = make_engine(url)
+    try:
+        first = Explainer(model=ModelExplainer(
+            server.base_url, "m", SecretStr(MODEL_KEY), timeout=TIMEOUT,
+            store=MySQLExplanationStore(engine), clock=clock))
+        try:
+            assert await first.explain_later(new_error()) == ANSWER
+        finally:
+            await first.aclose()
+        assert len(server.requests) == 1
+        with engine.connect() as conn:
+            rows = conn.execute(select(
+                error_explanations.c.provider, error_explanations.c.code,
+                error_explanations.c.param, error_explanations.c.explanation)).all()
+        assert [tuple(r) for r in rows] == [
+            ("stripe", "checkout_flux_capacitor_misaligned", "customer_email", ANSWER)]
+
+        # Another replica (or a restart): empty memory, the model down. The database answers.
+        await server.go_down()
+        fresh = Explainer(model=ModelExplainer(
+            server.base_url, "m", SecretStr(MODEL_KEY), timeout=TIMEOUT,
+            store=MySQLExplanationStore(engine), clock=clock))
+        try:
+            assert fresh.explain_now(new_error()) is None  # nothing in memory yet
+            assert await fresh.explain_later(new_error(message="Other words.")) == ANSWER
+            assert fresh.explain_now(new_error()) == ANSWER  # now remembered
+            # A code the database does not hold: the model is down, so no explanation.
+            assert await fresh.explain_later(new_error("checkout_other_new_code")) is None
+        finally:
+            await fresh.aclose()
+        assert len(server.requests) == 1
+
+        # A later explanation of the same key replaces the stored one (no duplicate row).
+        await MySQLExplanationStore(engine).put(
+            ExplanationKey("stripe", "checkout_flux_capacitor_misaligned", "customer_email"),
+            "Newer wording.")
+        with engine.connect() as conn:
+            assert conn.execute(select(error_explanations.c.explanation)).scalars().all() == [
+                "Newer wording."]
+    finally:
+        engine.dispose()
