@@ -243,10 +243,76 @@ def test_helm_lint_strict(values: Path | None) -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout, result.stdout
 
 
+def container_env(docs: Sequence[Manifest], component: str) -> dict[str, Any]:
+    env = one(docs, "Deployment", component)["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in env}
+
+
+def check_namespaced_rbac(docs: Sequence[Manifest]) -> None:
+    roles = sorted((d["metadata"]["namespace"], d["metadata"]["labels"][
+        "app.kubernetes.io/component"]) for d in docs if d["kind"] == "Role"
+        and not d["metadata"]["name"].endswith("-credentials"))
+    assert roles == [("payments-a", "operator"), ("payments-a", "webhook"),
+                     ("payments-b", "operator"), ("payments-b", "webhook")]
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    credentials = [d for d in docs if d["kind"] == "Role"
+                   and d["metadata"]["name"].endswith("-credentials")]
+    assert [c["rules"][0]["resourceNames"] for c in credentials] == [["stripe-default"]]
+    assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    assert one(docs, "Deployment", "webhook")["spec"]["replicas"] == 2
+
+
+def check_aws_irsa(docs: Sequence[Manifest]) -> None:
+    for component in ("operator", "webhook"):
+        annotations = one(docs, "ServiceAccount", component)["metadata"].get("annotations", {})
+        assert annotations.get("eks.amazonaws.com/role-arn", "").endswith(
+            f"role/paykube-{component}")
+        env = container_env(docs, component)
+        assert env["PAYKUBE_SECRETS_SOURCE"] == "aws"
+        assert env["PAYKUBE_AWS_STRIPE_SECRET_ID"] == "paykube/stripe"
+        assert env["PAYKUBE_BROKER_TLS"] == "true"
+        image = one(docs, "Deployment", component)["spec"]["template"]["spec"][
+            "containers"][0]["image"]
+        assert image.startswith("123456789012.dkr.ecr.eu-west-1.amazonaws.com/paykube:")
+    assert container_env(docs, "operator")["PAYKUBE_AWS_DATABASE_SECRET_ID"].startswith(
+        "arn:aws:secretsmanager:")
+    assert "PAYKUBE_AWS_DATABASE_SECRET_ID" not in container_env(docs, "webhook")
+
+
+def check_ingress_servicemonitor(docs: Sequence[Manifest]) -> None:
+    ingress = one(docs, "Ingress", "webhook")
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "payments.example.com"
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/webhooks/stripe"]
+    assert ingress["spec"]["tls"][0]["secretName"] == "paykube-webhook-tls"
+    for component in ("operator", "webhook"):
+        monitor = one(docs, "ServiceMonitor", component)
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert one(docs, "NetworkPolicy", component)["spec"]["policyTypes"] == [
+            "Ingress", "Egress"]
+    assert "basicAuth" in one(docs, "ServiceMonitor", "webhook")["spec"]["endpoints"][0]
+    # namespace globs: kopf's scanning rules, and Secrets readable cluster-wide
+    rules = one(docs, "ClusterRole", "operator")["rules"]
+    assert NAMESPACES_RULE in rules and CRDS_RULE in rules and SECRETS_RULE in rules
+    assert one(docs, "HorizontalPodAutoscaler", "webhook")["spec"]["minReplicas"] == 3
+
+
+CI_CHECKS: dict[str, Callable[[Sequence[Manifest]], None]] = {
+    "namespaced-rbac-values": check_namespaced_rbac,
+    "aws-irsa-values": check_aws_irsa,
+    "ingress-servicemonitor-values": check_ingress_servicemonitor,
+}
+
+
 def test_ci_value_sets_cover_the_options() -> None:
-    names = {p.stem for p in CI_VALUES}
-    assert {"namespaced-rbac-values", "aws-irsa-values",
-            "ingress-servicemonitor-values"} <= names
+    """Each value set in ci/ renders what it is there to show (and the default renders none
+    of those), so a value set that silently stopped mattering fails."""
+    assert {p.stem for p in CI_VALUES} == CI_CHECKS.keys(), "a ci/ value set without a check"
+    default = render("pk", "paykube")
+    for path in CI_VALUES:
+        CI_CHECKS[path.stem](render("pk", "paykube", path))
+        with pytest.raises((AssertionError, KeyError)):
+            CI_CHECKS[path.stem](default)
 
 
 def test_default_rendering_has_the_expected_shape() -> None:
@@ -910,6 +976,24 @@ def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
         return 0
 
 
+def answers_200(url: str) -> Callable[[], bool]:
+    return lambda: http_status(url) == 200
+
+
+def probe_urls(container: Manifest) -> list[str]:
+    """The URLs of the container's httpGet probes, named ports resolved, on loopback."""
+    named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    urls = []
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container.get(kind, {}).get("httpGet")
+        if get is None:
+            continue
+        port = named[get["port"]] if isinstance(get["port"], str) else get["port"]
+        url = f"{get.get('scheme', 'HTTP').lower()}://127.0.0.1:{port}{get['path']}"
+        urls.append(url)
+    return sorted(set(urls))
+
+
 def wait_for(check: Callable[[], Manifest | None], timeout: float, what: str,
              logs: Sequence[Path]) -> Manifest:
     deadline = time.monotonic() + timeout
@@ -960,6 +1044,7 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
                      input=as_yaml(docs))
 
         ports = {}
+        probes: dict[str, list[str]] = {}
         for component, log in (("webhook", logs[1]), ("operator", logs[0])):
             deployment = one(docs, "Deployment", component)
             pod = deployment["spec"]["template"]["spec"]
@@ -979,15 +1064,19 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
             }
             procs.append(start_process(local_argv(container), log=log, env=env))
             ports[component] = {p["name"]: p["containerPort"] for p in container["ports"]}
+            probes[component] = probe_urls(container)
 
         assert ports["operator"] == {"health": health_port, "metrics": metrics_port}
         assert ports["webhook"] == {"http": webhook_port}
+        # The kubelet's view: every httpGet probe of the rendered Deployments answers 200
+        # (readiness, liveness and startup; which paths and ports is the chart's business).
+        assert probes["webhook"] and probes["operator"]
+        for component, proc, log in (("webhook", procs[0], logs[1]),
+                                     ("operator", procs[1], logs[0])):
+            for url in probes[component]:
+                wait_until(answers_200(url), timeout=60, what=f"{component} probe {url}",
+                           proc=proc, log=log, interval=0.2)
         webhook_url = f"http://127.0.0.1:{webhook_port}"
-        wait_until(lambda: http_status(f"{webhook_url}/readyz") == 200, timeout=60,
-                   what="webhook /readyz", proc=procs[0], log=logs[1], interval=0.2)
-        wait_until(lambda: http_status(f"http://127.0.0.1:{health_port}/healthz") == 200,
-                   timeout=60, what="operator /healthz", proc=procs[1], log=logs[0],
-                   interval=0.2)
 
         control = EmulatorControl(emulator.base_url)
         control.add_webhook_endpoint(f"{webhook_url}/webhooks/stripe", WEBHOOK_SECRET,
