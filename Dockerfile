@@ -4,9 +4,10 @@
 #   webhook:             command: [paykube-webhook]   (the Helm chart sets both explicitly)
 #
 # Stage 1 builds wheels for paykube and every dependency; the final stage installs them,
-# offline, into a virtualenv on a fresh slim base: no compiler, no build backend, no pip,
-# no source tree in the image. Pin the base by digest in your registry mirror for
-# reproducible builds (PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...).
+# offline, into a virtualenv on a fresh slim base, then removes the base's pip, setuptools
+# and wheel: no compiler, no build backend, no pip, no source tree in the image. Pin the
+# base by digest in your registry mirror for reproducible builds
+# (PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -31,10 +32,14 @@ ENV PATH=/opt/paykube/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # A virtualenv without pip: the base image's pip installs into it (--python), from the
 # wheels of stage 1 only (--no-index), through a bind mount so no wheel lands in a layer.
+# Then the base image's own packaging tools go (pip last, as it does the uninstalling),
+# with ensurepip's bundled wheels: nothing in the final image can build or install.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv --without-pip /opt/paykube \
  && pip --python /opt/paykube/bin/python install --no-cache-dir --no-index \
         --find-links=/wheels "paykube==${PAYKUBE_VERSION}" \
+ && python -m pip uninstall --no-cache-dir -y setuptools wheel pip \
+ && rm -rf /usr/local/lib/python3*/ensurepip/_bundled \
  && groupadd --system --gid 10001 paykube \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin paykube
