@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,10 +15,13 @@ from paykube.api.types import LineItem, ObjectRef, PaymentSessionSpec, Phase
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.providers.base import CreateSession, ProviderPayloadInvalid
 from paykube.providers.stripe import (
+    MAX_RETRY_AFTER,
     create_params,
     encode_form,
+    error_from_response,
     event_phase,
     provider_session,
+    retry_after_seconds,
     session_phase,
     snapshot,
 )
@@ -181,3 +185,49 @@ def test_any_json_maps_or_is_a_payload_error(fields: dict[str, Any], event_type:
         return
     assert isinstance(mapped.snapshot.session_id, str)
     assert mapped.snapshot.expires_at is None or mapped.snapshot.expires_at.endswith("Z")
+
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("2", 2.0), ("0.5", 0.5), (" 3 ", 3.0), ("-5", 0.0), ("inf", MAX_RETRY_AFTER),
+        ("86400", MAX_RETRY_AFTER),
+        ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0),  # RFC 9110's IMF-fixdate
+        ("Thursday, 26-Nov-26 12:00:07 GMT", 7.0),  # obsolete RFC 850 form
+        ("Thu Nov 26 12:00:09 2026", 9.0),  # asctime, no zone: GMT
+        ("Thu, 26 Nov 2026 11:59:00 GMT", 0.0),  # already past
+        (None, None), ("", None), ("soon", None), ("nan", None), ("Thu, 99 Foo", None),
+    ],
+)
+def test_retry_after_in_both_forms(header: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(header, now=lambda: NOW) == seconds
+
+
+@given(st.text(max_size=40))
+def test_retry_after_never_raises(header: str) -> None:
+    seconds = retry_after_seconds(header)
+    assert seconds is None or 0.0 <= seconds <= MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (502, b"<html>Bad gateway</html>", ErrorCode.PROVIDER_UNAVAILABLE),
+        (429, b"[1, 2]", ErrorCode.RATE_LIMITED),
+        (400, b'{"error": "oops"}', ErrorCode.PROVIDER_REJECTED),
+        (400, b'{"error": {"message": 7, "code": "resource_missing"}}',
+         ErrorCode.PROVIDER_REJECTED),
+        (401, b"\xff\xfe", ErrorCode.CREDENTIALS_INVALID),
+    ],
+)
+def test_error_bodies_that_are_not_stripe_errors(status: int, body: bytes,
+                                                 code: ErrorCode) -> None:
+    error = error_from_response(httpx.Response(
+        status, content=body, headers={"Retry-After": "Thu, 26 Nov 2026 12:00:30 GMT"}))
+    assert error.code is code
+    assert error.http_status == status
+    assert error.message  # Stripe's own when readable, else the HTTP status
+    assert error.retry_after is not None and 0 <= error.retry_after <= MAX_RETRY_AFTER

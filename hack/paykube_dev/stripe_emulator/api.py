@@ -84,6 +84,13 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
     record.status = response.status
     response.headers["Request-Id"] = request_id
     response.headers["Stripe-Version"] = record.stripe_version or state.api_version
+    if fault is not None and fault.kind == "garbage" and isinstance(response, web.Response):
+        body = response.body if isinstance(response.body, bytes) else b""
+        garbled = web.Response(status=response.status, body=body[: len(body) // 2],
+                               content_type="application/json", charset="utf-8")
+        garbled.headers.update({k: v for k, v in response.headers.items()
+                                if k not in ("Content-Type", "Content-Length")})
+        response = garbled
     if fault is not None and fault.kind == "hold":
         await _hold(state, fault, request, response.status)
     if fault is not None and fault.kind == "drop" and request.transport is not None:
@@ -95,7 +102,8 @@ async def _early_fault(fault: Fault) -> None:
     if fault.kind == "latency":
         await asyncio.sleep(fault.seconds)
     elif fault.kind == "rate_limit":
-        raise errors.rate_limited(fault.reason, fault.retry_after)
+        raise errors.rate_limited(fault.reason, fault.retry_after,
+                                  as_date=fault.retry_after_date)
     elif fault.kind == "api_error":
         raise errors.api_error(fault.should_retry)
     elif fault.kind == "stripe_error":

@@ -71,12 +71,12 @@ class _Calls:
         kind: str, count: int | None, method: str | None, path: str | None,
         path_prefix: str | None, seconds: float | None, retry_after: int | None,
         reason: str | None, should_retry: bool | None, probability: float | None = None,
-        error: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None, retry_after_date: bool | None = None,
     ) -> _Call:
         body = _drop_none(
             kind=kind, method=method, path=path, path_prefix=path_prefix, seconds=seconds,
             retry_after=retry_after, reason=reason, should_retry=should_retry,
-            probability=probability, **(error or {}),
+            probability=probability, retry_after_date=retry_after_date, **(error or {}),
         )
         body["count"] = count
         return _Call("POST", f"{P}/faults", body)
@@ -209,13 +209,13 @@ class EmulatorControl:
         path: str | None = None, path_prefix: str | None = None, seconds: float | None = None,
         retry_after: int | None = None, reason: str | None = None,
         should_retry: bool | None = None, probability: float | None = None,
-        error: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None, retry_after_date: bool | None = None,
     ) -> JsonObject:
-        """kind: rate_limit | api_error | latency | hold | drop | stripe_error (with
+        """kind: rate_limit | api_error | latency | hold | drop | garbage | stripe_error (with
         `error={"status", "code", "message", "param"}`); count None = until cleared."""
         return self._do(_Calls.add_fault(
             kind, count, method, path, path_prefix, seconds, retry_after, reason, should_retry,
-            probability, error,
+            probability, error, retry_after_date,
         ))
 
     def faults(self) -> list[JsonObject]:
@@ -284,6 +284,10 @@ class AsyncEmulatorControl:
     async def session(self, session_id: str) -> JsonObject:
         return await self._do(_Call("GET", f"{P}/sessions/{session_id}"))
 
+    async def requests(self, path: str | None = None) -> list[JsonObject]:
+        params = _drop_none(path=path)
+        return list((await self._do(_Call("GET", f"{P}/requests", params=params)))["data"])
+
     async def transition(
         self, session_id: str, action: Action, *, wait: bool = True, email: str | None = None,
     ) -> JsonObject:
@@ -319,10 +323,12 @@ class AsyncEmulatorControl:
         self, kind: str, *, count: int | None = 1, method: str | None = None,
         path: str | None = None, path_prefix: str | None = None, seconds: float | None = None,
         retry_after: int | None = None, reason: str | None = None,
-        should_retry: bool | None = None,
+        should_retry: bool | None = None, probability: float | None = None,
+        retry_after_date: bool | None = None,
     ) -> JsonObject:
         return await self._do(_Calls.add_fault(
             kind, count, method, path, path_prefix, seconds, retry_after, reason, should_retry,
+            probability, None, retry_after_date,
         ))
 
     async def clear_faults(self) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
 from typing import Any
 
 DOCS = "https://stripe.com/docs"
@@ -99,10 +102,14 @@ def expired_api_key(masked: str) -> StripeError:
     return StripeError(401, f"Expired API Key provided: {masked}", code="api_key_expired")
 
 
-def rate_limited(reason: str, retry_after: int | None) -> StripeError:
+def rate_limited(reason: str, retry_after: int | None, *, as_date: bool = False) -> StripeError:
     headers = {"Stripe-Rate-Limited-Reason": reason}
     if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
+        # An HTTP-date has whole seconds: round up so that the wait is never shorter.
+        headers["Retry-After"] = (
+            email.utils.formatdate(math.ceil(time.time()) + retry_after, usegmt=True)
+            if as_date else str(retry_after)
+        )
     return StripeError(
         429,
         "Request rate limit exceeded. You can learn more about rate limits here "

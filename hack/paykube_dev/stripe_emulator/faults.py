@@ -9,7 +9,9 @@ from typing import Any, Literal, get_args
 
 from .model import JsonObject, new_id
 
-FaultKind = Literal["rate_limit", "api_error", "latency", "hold", "drop", "stripe_error"]
+FaultKind = Literal[
+    "rate_limit", "api_error", "latency", "hold", "drop", "stripe_error", "garbage",
+]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 RATE_LIMIT_REASONS = ("global-rate", "endpoint-rate", "global-concurrency", "resource-specific")
 
@@ -31,6 +33,11 @@ class Fault:
     - drop: handle the request, then close the connection without an answer.
     - stripe_error: answer `status` with a Stripe error of `code`, `message`, `param`
       (any error Stripe can give, e.g. one paykube's catalog does not know).
+    - garbage: handle the request, then answer with its body cut in half (not JSON), as a
+      connection closed mid-body or a broken proxy would.
+
+    `retry_after_date` sends a rate limit's `Retry-After` as an HTTP-date (RFC 9110 allows
+    both forms) instead of seconds.
     """
 
     kind: FaultKind
@@ -40,6 +47,7 @@ class Fault:
     path_prefix: str = "/v1/"
     seconds: float = 0.0
     retry_after: int | None = 1
+    retry_after_date: bool = False
     reason: str = "global-rate"
     should_retry: bool | None = None
     probability: float = 1.0
@@ -60,7 +68,8 @@ class Fault:
         return {
             "id": self.id, "kind": self.kind, "remaining": self.remaining,
             "method": self.method, "path": self.path, "path_prefix": self.path_prefix,
-            "seconds": self.seconds, "retry_after": self.retry_after, "reason": self.reason,
+            "seconds": self.seconds, "retry_after": self.retry_after,
+            "retry_after_date": self.retry_after_date, "reason": self.reason,
             "should_retry": self.should_retry, "probability": self.probability,
             "status": self.status, "code": self.code, "message": self.message,
             "param": self.param,
@@ -84,7 +93,8 @@ class Fault:
         return cls(
             kind=kind, remaining=count, method=_opt_str(body, "method"),
             path=_opt_str(body, "path"), path_prefix=_opt_str(body, "path_prefix") or "/v1/",
-            seconds=seconds, retry_after=body.get("retry_after", 1), reason=reason,
+            seconds=seconds, retry_after=body.get("retry_after", 1),
+            retry_after_date=bool(body.get("retry_after_date", False)), reason=reason,
             should_retry=body.get("should_retry"), probability=float(probability),
             status=int(body.get("status", 400)), code=_opt_str(body, "code"),
             message=_opt_str(body, "message") or "The request was refused.",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -199,10 +201,10 @@ def _scalar(value: object) -> str:
 
 
 def error_from_response(response: httpx.Response) -> ProviderError:
-    try:
-        body = response.json().get("error", {})
-    except ValueError:
-        body = {}
+    error = (_json_object(response) or {}).get("error")
+    # A proxy's HTML page or an odd body still gives an error of the right kind.
+    body: dict[str, Any] = {k: v for k, v in error.items() if isinstance(v, str)} if (
+        isinstance(error, dict)) else {}
     status = response.status_code
     message = str(body.get("message") or f"Stripe answered HTTP {status}")
     if status == 429:
@@ -213,15 +215,52 @@ def error_from_response(response: httpx.Response) -> ProviderError:
         code = ErrorCode.CREDENTIALS_INVALID
     else:
         code = ErrorCode.PROVIDER_REJECTED
-    retry_after = response.headers.get("Retry-After")
     return ProviderError(
         message, code=code, provider_code=body.get("code") or body.get("type"),
         doc_url=body.get("doc_url"), param=body.get("param"), http_status=status,
-        retry_after=float(retry_after) if retry_after else None, error_type=body.get("type"),
+        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        error_type=body.get("type"),
     )
 
 
+# A longer wait would stall the caller; the reconciler's own requeue takes over instead.
+MAX_RETRY_AFTER = 60.0
+
+
+def retry_after_seconds(value: str | None,
+                        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                        ) -> float | None:
+    """`Retry-After` in seconds, from either of its forms (delay-seconds or an HTTP-date).
+
+    None when absent or unreadable (the caller's own backoff applies); never negative and
+    at most MAX_RETRY_AFTER.
+    """
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is GMT by definition
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - now()).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
+
+
 RETRIEVE_QUERY = (("expand[]", "payment_intent"),)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        return None
+    return body if isinstance(body, dict) else None
 
 
 class StripeProvider:
@@ -296,10 +335,18 @@ class StripeProvider:
                                      code=ErrorCode.PROVIDER_UNAVAILABLE)
             else:
                 if response.status_code < 400:
-                    self._on_call(operation, "ok", time.monotonic() - started)
-                    result: dict[str, Any] = response.json()
-                    return result
-                last = error_from_response(response)
+                    result = _json_object(response)
+                    if result is not None:
+                        self._on_call(operation, "ok", time.monotonic() - started)
+                        return result
+                    # A cut or mangled answer: whether the call took effect is unknown, so
+                    # retry (creates and expiries carry idempotency keys; reads are safe).
+                    last = ProviderError(
+                        f"Stripe answered HTTP {response.status_code} with a body that is not "
+                        "a JSON object", code=ErrorCode.PROVIDER_UNAVAILABLE,
+                        http_status=response.status_code)
+                else:
+                    last = error_from_response(response)
             self._on_call(operation, last.code.value, time.monotonic() - started)
             if not last.retryable:
                 raise last
