@@ -4,8 +4,12 @@ validation) and against the stateful emulator (idempotency, retries, faults)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
+from typing import cast
+from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
@@ -19,38 +23,87 @@ from paykube_dev.stripe_emulator import AsyncEmulatorControl, StripeEmulator
 from paykube_dev.stripe_emulator.state import Action
 
 KEY = SecretStr("sk_test_adapter")
+FULL_SPEC: dict[str, object] = {
+    "amount": 5497, "currency": "eur", "successUrl": "https://shop.example/ok",
+    "cancelUrl": "https://shop.example/cart", "customerEmail": "jane@example.com",
+    "lineItems": [{"name": "Shirt", "unitAmount": 1999, "quantity": 2},
+                  {"name": "Stickers", "unitAmount": 1499, "quantity": 1}],
+    "metadata": {"order": "1002"},
+}
+# The other create branch: one item from amount/description, no email, no metadata.
+SIMPLE_SPEC: dict[str, object] = {
+    "amount": 2500, "currency": "eur", "successUrl": "https://shop.example/ok",
+    "cancelUrl": "https://shop.example/cart", "description": "Gift card",
+}
 
 
-def request(**spec_overrides: object) -> CreateSession:
-    spec = PaymentSessionSpec.from_dict({
-        "amount": 5497, "currency": "eur", "successUrl": "https://shop.example/ok",
-        "cancelUrl": "https://shop.example/cart", "customerEmail": "jane@example.com",
-        "lineItems": [{"name": "Shirt", "unitAmount": 1999, "quantity": 2},
-                      {"name": "Stickers", "unitAmount": 1499, "quantity": 1}],
-        "metadata": {"order": "1002"}, **spec_overrides,
-    })
+def request(spec: dict[str, object] | None = None) -> CreateSession:
     ref = ObjectRef("shop", "order-1002", str(uuid.uuid4()))
-    return CreateSession(ref, spec, dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
+    return CreateSession(ref, PaymentSessionSpec.from_dict(spec or FULL_SPEC),
+                         dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
 
 
-def provider(base: str, *, attempts: int = 4) -> StripeProvider:
+def provider(base: str, *, attempts: int = 4,
+             transport: httpx.AsyncBaseTransport | None = None) -> StripeProvider:
     return StripeProvider(api_base=base, limiter=RateLimiter(rate=50, burst=5),
-                          attempts=attempts, backoff_base=0.05, backoff_cap=0.2)
+                          attempts=attempts, backoff_base=0.05, backoff_cap=0.2,
+                          transport=transport)
 
 
-async def test_stripe_mock_accepts_create_retrieve_and_expire(stripe_mock: StripeMock) -> None:
-    stripe = provider(stripe_mock.url)
+class Recording(httpx.AsyncBaseTransport):
+    """The real HTTP transport, keeping each request the adapter sent and its answer."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.sent: list[tuple[httpx.Request, int]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        self.sent.append((request, response.status_code))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.mark.parametrize("spec", [FULL_SPEC, SIMPLE_SPEC], ids=["line-items", "simple"])
+async def test_stripe_mock_accepts_create_retrieve_and_expire(
+        stripe_mock: StripeMock, spec: dict[str, object]) -> None:
+    """stripe-mock validates each request against Stripe's OpenAPI spec: any unknown or
+    ill-typed parameter (a wrong expand[] too) is a 400 there."""
+    recording = Recording()
+    stripe = provider(stripe_mock.url, transport=recording)
+    key = SecretStr(stripe_mock.api_key)
     try:
-        created = await stripe.create_session(request(), SecretStr(stripe_mock.api_key))
-        assert created.snapshot.session_id.startswith("cs_")
-        fetched = await stripe.get_session(created.snapshot.session_id,
-                                           SecretStr(stripe_mock.api_key))
+        created = await stripe.create_session(request(spec), key)
+        session_id = created.snapshot.session_id
+        assert session_id.startswith("cs_")
+        fetched = await stripe.get_session(session_id, key)
         assert fetched.snapshot.session_id
-        expired = await stripe.expire_session(created.snapshot.session_id,
-                                              SecretStr(stripe_mock.api_key))
+        # stripe-mock answers the expansion with an object: the adapter reads its id.
+        assert fetched.snapshot.payment_intent_id
+        assert fetched.snapshot.payment_intent_id.startswith("pi_")
+        expired = await stripe.expire_session(session_id, key)
         assert expired.snapshot.session_id
     finally:
         await stripe.aclose()
+    assert [(r.method, r.url.path, status) for r, status in recording.sent] == [
+        ("POST", "/v1/checkout/sessions", 200),
+        ("GET", f"/v1/checkout/sessions/{session_id}", 200),
+        ("POST", f"/v1/checkout/sessions/{session_id}/expire", 200),
+    ]
+    create, retrieve, expire = (r for r, _ in recording.sent)
+    form = dict(parse_qsl(create.content.decode()))
+    assert ("customer_email" in form) == ("customerEmail" in spec)
+    own_metadata = cast(dict[str, str], spec.get("metadata", {}))
+    assert {k for k in form if k.startswith("metadata[")} == {
+        *(f"metadata[{k}]" for k in own_metadata),
+        "metadata[paykube_namespace]", "metadata[paykube_name]", "metadata[paykube_uid]"}
+    items = {k.split("]")[0] for k in form if k.startswith("line_items[")}
+    assert len(items) == len(cast(list[object], spec.get("lineItems", [None])))
+    assert create.headers["Idempotency-Key"].endswith(":create")
+    assert parse_qsl(retrieve.url.query.decode()) == [("expand[]", "payment_intent")]
+    assert expire.content == b"" and expire.headers["Idempotency-Key"]
 
 
 async def test_stripe_mock_errors_map_to_permanent_rejections(stripe_mock: StripeMock) -> None:
@@ -78,17 +131,80 @@ async def test_create_is_idempotent_per_object(async_stripe_emulator: StripeEmul
         await stripe.aclose()
 
 
-async def test_429_and_500_are_retried_with_backoff(async_stripe_emulator: StripeEmulator,
-                                                    async_stripe_control: AsyncEmulatorControl,
-                                                    ) -> None:
+async def test_429_500_and_dropped_connections_are_retried(
+        async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    """Retry-After is waited out (the backoff alone would take under 0.4 s), and a dropped
+    connection after the session was made replays it under the same idempotency key."""
     stripe = provider(async_stripe_emulator.base_url)
-    await async_stripe_control.add_fault("rate_limit", count=1, retry_after=1)
-    await async_stripe_control.add_fault("api_error", count=1)
+    await async_stripe_control.add_fault("rate_limit", count=1, retry_after=1, method="POST")
+    await async_stripe_control.add_fault("api_error", count=1, method="POST")
+    await async_stripe_control.add_fault("drop", count=1, method="POST")
     try:
+        started = time.monotonic()
         created = await stripe.create_session(request(), KEY)
-        assert created.phase is Phase.OPEN
+        elapsed = time.monotonic() - started
     finally:
         await stripe.aclose()
+    assert created.phase is Phase.OPEN
+    assert elapsed >= 1.0
+    seen = await async_stripe_control.requests("/v1/checkout/sessions")
+    assert [(r["status"], r["fault"], r["replayed"]) for r in seen] == [
+        (429, "rate_limit", False), (500, "api_error", False), (200, "drop", False),
+        (200, None, True),
+    ]
+    assert (await async_stripe_control.stats())["sessions_created"] == 1
+
+
+async def test_retry_after_as_an_http_date_is_respected(
+        async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    stripe = provider(async_stripe_emulator.base_url)
+    await async_stripe_control.add_fault("rate_limit", count=1, retry_after=2,
+                                         retry_after_date=True)
+    try:
+        started = time.monotonic()
+        created = await stripe.create_session(request(), KEY)
+        elapsed = time.monotonic() - started
+    finally:
+        await stripe.aclose()
+    assert created.phase is Phase.OPEN
+    # The date is rounded up to a whole second past now + 2 s, so the wait is at least 2 s
+    # (give or take the difference between the wall clock and the monotonic one).
+    assert elapsed >= 1.95
+    assert len(await async_stripe_control.requests("/v1/checkout/sessions")) == 2
+
+
+async def test_a_cut_2xx_body_is_retried_and_the_create_replayed(
+        async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    stripe = provider(async_stripe_emulator.base_url)
+    await async_stripe_control.add_fault("garbage", count=1, method="POST")
+    try:
+        created = await stripe.create_session(request(), KEY)
+    finally:
+        await stripe.aclose()
+    assert created.phase is Phase.OPEN
+    seen = await async_stripe_control.requests("/v1/checkout/sessions")
+    assert [(r["fault"], r["replayed"]) for r in seen] == [("garbage", False), (None, True)]
+    assert (await async_stripe_control.stats())["sessions_created"] == 1
+
+
+async def test_a_2xx_that_is_never_json_is_a_retryable_unavailability(
+        async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    stripe = provider(async_stripe_emulator.base_url, attempts=2)
+    try:
+        created = await stripe.create_session(request(), KEY)
+        await async_stripe_control.add_fault("garbage", count=None, method="GET")
+        with pytest.raises(ProviderError) as caught:
+            await stripe.get_session(created.snapshot.session_id, KEY)
+    finally:
+        await stripe.aclose()
+    assert (caught.value.code, caught.value.http_status) == (ErrorCode.PROVIDER_UNAVAILABLE, 200)
+    assert caught.value.retryable
+    path = f"/v1/checkout/sessions/{created.snapshot.session_id}"
+    assert len(await async_stripe_control.requests(path)) == 2
 
 
 async def test_persistent_unavailability_is_retryable(async_stripe_emulator: StripeEmulator,
