@@ -548,9 +548,17 @@ def test_helm_install_upgrade_uninstall_on_the_api_server(
     release = unique("helm")
     kubeconfig = ["--kubeconfig", str(kube.kubeconfig), "-n", unmanaged_namespace]
     installed = helm("install", release, str(CHART), *kubeconfig, "--set",
-                     "operator.credentialsSecret=stripe-default")
+                     "operator.credentialsSecret=stripe-default",
+                     "--set", "webhook.service.type=LoadBalancer")
     notes = installed.stdout
     assert "https://<your public host>/webhooks/stripe" in notes
+    # The NOTES' command shows the load balancer's public host once it has one (here no
+    # cloud controller provisions it, so the test writes the status a controller would).
+    (show_host,) = re.findall(r"^\s*kubectl (-n .* -o jsonpath='.*')$", notes, re.MULTILINE)
+    kube.kubectl("patch", "service", f"{release}-paykube-webhook", "-n", unmanaged_namespace,
+                 "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
+                     "loadBalancer": {"ingress": [{"hostname": "lb-1.elb.example.com"}]}}}))
+    assert kube.kubectl(*shlex.split(show_host)).stdout == "lb-1.elb.example.com\n"
     for event in ("checkout.session.completed", "checkout.session.expired",
                   "checkout.session.async_payment_succeeded",
                   "checkout.session.async_payment_failed"):
