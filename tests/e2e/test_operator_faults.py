@@ -15,6 +15,7 @@ from paykube.operator.credentials import CredentialResolver
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import Settings
 from paykube_dev.manifests import session_list
+from tests.plugins.kube_fixtures import make_namespace
 from tests.plugins.paykube_fixtures import Stack, create_secret, solo_operator
 
 OBJECTS = 100
@@ -79,3 +80,30 @@ async def test_api_server_refusals_are_permanent(stack: Stack, namespace: str,
     assert forbidden.value.code is ErrorCode.CREDENTIALS_INVALID
     assert not forbidden.value.retryable
     assert "sk_test_forbidden" not in forbidden.value.message
+
+
+def test_a_broken_default_secret_is_retried_until_repaired(stack: Stack,
+                                                           tmp_path: Path) -> None:
+    """The operator-wide Stripe secret is missing: objects wait (Synced False, a Warning
+    Event) rather than fail for good, and go on once the Secret exists."""
+    config_ns = make_namespace(stack.kube, "cfg")  # where the operator's own Secret lives
+    try:
+        with solo_operator(stack, tmp_path, PAYKUBE_STRIPE_API_KEY="",
+                           PAYKUBE_STRIPE_CREDENTIALS_SECRET=f"{config_ns}/paykube-default",
+                           ) as solo:
+            stack.apply(solo.namespace, "waits")
+            waiting = stack.wait_for(solo.namespace, "waits", lambda o: any(
+                c["type"] == "Synced" and c["status"] == "False"
+                for c in o.get("status", {}).get("conditions", [])), what="Synced False")
+            assert waiting["status"]["phase"] == "Pending"
+            assert waiting["status"]["error"]["code"] == "SecretsUnavailable"
+            assert waiting["status"]["error"]["retryable"] is True
+            events = stack.kube.kubectl("get", "events", "-n", solo.namespace, "-o", "json",
+                                        "--field-selector=type=Warning").stdout
+            assert "SecretsUnavailable" in events
+            create_secret(stack.kube, config_ns, "paykube-default", "sk_test_repaired")
+            opened = stack.wait_phase(solo.namespace, "waits", "Open", timeout=90)
+            assert opened["status"].get("error") is None
+            assert solo.emulator.stats()["sessions_created"] == 1
+    finally:
+        stack.kube.kubectl("delete", "namespace", config_ns, "--wait=false", check=False)

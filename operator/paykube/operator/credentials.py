@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from paykube.errors import ApiRejected, CredentialsError, ErrorCode
+from paykube.errors import ApiRejected, CredentialsError, ErrorCode, PaykubeError
 from paykube.kube.client import KubeClient, NotFound
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
@@ -32,12 +32,20 @@ class CredentialResolver:
     async def api_key(self, namespace: str, secret_name: str | None) -> SecretStr:
         if secret_name:
             return await self._from_secret(namespace, secret_name)
-        default = await self._stripe.api_key()
+        try:
+            default = await self._stripe.api_key()
+            if not default and self._settings.stripe_credentials_secret:
+                ns, _, name = self._settings.stripe_credentials_secret.partition("/")
+                default = await self._from_secret(ns, name)
+        except PaykubeError as exc:
+            if exc.retryable:
+                raise
+            # The operator-wide secret is broken (missing, denied, malformed): not the
+            # object's fault, and fixed once someone repairs it, so retry rather than fail.
+            raise CredentialsError(f"the operator's default Stripe credentials: {exc.message}",
+                                   code=ErrorCode.SECRETS_UNAVAILABLE) from exc
         if default:
             return default
-        if self._settings.stripe_credentials_secret:
-            ns, _, name = self._settings.stripe_credentials_secret.partition("/")
-            return await self._from_secret(ns, name)
         raise CredentialsError("no default Stripe API key is configured and the object has "
                                "no spec.credentialsRef", code=ErrorCode.CREDENTIALS_MISSING)
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
-from paykube.errors import PaykubeError, ProviderError
+from paykube.errors import ErrorCode, PaykubeError, ProviderError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
 from paykube.explain.service import Explainer
@@ -40,6 +40,7 @@ COMPONENT = "paykube-operator"
 FINALIZE_HOLD_RETRY = 300.0
 EXPIRY_MARGIN = dt.timedelta(minutes=2)
 WARN_EVERY = 10  # a long-held deletion warns on the first and then every tenth retry
+CONFIG_RETRY = 30.0  # seconds between tries while the operator's default credentials are broken
 
 
 class RetryLater(Exception):
@@ -238,19 +239,27 @@ class Reconciler:
     ) -> ProviderSession:
         spec = obj.get("spec", {})
         generation = _generation(obj)
+        secret_name = (spec.get("credentialsRef") or {}).get("name")
         try:
             provider = self.providers(spec.get("provider", "stripe"))
-            key = await self.credentials.api_key(ref.namespace,
-                                                 (spec.get("credentialsRef") or {}).get("name"))
+            key = await self.credentials.api_key(ref.namespace, secret_name)
             session = await call(provider, key)
         except PaykubeError as exc:
             info = error_info(exc)
             if isinstance(exc, ProviderError):
                 info = replace(info, explanation=self.explainer.explain_now(exc))
-            if exc.retryable:
+            # The operator's default key refused (revoked, rotated too early) is the
+            # operator's configuration, not the object's: retry until it is repaired. A bad
+            # key in the object's own credentialsRef stays permanent.
+            default_key_refused = (secret_name is None
+                                   and exc.code is ErrorCode.CREDENTIALS_INVALID)
+            if exc.retryable or default_key_refused:
+                info = replace(info, retryable=True)
                 await self._apply(ref, SyncFailed(info, generation))
                 await self._event(ref, "Warning", info.code, info.message)
                 delay = exc.retry_after if isinstance(exc, ProviderError) else None
+                if default_key_refused or exc.code is ErrorCode.SECRETS_UNAVAILABLE:
+                    delay = CONFIG_RETRY  # someone has to repair it: do not hammer
                 raise RetryLater(info.message, delay or 10.0) from exc
             await self._apply(ref, ProviderRejected(info, source, generation))
             await self._event(ref, "Warning", info.code, info.message)
