@@ -5,6 +5,8 @@ objects, and reports what it changed (also through its command line)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import json
 import os
 import subprocess
@@ -23,10 +25,12 @@ from sqlalchemy.engine import make_url
 
 from paykube.api.types import Phase
 from paykube.kube.client import KubeClient
+from paykube.mirror.follow import follow
 from paykube.mirror.migrate import migrate
 from paykube.mirror.projection import ordering_key, project, same_row
 from paykube.mirror.resync import ResyncReport, resync
-from paykube.mirror.store import MirrorStore, make_engine
+from paykube.mirror.schema import payment_sessions
+from paykube.mirror.store import MirrorStore, MirrorWriter, make_engine
 from paykube_dev.kube import ControlPlane
 from paykube_dev.services import MariaDB, MotoServer
 
@@ -302,3 +306,54 @@ async def test_repair_of_a_corrupted_key_keeps_a_newer_write_made_meanwhile(
     monkeypatch.undo()
     assert await resync(kube_client, store, namespace) == ResyncReport(objects=5, unchanged=5)
     assert_mirror_equals_cluster(store, await cluster(kube_client, namespace))
+
+
+async def _until(condition: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await asyncio.to_thread(condition):
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_follow_flags_objects_deleted_while_the_watch_was_away(
+    kube: ControlPlane, namespace: str, kube_client: KubeClient, engine: Engine,
+) -> None:
+    create_sessions(kube, namespace)
+    objects = await cluster(kube_client, namespace)
+    uid = {name: m["metadata"]["uid"] for name, m in objects.items()}
+    store = MirrorStore(engine)
+    writer = MirrorWriter(store, initial_backoff=0.05, max_backoff=0.5)
+    writer.start()
+    try:
+        task = asyncio.create_task(follow(kube_client, writer, namespace, (namespace,)))
+        await _until(lambda: all(store.row(u) is not None for u in uid.values()))
+        task.cancel()  # the watch is away...
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+        # ... while an object is deleted. Rows the list cannot speak for: one of another
+        # namespace, one observed after any list could have been taken (created since).
+        kube.kubectl("delete", "paymentsession", "order-expired", "-n", namespace,
+                     "--wait=true")
+        other = project(objects["order-paid"]).row | {
+            "uid": str(uuid.uuid4()), "namespace": f"{namespace}-other"}
+        later = project(objects["order-paid"]).row | {
+            "uid": str(uuid.uuid4()), "version": ordering_key(3, 3, (1 << 52) - 1)}
+        with engine.begin() as conn:
+            for row in (other, later):
+                conn.execute(payment_sessions.insert().values(
+                    **row, updated_at=dt.datetime(2024, 5, 1)))
+
+        task = asyncio.create_task(follow(kube_client, writer, namespace, (namespace,)))
+        try:
+            await _until(lambda: (store.row(uid["order-expired"]) or {}).get("deleted"))
+            assert await writer.flush(10)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        deleted = {r["uid"] for r in store.rows() if r["deleted"]}
+        assert deleted == {uid["order-expired"]}
+        assert writer.marked_absent == 1
+    finally:
+        await writer.aclose()

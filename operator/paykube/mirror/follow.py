@@ -13,7 +13,7 @@ import random
 
 from paykube.errors import PaykubeError
 from paykube.kube.client import KubeClient
-from paykube.mirror.store import MirrorWriter
+from paykube.mirror.store import MirrorWriter, Sweep
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,29 @@ def selected(namespace: str, patterns: tuple[str, ...]) -> bool:
 
 
 async def follow(kube: KubeClient, writer: MirrorWriter, scope: str | None,
-                 patterns: tuple[str, ...], *, max_backoff: float = 30.0) -> None:
-    """List, record everything, then watch and record every change; forever."""
-    backoff = 0.5
+                 patterns: tuple[str, ...], *, max_backoff: float = 30.0,
+                 initial_backoff: float = 0.5) -> None:
+    """List, record everything, then watch and record every change; forever.
+
+    Supervises itself: whatever interrupts the watch (an API error, but also a bug or a
+    watch line cut in the middle) is logged and followed, after a backoff, by a fresh list.
+    Each list also flags the rows of objects deleted while nobody watched. Only
+    cancellation ends it.
+    """
+    backoff = initial_backoff
     while True:
         try:
             items, version = await kube.list_sessions_at(scope)
+            listed: set[str] = set()
             for item in items:
                 if selected(item["metadata"]["namespace"], patterns):
+                    listed.add(str(item["metadata"].get("uid")))
                     await writer.record(item)
-            backoff = 0.5
+            if version.isdigit():  # etcd's revisions; another store's are not comparable
+                await writer.record_listed(Sweep(
+                    scope, frozenset(listed), int(version),
+                    lambda namespace: selected(namespace, patterns)))
+            backoff = initial_backoff
             while True:
                 async for kind, obj in kube.watch_sessions(scope, version):
                     if kind == "ERROR":
@@ -63,8 +76,14 @@ async def follow(kube: KubeClient, writer: MirrorWriter, scope: str | None,
         except PaykubeError as exc:
             log.warning("mirror watch interrupted, retrying",
                         extra={"code": exc.code.value, "delay": round(backoff, 1)})
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(max_backoff, backoff * 2)
+        except Exception as exc:
+            # Not one of ours (a JSONDecodeError on a cut line, a bug): without this the
+            # task would end and the mirror stop following, silently.
+            log.error("mirror watch failed unexpectedly, restarting it: %s",
+                      type(exc).__name__, exc_info=True,
+                      extra={"delay": round(backoff, 1)})
+        await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+        backoff = min(max_backoff, backoff * 2)
 
 
 class _Relist(Exception):

@@ -49,6 +49,11 @@ def ordering_key(rank: int, history_len: int, resource_version: int) -> int:
     return (rank << _RANK_SHIFT) | (history << _HISTORY_SHIFT) | resource_version
 
 
+def resource_version_of(version: int) -> int:
+    """The resourceVersion packed into an ordering key."""
+    return version & _MAX_RESOURCE_VERSION
+
+
 def manifest_uid(manifest: dict[str, Any]) -> str:
     uid = (manifest.get("metadata") or {}).get("uid")
     if not uid:

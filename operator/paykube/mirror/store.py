@@ -37,6 +37,7 @@ from paykube.mirror.projection import (
     Projection,
     manifest_uid,
     project,
+    resource_version_of,
     utcnow,
 )
 from paykube.mirror.schema import payment_session_transitions as transitions_table
@@ -102,6 +103,17 @@ def _error_number(exc: DBAPIError) -> int | None:
 def _reason(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
     return f"{type(orig).__name__}: {str(orig)[:300]}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a full list showed: every object of `namespace` (None: all namespaces)
+    that `covers` selects, as of `resource_version`."""
+
+    namespace: str | None
+    listed: frozenset[str]
+    resource_version: int
+    covers: Callable[[str], bool] = lambda namespace: True
 
 
 @dataclass(frozen=True)
@@ -233,6 +245,28 @@ class MirrorStore:
         with database_errors("mirror transitions"), self.engine.begin() as conn:
             return self._add_transitions(conn, proj)
 
+    def mark_absent_deleted(self, sweep: Sweep) -> int:
+        """Flag the rows that a full list at `sweep.resource_version` shows are gone: in
+        the list's scope, not listed, and last observed at or before the list (a row
+        written from a later observation belongs to an object created since). Each row
+        is flagged only while it still holds the key read here. Returns how many."""
+        s = sessions_table
+        query = select(s.c.uid, s.c.namespace, s.c.version).where(s.c.deleted.is_(False))
+        if sweep.namespace is not None:
+            query = query.where(s.c.namespace == sweep.namespace)
+        with database_errors("mirror sweep"), self.engine.begin() as conn:
+            gone = [(uid, version) for uid, namespace, version in conn.execute(query)
+                    if uid not in sweep.listed and sweep.covers(namespace)
+                    and resource_version_of(int(version)) <= sweep.resource_version]
+            now = utcnow()
+            flagged = 0
+            for uid, version in gone:
+                flagged += conn.execute(
+                    update(s).where(s.c.uid == uid, s.c.version == version,
+                                    s.c.deleted.is_(False))
+                    .values(deleted=True, deleted_at=now, updated_at=now)).rowcount
+        return flagged
+
     def mark_deleted(self, uid: str) -> bool:
         """Flag the row of a deleted object (kept for reporting); True if it changed."""
         with database_errors("mirror delete"), self.engine.begin() as conn:
@@ -341,6 +375,7 @@ class MirrorWriter:
         self._max_backoff = max_backoff
         self._rng = rng or random.Random()
         self._pending: dict[str, _Pending] = {}
+        self._sweeps: dict[str | None, Sweep] = {}
         self._seq = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -350,6 +385,7 @@ class MirrorWriter:
         self.written = 0
         self.dropped = 0
         self.failures = 0
+        self.marked_absent = 0
         self.last_error: str | None = None
 
     # -- what the operator calls ---------------------------------------------------------
@@ -385,6 +421,21 @@ class MirrorWriter:
             return
         current = self._pending.get(uid)
         self._put(MirrorOp(uid, current.op.projection if current else None, deleted=True))
+
+    async def record_listed(self, sweep: Sweep) -> None:
+        """After a (re)list: objects of its scope that are neither listed nor newer than
+        the list were deleted while nobody watched; flag their rows once the pending
+        observations are written. Never raises."""
+        for uid, pending in list(self._pending.items()):
+            proj = pending.op.projection
+            if (proj is not None and not pending.op.deleted and uid not in sweep.listed
+                    and (sweep.namespace is None or proj.row["namespace"] == sweep.namespace)
+                    and sweep.covers(proj.row["namespace"])
+                    and resource_version_of(proj.version) <= sweep.resource_version):
+                self._put(MirrorOp(uid, proj, deleted=True))
+        self._sweeps[sweep.namespace] = sweep
+        self._idle.clear()
+        self._wake.set()
 
     def _put(self, op: MirrorOp) -> None:
         self._seq += 1
@@ -446,13 +497,35 @@ class MirrorWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                batch = [(uid, p.seq, p.op) for uid, p in
-                         list(self._pending.items())[: self._batch_size]]
-                retry = await self._write([op for _, _, op in batch], batch)
+            while self._pending or self._sweeps:
+                if self._pending:
+                    batch = [(uid, p.seq, p.op) for uid, p in
+                             list(self._pending.items())[: self._batch_size]]
+                    retry = await self._write([op for _, _, op in batch], batch)
+                else:  # sweeps after the observations they must not overtake
+                    retry = await self._sweep(next(iter(self._sweeps.values())))
                 if retry:
                     await asyncio.sleep(self._next_backoff())
             self._idle.set()
+
+    async def _sweep(self, sweep: Sweep) -> bool:
+        """Apply one sweep; True when the database is unavailable (back off, retry)."""
+        try:
+            flagged = await asyncio.to_thread(self._store.mark_absent_deleted, sweep)
+        except Exception as exc:
+            if isinstance(exc, PaykubeError) and _retry_later(exc):
+                self._unavailable(exc)
+                return True
+            log.error("mirror: could not flag the rows of objects deleted while the watch "
+                      "was away (resync repairs them): %s", exc)
+            flagged = 0
+        if self._sweeps.get(sweep.namespace) is sweep:
+            del self._sweeps[sweep.namespace]
+        if flagged:
+            log.info("mirror: flagged %d rows of objects deleted while the watch was away",
+                     flagged)
+        self.marked_absent += flagged
+        return False
 
     async def _write(self, ops: list[MirrorOp],
                      batch: list[tuple[str, int, MirrorOp]]) -> bool:
