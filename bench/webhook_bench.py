@@ -3,10 +3,15 @@
     python bench/webhook_bench.py --duration 20 --concurrency 16
 
 (a) valid `checkout.session.completed` events, each moving one Open PaymentSession to Paid
-    through the real API server and publishing to the real ActiveMQ;
+    through the real API server and publishing to the real ActiveMQ; there are
+    duration x --expected-rate objects, and the report says if they ran out early (then
+    the duration was not held: raise --expected-rate);
 (b) events with invalid signatures (the cheap rejection path).
-Reports events/s, p50/p99/p999 latency to the answer, errors, and the webhook's CPU
-seconds and peak RSS. The load process is `python bench/webhook_bench.py --load ...`.
+Each phase runs for the fixed duration. Reports the rate and p50/p99/p999 latency of the
+expected answers (2xx for (a), 400 for (b); anything else counts as an error), the
+webhook's CPU seconds and its RSS during the phase (sampled), and for (a) how many objects
+reached Paid and the publish outcomes from the webhook's /metrics.
+The load process is `python bench/webhook_bench.py --load ...`.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import percentile, platform, process_stats
 from paykube.kube.client import KubeClient
@@ -33,6 +41,7 @@ from paykube_dev.services import start_activemq
 from paykube_webhook.verify import compute_signature
 
 SECRET = "whsec_bench"
+METRICS_AUTH = ("bench", "bench-metrics-password")
 
 
 def signed_event(namespace: str, obj: dict[str, Any], secret: str) -> dict[str, str]:
@@ -69,21 +78,30 @@ async def open_sessions(plane: ControlPlane, namespace: str) -> list[dict[str, A
         return list(await asyncio.gather(*(mark(o) for o in items)))
 
 
+def expected(status: int, expect: str) -> bool:
+    """`expect` is "2xx" or one exact status (the rejection path's 400)."""
+    return 200 <= status < 300 if expect == "2xx" else str(status) == expect
+
+
 async def load(url: str, events: list[dict[str, str]], concurrency: int,
-               duration: float) -> dict[str, Any]:
+               duration: float, expect: str) -> dict[str, Any]:
+    """Send until the deadline (or until the events run out, which the result says).
+    Latencies are of the expected answers only; every other answer is an error."""
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    errors = 0
+    transport_errors = 0
     queue = iter(events)
+    ran_out_at: float | None = None
     deadline = time.monotonic() + duration
 
     async with httpx.AsyncClient(timeout=30,
                                  limits=httpx.Limits(max_connections=concurrency)) as client:
         async def worker() -> None:
-            nonlocal errors
+            nonlocal transport_errors, ran_out_at
             while time.monotonic() < deadline:
                 event = next(queue, None)
                 if event is None:
+                    ran_out_at = ran_out_at or time.monotonic()
                     return
                 started = time.perf_counter()
                 try:
@@ -91,78 +109,159 @@ async def load(url: str, events: list[dict[str, str]], concurrency: int,
                         "Content-Type": "application/json",
                         "Stripe-Signature": event["signature"]})
                 except httpx.HTTPError:
-                    errors += 1
+                    transport_errors += 1
                     continue
-                latencies.append(time.perf_counter() - started)
                 key = str(response.status_code)
                 statuses[key] = statuses.get(key, 0) + 1
+                if expected(response.status_code, expect):
+                    latencies.append(time.perf_counter() - started)
 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.monotonic() - started
     return {"count": len(latencies), "elapsed": elapsed, "latencies": sorted(latencies),
-            "statuses": statuses, "errors": errors}
+            "statuses": statuses, "transport_errors": transport_errors,
+            "unexpected": sum(n for code, n in statuses.items()
+                              if not expected(int(code), expect)),
+            "expect": expect,
+            "ran_out_after": None if ran_out_at is None else ran_out_at - started}
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory now (VmRSS), not the peak since the process started (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class RssSampler:
+    """Samples the webhook's RSS while one phase runs, so each phase gets its own figure."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append(rss_mib(self.pid))
+
+    def __enter__(self) -> RssSampler:
+        self.samples.append(rss_mib(self.pid))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(rss_mib(self.pid))
 
 
 def run_load(url: str, events: list[dict[str, str]], concurrency: int, duration: float,
-             directory: Path, label: str) -> dict[str, Any]:
+             directory: Path, label: str, expect: str) -> dict[str, Any]:
     path = directory / f"events-{label}.json"
     path.write_text(json.dumps(events))
     out = subprocess.run(
-        [sys.executable, __file__, "--load", url, str(path), str(concurrency), str(duration)],
+        [sys.executable, __file__, "--load", url, str(path), str(concurrency), str(duration),
+         expect],
         capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
-def report(label: str, result: dict[str, Any], pid: int, cpu_before: float) -> None:
-    stats = process_stats(pid)
+def report(label: str, result: dict[str, Any], cpu_seconds: float, rss: RssSampler,
+           duration: float) -> None:
     lat = result["latencies"]
     print(f"\n== {label} ==")
-    print(f"events/s:          {result['count'] / result['elapsed']:.0f} "
+    print(f"{result['expect']} answers/s:   {result['count'] / result['elapsed']:.0f} "
           f"({result['count']} in {result['elapsed']:.1f} s)")
-    print(f"latency p50/p99/p999: {percentile(lat, 0.5) * 1000:.1f} / "
+    if result["ran_out_after"] is not None:
+        print(f"DURATION NOT HELD: events ran out after {result['ran_out_after']:.1f} of "
+              f"{duration:g} s (raise --expected-rate)")
+    print(f"{result['expect']} latency p50/p99/p999: {percentile(lat, 0.5) * 1000:.1f} / "
           f"{percentile(lat, 0.99) * 1000:.1f} / {percentile(lat, 0.999) * 1000:.1f} ms")
-    print(f"answers:           {result['statuses']}, transport errors {result['errors']}")
-    print(f"webhook CPU:       {stats.cpu_seconds - cpu_before:.1f} s, "
-          f"peak RSS {stats.peak_rss_mib:.0f} MiB")
+    print(f"answers:           {result['statuses']}; errors: {result['unexpected']} "
+          f"not {result['expect']}, "
+          f"{result['transport_errors']} transport")
+    print(f"webhook CPU:       {cpu_seconds:.1f} s "
+          f"({cpu_seconds / result['elapsed'] * 100:.0f}% of one core)")
+    print(f"webhook RSS:       {rss.samples[0]:.0f} MiB before, {max(rss.samples):.0f} MiB "
+          f"max during, {rss.samples[-1]:.0f} MiB after")
+
+
+def publish_outcomes(url: str) -> dict[str, int]:
+    """`paykube_webhook_publishes_total` by outcome, from the webhook's /metrics."""
+    response = httpx.get(url, auth=METRICS_AUTH, timeout=10)
+    response.raise_for_status()
+    return {s.labels["outcome"]: int(s.value)
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples if s.name == "paykube_webhook_publishes_total"}
+
+
+async def count_phases(plane: ControlPlane, namespace: str) -> dict[str, int]:
+    async with KubeClient(KubeConfig.from_file(plane.kubeconfig), timeout=60) as kube:
+        items = await kube.list_sessions(namespace)
+    phases: dict[str, int] = {}
+    for obj in items:
+        phase = obj.get("status", {}).get("phase", "none")
+        phases[phase] = phases.get(phase, 0) + 1
+    return phases
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--load":
-        url, path, concurrency, duration = argv[1:5]
+        url, path, concurrency, duration, expect = argv[1:6]
         result = asyncio.run(load(url, json.loads(Path(path).read_text()), int(concurrency),
-                                  float(duration)))
+                                  float(duration), expect))
         print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--objects", type=int, default=3000)
+    parser.add_argument("--expected-rate", type=float, default=250.0,
+                        help="events/s that (a) is expected to reach; sizes its object list")
     args = parser.parse_args(argv)
+    objects_wanted = math.ceil(args.duration * args.expected_rate)
     with platform() as (plane, directory), start_activemq(directory / "activemq") as broker:
         namespace = "bench-webhook"
         plane.kubectl("create", "namespace", namespace)
-        plane.kubectl("apply", "-f", "-", input=session_list(namespace, args.objects))
+        plane.kubectl("apply", "-f", "-", input=session_list(namespace, objects_wanted))
         objects = asyncio.run(open_sessions(plane, namespace))
         env = {"PAYKUBE_WEBHOOK_SECRETS": SECRET, "PAYKUBE_LOG_LEVEL": "WARNING",
-               "PAYKUBE_BROKER_URLS": f"127.0.0.1:{broker.stomp_port}"}
+               "PAYKUBE_BROKER_URLS": f"127.0.0.1:{broker.stomp_port}",
+               "PAYKUBE_METRICS_USERNAME": METRICS_AUTH[0],
+               "PAYKUBE_METRICS_PASSWORD": METRICS_AUTH[1]}
         webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
         url = f"{webhook.url}/webhooks/stripe"
+        pid = webhook.proc.pid
+        print(f"{len(objects)} Open objects for (a): {args.duration:g} s x "
+              f"{args.expected_rate:g}/s expected; concurrency {args.concurrency}")
         try:
             httpx.post(url, content=b"{}", headers={"Content-Type": "application/json"})
             valid = [signed_event(namespace, o, SECRET) for o in objects]
-            cpu = process_stats(webhook.proc.pid).cpu_seconds
-            result = run_load(url, valid, args.concurrency, args.duration, directory, "valid")
+            cpu = process_stats(pid).cpu_seconds
+            with RssSampler(pid) as rss:
+                result = run_load(url, valid, args.concurrency, args.duration, directory,
+                                  "valid", "2xx")
             report("(a) valid events changing status (API server + broker)", result,
-                   webhook.proc.pid, cpu)
+                   process_stats(pid).cpu_seconds - cpu, rss, args.duration)
+            phases = asyncio.run(count_phases(plane, namespace))
+            publishes = publish_outcomes(f"{webhook.url}/metrics")
+            print(f"objects by phase:  {phases} (2xx answers: {result['count']})")
+            print(f"publishes:         {publishes}")
+            # Re-signed when sent would be fairer to the verifier, but a stale or wrong
+            # signature costs the same: one HMAC per configured secret.
             invalid = [signed_event(namespace, objects[0], "whsec_wrong")] * 200_000
-            cpu = process_stats(webhook.proc.pid).cpu_seconds
-            result = run_load(url, invalid, args.concurrency, args.duration, directory,
-                              "invalid")
-            report("(b) invalid signatures", result, webhook.proc.pid, cpu)
+            cpu = process_stats(pid).cpu_seconds
+            with RssSampler(pid) as rss:
+                result = run_load(url, invalid, args.concurrency, args.duration, directory,
+                                  "invalid", "400")
+            report("(b) invalid signatures (the expected answer is 400)", result,
+                   process_stats(pid).cpu_seconds - cpu, rss, args.duration)
         finally:
             webhook.stop()
     return 0
