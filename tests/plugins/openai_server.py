@@ -27,12 +27,14 @@ class FakeOpenAI:
         self.release = asyncio.Event()
         self.port = free_port()
         self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         self._runner = web.AppRunner(app)
@@ -46,6 +48,12 @@ class FakeOpenAI:
             await self._runner.cleanup()
             self._runner = None
         self.release = asyncio.Event()
+
+    def release_from_thread(self) -> None:
+        """Let the requests held in `slow` mode answer now; safe from another thread (an
+        asyncio.Event set from outside its loop wakes no waiter)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.release.set)
 
     async def go_down(self) -> None:
         await self.stop()
