@@ -118,8 +118,8 @@ def replanned_expiry(current: Status, error: ErrorInfo, expires_after: dt.timede
         return None
     if error.retryable or error.param != EXPIRY_PARAM or error.code != "ProviderRejected":
         return None
-    replanned = planned_expiry(expires_after, now)
-    return replanned if replanned != current.expires_at else None
+    # Re-planned once per create attempt (the caller retries once): a second refusal fails.
+    return planned_expiry(expires_after, now)
 
 
 def initial(now: dt.datetime, generation: int, expires_at: str) -> Status:

@@ -334,7 +334,7 @@ def test_a_refused_expiry_is_replanned_from_now_while_no_session_exists() -> Non
 
 
 @pytest.mark.parametrize("case", ["other param", "retryable", "not ProviderRejected",
-                                  "has a session", "failed", "same plan"])
+                                  "has a session", "failed"])
 def test_no_replan_for_other_errors_or_a_created_session(case: str) -> None:
     pending = start()
     later = T0 + dt.timedelta(minutes=7)
@@ -350,8 +350,6 @@ def test_no_replan_for_other_errors_or_a_created_session(case: str) -> None:
         pending = pending.with_changes(session_id="cs_test_1")
     elif case == "failed":
         pending = advance(pending, ProviderRejected(EXPIRY_REFUSED), T0)
-    elif case == "same plan":
-        pending = pending.with_changes(expires_at=planned_expiry(after, later))
     assert replanned_expiry(pending, error, after, later) is None
 
 
