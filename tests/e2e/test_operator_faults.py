@@ -3,6 +3,7 @@ exactly one session each, and the process-wide limiter keeps to its configured r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,19 +46,22 @@ def test_hundred_objects_through_429s_and_500s(stack: Stack, tmp_path: Path) -> 
             uids[obj["metadata"]["uid"]] = obj["status"]["sessionId"]
         per_object = solo.emulator.stats()["sessions_by_client_reference_id"]
         assert {uid: per_object.get(uid) for uid in uids} == dict.fromkeys(uids, 1)
-        requests = solo.emulator.requests("/v1/checkout/sessions")
+        # Every Stripe call counts against the limit: creates, polls and their retries.
+        requests = [r for r in solo.emulator.requests() if r["path"].startswith("/v1/")]
+        assert any(r["method"] == "GET" for r in requests), "polls are in the count"
         faults = [r for r in requests if r["fault"]]
         assert len(faults) >= 0.15 * len(requests), "the faults really happened"
         busiest = max_in_window([r["at"] for r in requests], 1.0)
         assert busiest <= RATE + 1, f"{busiest} requests in one second"
 
 
-async def test_api_server_refusals_are_permanent(stack: Stack, namespace: str,
+async def test_api_server_refusals_are_permanent(stack: Stack, unmanaged_namespace: str,
                                                  kube_client: KubeClient,
                                                  tmp_path: Path) -> None:
     """A 422 (invalid) or 403 (forbidden) from the API server will not pass on a retry: a
     permanent code, not the retryable default; a forbidden credentialsRef Secret is
-    CredentialsInvalid."""
+    CredentialsInvalid. (A namespace no operator writes to: no 409 gets first.)"""
+    namespace = unmanaged_namespace
     obj = stack.apply(namespace, "refused-status")
     meta = obj["metadata"]
     bogus = {"history": [{"phase": "Bogus", "at": "2026-01-01T00:00:00Z",
@@ -107,3 +111,52 @@ def test_a_broken_default_secret_is_retried_until_repaired(stack: Stack,
             assert solo.emulator.stats()["sessions_created"] == 1
     finally:
         stack.kube.kubectl("delete", "namespace", config_ns, "--wait=false", check=False)
+
+
+def warning_events(stack: Stack, namespace: str, name: str) -> list[dict[str, str]]:
+    out = stack.kube.kubectl("get", "events", "-n", namespace, "-o", "json",
+                             f"--field-selector=involvedObject.name={name},type=Warning")
+    return [{"reason": e["reason"], "message": e["message"]}
+            for e in json.loads(out.stdout)["items"]]
+
+
+def test_a_create_stripe_rejects_ends_failed_with_error_and_event(stack: Stack,
+                                                                   tmp_path: Path) -> None:
+    with solo_operator(stack, tmp_path) as solo:
+        solo.emulator.add_fault("stripe_error", count=1, method="POST",
+                                path="/v1/checkout/sessions",
+                                error={"status": 400, "code": "parameter_invalid_integer",
+                                       "message": "This value must be greater than 0.",
+                                       "param": "line_items[0][price_data][unit_amount]"})
+        stack.apply(solo.namespace, "refused")
+        failed = stack.wait_phase(solo.namespace, "refused", "Failed")
+        error = failed["status"]["error"]
+        assert error["code"] == "ProviderRejected" and error["retryable"] is False
+        assert error["providerCode"] == "parameter_invalid_integer"
+        assert error["docUrl"] == "https://stripe.com/docs/error-codes/parameter-invalid-integer"
+        assert error["param"] == "line_items[0][price_data][unit_amount]"
+        assert error["type"] == "invalid_request_error"
+        assert failed["status"].get("sessionId") is None
+        warnings = warning_events(stack, solo.namespace, "refused")
+        assert any(w["reason"] == "ProviderRejected" and "greater than 0" in w["message"]
+                   for w in warnings), warnings
+
+
+def test_a_refused_expiry_is_replanned_and_created_once(stack: Stack, tmp_path: Path) -> None:
+    """The create waited too long and Stripe refuses expires_at: re-plan, same key, Open."""
+    with solo_operator(stack, tmp_path) as solo:
+        solo.emulator.add_fault("stripe_error", count=1, method="POST",
+                                path="/v1/checkout/sessions",
+                                error={"status": 400, "code": "parameter_invalid_integer",
+                                       "message": "The `expires_at` timestamp must be at "
+                                                  "least 30 minutes from creation.",
+                                       "param": "expires_at"})
+        uid = stack.apply(solo.namespace, "replanned")["metadata"]["uid"]
+        opened = stack.wait_phase(solo.namespace, "replanned", "Open")
+        creates = [r for r in solo.emulator.requests("/v1/checkout/sessions")
+                   if r["method"] == "POST"]
+        assert len(creates) == 2 and creates[0]["fault"], "refused once, then created"
+        assert creates[0]["idempotency_key"] == creates[1]["idempotency_key"]
+        assert [s["id"] for s in solo.emulator.sessions(client_reference_id=uid)] == [
+            opened["status"]["sessionId"]]
+        assert opened["status"].get("error") is None
