@@ -58,7 +58,8 @@ def start_operator(kubeconfig: Path, log: Path, env: Mapping[str, str]) -> Progr
     port, metrics_port = free_port(), free_port()
     proc = start_process(
         [sys.executable, "-m", "paykube.operator"], log=log,
-        env=_env(kubeconfig, {"PAYKUBE_HEALTH_PORT": str(port),
+        env=_env(kubeconfig, {"PAYKUBE_OPERATOR_HOST": "127.0.0.1",
+                              "PAYKUBE_HEALTH_PORT": str(port),
                               "PAYKUBE_METRICS_PORT": str(metrics_port), **env}),
     )
     wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=60,

@@ -51,6 +51,7 @@ class Settings:
     stripe_timeout: float = 20.0
     poll_min_interval: float = 10.0
     poll_max_interval: float = 300.0
+    operator_host: str = "0.0.0.0"  # noqa: S104 -- metrics and liveness on the pod's IP
     metrics_port: int = 9090
     health_port: int = 8081
     webhook_port: int = 8443
@@ -113,6 +114,7 @@ class Settings:
             stripe_timeout=float(get("STRIPE_TIMEOUT", str(base.stripe_timeout))),
             poll_min_interval=float(get("POLL_MIN_INTERVAL", str(base.poll_min_interval))),
             poll_max_interval=float(get("POLL_MAX_INTERVAL", str(base.poll_max_interval))),
+            operator_host=get("OPERATOR_HOST", base.operator_host),
             metrics_port=int(get("METRICS_PORT", str(base.metrics_port))),
             health_port=int(get("HEALTH_PORT", str(base.health_port))),
             webhook_port=int(get("WEBHOOK_PORT", str(base.webhook_port))),

@@ -375,6 +375,7 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
     "POLL_MIN_INTERVAL": ("operator.pollMinInterval", 11, "11"),
     "POLL_MAX_INTERVAL": ("operator.pollMaxInterval", 297, "297"),
     "OUTBOX_INTERVAL": ("operator.outboxInterval", 13, "13"),
+    "OPERATOR_HOST": ("operator.host", "127.0.0.8", "127.0.0.8"),
     "HEALTH_PORT": ("operator.healthPort", 8181, "8181"),
     "METRICS_PORT": ("operator.metricsPort", 9191, "9191"),
     "DATABASE_HOST": ("operator.database.host", "db.sentinel", "db.sentinel"),
@@ -390,18 +391,18 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
     "WEBHOOK_TOLERANCE": ("webhook.tolerance", 298, "298"),
     "WEBHOOK_MAX_BODY": ("webhook.maxBody", 123457, "123457"),
     **{name: (f"secrets.keys.{key}", f"key-{key}", f"key-{key}") for name, key in (
-        ("STRIPE_API_KEY", "stripeApiKey"), ("WEBHOOK_SECRETS", "webhookSecrets"),
+        ("STRIPE_API_KEY", "stripeApiKey"), ("WEBHOOK_SECRETS_FILE", "webhookSecrets"),
         ("DATABASE_URL", "databaseUrl"), ("BROKER_PASSWORD", "brokerPassword"),
         ("METRICS_USERNAME", "metricsUsername"), ("METRICS_PASSWORD", "metricsPassword"),
         ("EXPLAIN_API_KEY", "explainApiKey"))},
 }
-# Settings read from elsewhere than a chart value: PAYKUBE_WEBHOOK_SECRETS_FILE names a
-# mounted file (secret rotation by file), which the chart does not render yet.
-SETTINGS_WITHOUT_VALUE = {"WEBHOOK_SECRETS_FILE"}
+# Settings with no chart value: the chart mounts the signing secrets as a file
+# (PAYKUBE_WEBHOOK_SECRETS_FILE); the env form is for running outside a pod.
+SETTINGS_WITHOUT_VALUE = {"WEBHOOK_SECRETS"}
 # Read only by the operator (never rendered into the webhook, which has no use for them).
 OPERATOR_ONLY = {"AWS_DATABASE_SECRET_ID", "DATABASE_URL", "DATABASE_HOST", "DATABASE_PORT",
                  "DATABASE_NAME", "STRIPE_API_KEY", "STRIPE_CREDENTIALS_SECRET", "NAMESPACES",
-                 "EXPLAIN_API_KEY"}
+                 "EXPLAIN_API_KEY", "OPERATOR_HOST"}
 
 
 INGRESS_NGINX = {"namespaceSelector": {"matchLabels": {
@@ -466,7 +467,11 @@ def test_settings_map_to_values_one_to_one(tmp_path: Path) -> None:
             name = item["name"].removeprefix("PAYKUBE_")
             assert name in SETTING_SENTINELS, f"{component}: value for unknown setting {name}"
             path, _, expected = SETTING_SENTINELS[name]
-            if path.startswith("secrets.keys."):
+            if path.startswith("secrets.keys.") and "value" in item:  # a mounted file
+                pod = one(docs, "Deployment", component)["spec"]["template"]["spec"]
+                source = mounted_secret_key(pod, pod["containers"][0], item["value"])
+                assert source == (SENTINEL_SECRET, expected), f"{component} {name}: {source}"
+            elif path.startswith("secrets.keys."):
                 ref = item["valueFrom"]["secretKeyRef"]
                 got = (ref["name"], ref["key"])
                 assert got == (SENTINEL_SECRET, expected), f"{component} {name}: {got}"
@@ -955,18 +960,44 @@ def local_argv(container: Manifest) -> list[str]:
     return [sys.executable, "-c", code, *argv[1:]]
 
 
-def resolve_env(kube: ControlPlane, namespace: str, container: Manifest) -> dict[str, str]:
-    """The container's env as the kubelet would build it, secretKeyRef read from the API."""
+def mounted_secret_key(pod: Manifest, container: Manifest, path: str) -> tuple[str, str]:
+    """(Secret name, key) behind a file path in a mounted Secret volume of the container."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if secret is None or not path.startswith(prefix):
+            continue
+        assert "subPath" not in mount, "a subPath mount is never updated by the kubelet"
+        for item in secret["items"]:
+            if item["path"] == path.removeprefix(prefix):
+                return secret["secretName"], item["key"]
+    raise AssertionError(f"{path} is in no mounted Secret item")
+
+
+def resolve_env(kube: ControlPlane, namespace: str, pod: Manifest, container: Manifest,
+                files: Path) -> dict[str, str]:
+    """The container's env as the kubelet would build it, secretKeyRef read from the API;
+    a value that names a file of a mounted Secret points at that file written under `files`."""
+    def secret_value(name: str, key: str) -> str:
+        secret = json.loads(kube.kubectl("get", "secret", name, "-n", namespace,
+                                         "-o", "json").stdout)
+        return base64.b64decode(secret["data"][key]).decode()
+
     env: dict[str, str] = {}
     for item in container.get("env", []):
         if "value" in item:
-            env[item["name"]] = str(item["value"])
+            value = str(item["value"])
+            if value.startswith("/var/run/secrets/"):
+                local = files / value.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_text(secret_value(*mounted_secret_key(pod, container, value)))
+                value = str(local)
+            env[item["name"]] = value
             continue
         ref = item["valueFrom"].get("secretKeyRef")
         assert ref is not None, f"unsupported valueFrom in {item}"
-        secret = json.loads(kube.kubectl("get", "secret", ref["name"], "-n", namespace,
-                                         "-o", "json").stdout)
-        env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+        env[item["name"]] = secret_value(ref["name"], ref["key"])
     return env
 
 
@@ -1035,7 +1066,7 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
                                  "metricsPassword": "metricsPassword"}},
             "operator": {"namespaces": [namespace], "stripeApiBase": emulator.base_url,
                          "credentialsSecret": "stripe-default", "pollMinInterval": 2,
-                         "pollMaxInterval": 10, "healthPort": health_port,
+                         "pollMaxInterval": 10, "healthPort": health_port, "host": "127.0.0.1",
                          "metricsPort": metrics_port},
             # Loopback only on this machine (in a pod the default 0.0.0.0 is right).
             "webhook": {"port": webhook_port, "host": "127.0.0.1"},
@@ -1068,7 +1099,7 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("operator", "webhook")),
                 "KUBECONFIG": str(kubeconfig),
-                **resolve_env(kube, namespace, container),
+                **resolve_env(kube, namespace, pod, container, tmp_path / component),
             }
             procs.append(start_process(local_argv(container), log=log, env=env))
             ports[component] = {p["name"]: p["containerPort"] for p in container["ports"]}

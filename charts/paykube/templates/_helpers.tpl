@@ -155,6 +155,8 @@ logging. */}}
   value: {{ $o.pollMaxInterval | toString | quote }}
 - name: PAYKUBE_OUTBOX_INTERVAL
   value: {{ $o.outboxInterval | toString | quote }}
+- name: PAYKUBE_OPERATOR_HOST
+  value: {{ $o.host | quote }}
 - name: PAYKUBE_HEALTH_PORT
   value: {{ $o.healthPort | int64 | quote }}
 - name: PAYKUBE_METRICS_PORT
@@ -201,7 +203,10 @@ logging. */}}
   value: {{ $w.tolerance | int64 | quote }}
 - name: PAYKUBE_WEBHOOK_MAX_BODY
   value: {{ $w.maxBody | int64 | quote }}
-{{- include "paykube.secretEnv" (dict "root" . "key" "webhookSecrets" "name" "PAYKUBE_WEBHOOK_SECRETS") }}
+{{- if .Values.secrets.keys.webhookSecrets }}
+- name: PAYKUBE_WEBHOOK_SECRETS_FILE
+  value: {{ include "paykube.webhookSecretsPath" . }}
+{{- end }}
 {{- include "paykube.secretEnv" (dict "root" . "key" "metricsUsername" "name" "PAYKUBE_METRICS_USERNAME") }}
 {{- include "paykube.secretEnv" (dict "root" . "key" "metricsPassword" "name" "PAYKUBE_METRICS_PASSWORD") }}
 {{- with $w.extraEnv }}
@@ -303,6 +308,11 @@ when paykube.namespacePatterns is true. */}}
 {{- end }}
 
 {{/* Pods ----------------------------------------------------------------------------- */}}
+
+{{/* The signing secrets as a file: the kubelet updates it when the Secret changes (it
+would not for an env var or a subPath mount), and the webhook re-reads it. */}}
+{{- define "paykube.webhookSecretsDir" -}}/var/run/secrets/paykube{{- end }}
+{{- define "paykube.webhookSecretsPath" -}}{{ include "paykube.webhookSecretsDir" . }}/webhookSecrets{{- end }}
 
 {{- define "paykube.tmpVolume" -}}
 - name: tmp

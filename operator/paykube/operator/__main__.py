@@ -37,7 +37,8 @@ async def run(settings: Settings) -> None:
     kube = KubeClient(kube_config)
     runtime = Runtime.build(settings, kube)
     runtime.start()
-    start_http_server(settings.metrics_port, registry=runtime.metrics.registry)
+    start_http_server(settings.metrics_port, addr=settings.operator_host,
+                      registry=runtime.metrics.registry)
     registry = build_registry(kube_config, settings)
 
     @kopf.on.startup(registry=registry)
@@ -49,7 +50,7 @@ async def run(settings: Settings) -> None:
             registry=registry, clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces), standalone=True,
             memo=kopf.Memo(runtime=runtime),
-            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+            liveness_endpoint=f"http://{settings.operator_host}:{settings.health_port}/healthz",
         )
     finally:
         await runtime.aclose()
