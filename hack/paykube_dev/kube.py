@@ -89,6 +89,7 @@ class ControlPlane:
     etcd_port: int = 0
     kubeconfig: Path = field(init=False)
     ca: Path = field(init=False)
+    etcd_client: KeyPair = field(init=False)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -121,9 +122,12 @@ class ControlPlane:
         manager = pki.issue("controller-manager", "system:kube-controller-manager",
                             organization="system:masters")
         sa = pki.service_account_keys()
+        # etcd speaks TLS and admits only clients with a cert of our CA: the API server.
+        etcd_serving = pki.issue("etcd", "etcd", server=True)
+        self.etcd_client = pki.issue("apiserver-etcd-client", "kube-apiserver-etcd-client")
         self.etcd_port = free_port()
         self.apiserver_port = free_port()
-        self._start_etcd()
+        self._start_etcd(etcd_serving, pki.ca)
         self._start_apiserver(serving, pki.ca, sa)
         self.kubeconfig = self.directory / "kubeconfig"
         self.kubeconfig.write_text(json.dumps(_kubeconfig(self.server, self.ca, admin, "admin")))
@@ -134,10 +138,10 @@ class ControlPlane:
         self._wait_ready(admin)
         self._start_controller_manager(manager_kubeconfig, sa)
 
-    def _start_etcd(self) -> None:
+    def _start_etcd(self, serving: KeyPair, ca: KeyPair) -> None:
         log = self.directory / "etcd.log"
         peer = free_port()
-        url = f"http://127.0.0.1:{self.etcd_port}"
+        url = f"https://127.0.0.1:{self.etcd_port}"
         proc = start_process(
             [
                 self.binaries.etcd, "--name=paykube", f"--data-dir={self.directory / 'etcd'}",
@@ -145,6 +149,8 @@ class ControlPlane:
                 f"--listen-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-cluster=paykube=http://127.0.0.1:{peer}",
+                f"--cert-file={serving.cert}", f"--key-file={serving.key}",
+                f"--trusted-ca-file={ca.cert}", "--client-cert-auth",
                 "--unsafe-no-fsync", "--log-level=warn",
                 f"--listen-metrics-urls=http://127.0.0.1:{free_port()}",
             ],
@@ -158,7 +164,9 @@ class ControlPlane:
         proc = start_process(
             [
                 self.binaries.kube_apiserver,
-                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                f"--etcd-servers=https://127.0.0.1:{self.etcd_port}",
+                f"--etcd-cafile={ca.cert}", f"--etcd-certfile={self.etcd_client.cert}",
+                f"--etcd-keyfile={self.etcd_client.key}",
                 "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
                 f"--secure-port={self.apiserver_port}",
                 f"--cert-dir={self.directory / 'apiserver-certs'}",

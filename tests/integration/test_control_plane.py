@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import ssl
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
+
 from paykube_dev.kube import ControlPlane
+
+
+def test_etcd_admits_only_tls_clients_with_a_cert_of_the_cluster_ca(kube: ControlPlane) -> None:
+    url = f"https://127.0.0.1:{kube.etcd_port}/health"
+    anonymous = ssl.create_default_context(cafile=str(kube.ca))
+    # The handshake fails (etcd requires a client cert); plain HTTP gets no answer either.
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)):
+        urllib.request.urlopen(url, context=anonymous, timeout=5)
+    with pytest.raises((urllib.error.URLError, ConnectionResetError)):
+        urllib.request.urlopen(f"http://127.0.0.1:{kube.etcd_port}/health", timeout=5)
+    apiserver = ssl.create_default_context(cafile=str(kube.ca))
+    apiserver.load_cert_chain(str(kube.etcd_client.cert), str(kube.etcd_client.key))
+    with urllib.request.urlopen(url, context=apiserver, timeout=5) as response:
+        assert response.status == 200
 
 
 def test_service_account_without_rights_is_denied(kube: ControlPlane, namespace: str,
