@@ -1046,10 +1046,26 @@ def wait_for(check: Callable[[], Manifest | None], timeout: float, what: str,
     raise AssertionError(f"{what} not reached in {timeout}s\n{tails}")
 
 
-@pytest.mark.parametrize("namespaced", [True, False], ids=["namespaced-rbac", "cluster-rbac"])
+@pytest.fixture
+def own_plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane of its own, with the chart's CRD: an operator that watches the whole
+    cluster must not meet the shared cluster's test operator."""
+    with ControlPlane.started(tmp_path / "kube") as plane:
+        plane.kubectl("apply", "--server-side", "-f", str(CHART / "crds" / "paymentsession.yaml"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      f"crd/paymentsessions.{GROUP}")
+        yield plane
+
+
+@pytest.mark.parametrize(("namespaced", "clusterwide"), [
+    (True, False), (False, False), (False, True)],
+    ids=["namespaced-rbac", "cluster-rbac", "cluster-wide"])
 def test_the_charts_configuration_runs_a_payment_to_paid(
-        kube: ControlPlane, chart_crd: Path, tmp_path: Path, namespaced: bool) -> None:
-    namespace = make_namespace(kube)  # release and PaymentSessions; the only one watched
+        request: pytest.FixtureRequest, chart_crd: Path, tmp_path: Path, namespaced: bool,
+        clusterwide: bool) -> None:
+    # Default values watch the whole cluster; the other cases watch one namespace.
+    kube: ControlPlane = request.getfixturevalue("own_plane" if clusterwide else "kube")
+    namespace = make_namespace(kube)  # the release's, and the PaymentSessions'
     release = unique("run")
     health_port, metrics_port, webhook_port = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
@@ -1064,7 +1080,8 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
                         "keys": {"webhookSecrets": "webhookSecrets",
                                  "metricsUsername": "metricsUsername",
                                  "metricsPassword": "metricsPassword"}},
-            "operator": {"namespaces": [namespace], "stripeApiBase": emulator.base_url,
+            "operator": {"namespaces": [] if clusterwide else [namespace],
+                         "stripeApiBase": emulator.base_url,
                          "credentialsSecret": "stripe-default", "pollMinInterval": 2,
                          "pollMaxInterval": 10, "healthPort": health_port, "host": "127.0.0.1",
                          "metricsPort": metrics_port},
