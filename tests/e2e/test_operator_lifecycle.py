@@ -168,6 +168,7 @@ def test_kubectl_describe_shows_transitions(stack: Stack, namespace: str) -> Non
              "describe", "paysess", "described", "-n", namespace],
             capture_output=True, text=True, check=True, timeout=30).stdout
     assert "Pending -> Open" in out
+    assert "accepted; creating the checkout session" in out, "entering Pending is an Event too"
 
 
 def warnings_about(stack: Stack, namespace: str, name: str) -> list[dict[str, str]]:

@@ -764,6 +764,7 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
             assert operator.can(verb, paysess, team_ns), verb
         assert operator.can("patch", paysess, team_ns, "status")
         assert operator.can("create", "events", team_ns)
+        assert operator.can("patch", "events", team_ns)  # aggregation of repeats
         assert operator.can("get", "secrets", team_ns, name="team-stripe")
         assert operator.can("get", "secrets", release_ns, name="stripe-default")
         operator.allowed("get", "paymentsessions", "-n", team_ns)
@@ -824,6 +825,7 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
         assert webhook.can("get", paysess, team_ns)
         assert webhook.can("patch", paysess, team_ns, "status")
         assert webhook.can("create", "events", team_ns)
+        assert not webhook.can("patch", "events", team_ns)
         webhook.allowed("get", "paymentsession", "rbac-probe", "-n", team_ns)
         webhook.allowed("patch", "paymentsession", "rbac-probe", "-n", team_ns,
                         "--subresource=status", "--type=merge", "-p", status)

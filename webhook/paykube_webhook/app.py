@@ -144,8 +144,11 @@ class WebhookService:
 
     async def _event(self, ref: ObjectRef, message: str, reason: str) -> None:
         try:
+            # One Event per delivery applied (each names its Stripe event): nothing to
+            # aggregate, so the webhook needs only `create` on Events.
             await self.kube.create_event(ref, type_="Normal", reason=reason, message=message,
-                                         component=COMPONENT, now=dt.datetime.now(dt.UTC))
+                                         component=COMPONENT, now=dt.datetime.now(dt.UTC),
+                                         aggregate=False)
         except PaykubeError as exc:
             log.warning("event not recorded: %s", exc.message)
 

@@ -266,10 +266,10 @@ With exact operator.namespaces, Roles in those namespaces grant the same reads i
 - apiGroups: [payments.paykube.dev]
   resources: [paymentsessions/status]
   verbs: [get, patch]
-# Events on the objects (kubectl describe).
+# Events on the objects (kubectl describe); patch aggregates a repeated Event.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, patch]
 {{- end }}
 
 {{/* kopf's cluster scanning, read-only. The operator turns it on only for namespace globs

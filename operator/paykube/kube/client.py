@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,10 +30,16 @@ class NotFound(PaykubeError):
     """The object does not exist (any more)."""
 
 
+# Counts of recently recorded Events, by name, for aggregation (as client-go's correlator
+# keeps them): losing them on a restart only restarts a count.
+_EVENT_COUNTS_KEPT = 4096
+
+
 class KubeClient:
     def __init__(self, config: KubeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 10.0, max_connections: int = 16) -> None:
         self._config = config
+        self._event_counts: OrderedDict[str, int] = OrderedDict()
         # Waiting for a free pooled connection is back-pressure, not an outage: no pool timeout.
         # Requests queue on a semaphore rather than in httpcore's pool, whose queue handling
         # costs time per waiting request on every assignment (quadratic in a burst).
@@ -142,21 +150,54 @@ class KubeClient:
 
     async def create_event(
         self, ref: ObjectRef, *, type_: str, reason: str, message: str, component: str,
-        now: dt.datetime,
+        now: dt.datetime, aggregate: bool = True,
     ) -> None:
-        """A core/v1 Event on the object, so `kubectl describe` shows what happened."""
+        """A core/v1 Event on the object, so `kubectl describe` shows what happened.
+
+        With `aggregate`, a repeat of the same type, reason and message (a poll failing on
+        every retry during an outage) bumps `count` and `lastTimestamp` of one Event instead
+        of adding another.
+        """
         stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{ref.name}.{uuid.uuid4().hex[:16]}",
-                         "namespace": ref.namespace},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PaymentSession",
-                               "name": ref.name, "namespace": ref.namespace, "uid": ref.uid},
-            "type": type_, "reason": reason, "message": message[:1024],
-            "source": {"component": component}, "reportingComponent": component,
-            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        }
-        await self._request("POST", f"/api/v1/namespaces/{ref.namespace}/events", json=event)
+        message = message[:1024]
+        if aggregate:
+            digest = hashlib.sha256(
+                "\0".join((ref.uid, type_, reason, message)).encode()).hexdigest()[:16]
+        else:
+            digest = uuid.uuid4().hex[:16]
+        name = f"{ref.name[:200]}.{digest}"
+        events = f"/api/v1/namespaces/{ref.namespace}/events"
+        seen = self._event_counts.pop(name, None) if aggregate else None
+        if seen is None:
+            event = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": name, "namespace": ref.namespace},
+                "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PaymentSession",
+                                   "name": ref.name, "namespace": ref.namespace,
+                                   "uid": ref.uid},
+                "type": type_, "reason": reason, "message": message,
+                "source": {"component": component}, "reportingComponent": component,
+                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+            }
+            try:
+                await self._request("POST", events, json=event)
+                count = 1
+            except ConflictError:  # recorded before our restart: count on from there
+                seen = 1
+        if seen is not None:
+            count = seen + 1
+            try:
+                await self._request(
+                    "PATCH", f"{events}/{name}", json={"count": count, "lastTimestamp": stamp},
+                    headers={"Content-Type": "application/merge-patch+json"})
+            except NotFound:  # expired (the API server keeps Events for an hour): start over
+                await self.create_event(ref, type_=type_, reason=reason, message=message,
+                                        component=component, now=now)
+                return
+        if aggregate:
+            self._event_counts[name] = count
+            while len(self._event_counts) > _EVENT_COUNTS_KEPT:
+                self._event_counts.popitem(last=False)
 
     async def ready(self) -> bool:
         try:

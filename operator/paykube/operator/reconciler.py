@@ -92,7 +92,11 @@ class Reconciler:
             expires = planned_expiry(spec.expires_after, now)
             return settle_outbox(initial(now, _generation(obj), expires), self.publisher)
 
-        obj, _, status = await write_status(self.kube, ref, plan)
+        obj, before, status = await write_status(self.kube, ref, plan)
+        if not before.history and status.history:
+            await self._event(ref, "Normal", Phase.PENDING.value,
+                              f"accepted; creating the checkout session (expires "
+                              f"{status.expires_at})")
         if status.phase is not Phase.PENDING or status.session_id:
             return status
         spec = PaymentSessionSpec.from_dict(obj["spec"])
