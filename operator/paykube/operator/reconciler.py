@@ -63,6 +63,15 @@ def _generation(obj: Manifest) -> int:
     return int(obj["metadata"].get("generation", 1))
 
 
+def payable_for(status: Status, now: dt.datetime) -> float | None:
+    """Seconds the provider's session may still be paid (<= 0: it cannot any more, with a
+    margin for clock skew); None when no expiry bounds it (a Processing payment settles
+    whenever the bank says)."""
+    if status.phase is Phase.PROCESSING or not status.expires_at:
+        return None
+    return (parse_timestamp(status.expires_at) + EXPIRY_MARGIN - now).total_seconds()
+
+
 @dataclass
 class Reconciler:
     kube: KubeClient
@@ -206,12 +215,9 @@ class Reconciler:
         raises RetryLater with a long delay."""
         status = Status.from_dict((await self.kube.get_session(ref.namespace, ref.name))
                                   .get("status"))
-        now = self.clock()
         if status.phase.terminal:
             return
-        left = None
-        if status.phase is not Phase.PROCESSING and status.expires_at:
-            left = (parse_timestamp(status.expires_at) + EXPIRY_MARGIN - now).total_seconds()
+        left = payable_for(status, self.clock())
         if left is not None and left <= 0:
             await self._event(ref, "Warning", exc.code.value,
                               f"Could not expire session {status.session_id} ({exc.message}); "
