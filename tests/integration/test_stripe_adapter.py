@@ -14,7 +14,7 @@ import pytest
 
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
 from paykube.errors import ErrorCode, ProviderError
-from paykube.providers.base import CreateSession
+from paykube.providers.base import CreateSession, ProviderSession
 from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import StripeProvider
 from paykube.settings import SecretStr
@@ -131,21 +131,26 @@ async def test_create_is_idempotent_per_object(async_stripe_emulator: StripeEmul
         await stripe.aclose()
 
 
+async def timed_create(base_url: str) -> tuple[ProviderSession, float]:
+    """One create through a fresh adapter, and how long it took (retries included)."""
+    stripe = provider(base_url)
+    try:
+        started = time.monotonic()
+        created = await stripe.create_session(request(), KEY)
+        return created, time.monotonic() - started
+    finally:
+        await stripe.aclose()
+
+
 async def test_429_500_and_dropped_connections_are_retried(
         async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
 ) -> None:
     """Retry-After is waited out (the backoff alone would take under 0.4 s), and a dropped
     connection after the session was made replays it under the same idempotency key."""
-    stripe = provider(async_stripe_emulator.base_url)
     await async_stripe_control.add_fault("rate_limit", count=1, retry_after=1, method="POST")
     await async_stripe_control.add_fault("api_error", count=1, method="POST")
     await async_stripe_control.add_fault("drop", count=1, method="POST")
-    try:
-        started = time.monotonic()
-        created = await stripe.create_session(request(), KEY)
-        elapsed = time.monotonic() - started
-    finally:
-        await stripe.aclose()
+    created, elapsed = await timed_create(async_stripe_emulator.base_url)
     assert created.phase is Phase.OPEN
     assert elapsed >= 1.0
     seen = await async_stripe_control.requests("/v1/checkout/sessions")
@@ -159,15 +164,9 @@ async def test_429_500_and_dropped_connections_are_retried(
 async def test_retry_after_as_an_http_date_is_respected(
         async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
 ) -> None:
-    stripe = provider(async_stripe_emulator.base_url)
     await async_stripe_control.add_fault("rate_limit", count=1, retry_after=2,
                                          retry_after_date=True)
-    try:
-        started = time.monotonic()
-        created = await stripe.create_session(request(), KEY)
-        elapsed = time.monotonic() - started
-    finally:
-        await stripe.aclose()
+    created, elapsed = await timed_create(async_stripe_emulator.base_url)
     assert created.phase is Phase.OPEN
     # The date is rounded up to a whole second past now + 2 s, so the wait is at least 2 s
     # (give or take the difference between the wall clock and the monotonic one).
