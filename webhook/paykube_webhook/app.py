@@ -72,7 +72,9 @@ class WebhookService:
             secrets = await self.secrets.webhook_secrets()
         except PaykubeError as exc:  # our problem, not the sender's: let Stripe retry
             self.metrics.requests.labels("secrets_unavailable").inc()
-            log.error("webhook secrets unavailable", extra={"code": exc.code.value})
+            # Secret sources put names and causes in their messages, never values.
+            log.error("webhook secrets unavailable", extra={"code": exc.code.value,
+                                                            "reason": exc.message})
             return web.json_response({"error": {"code": exc.code.value}}, status=503)
         try:
             verify(payload, request.headers.get("Stripe-Signature"), secrets,
