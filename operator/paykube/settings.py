@@ -46,6 +46,7 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     stripe_api_base: str = "https://api.stripe.com"
     stripe_api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
+    stripe_api_key_file: str = ""  # a mounted Secret's file; re-read every secrets_ttl
     stripe_credentials_secret: str = ""  # "namespace/name" of a Secret with key `apiKey`
     stripe_rate_limit: float = 20.0
     stripe_timeout: float = 20.0
@@ -67,6 +68,7 @@ class Settings:
     broker_tls: bool = False
     outbox_interval: float = 10.0
     database_url: SecretStr = field(default_factory=lambda: SecretStr(""))  # may hold a password
+    database_url_file: str = ""  # a mounted Secret's file holding the URL; re-read (rotation)
     database_host: str = ""
     database_port: int = 3306
     database_name: str = "paykube"
@@ -109,6 +111,7 @@ class Settings:
             namespaces=tuple(n for n in get("NAMESPACES", "").split(",") if n.strip()),
             stripe_api_base=get("STRIPE_API_BASE", base.stripe_api_base).rstrip("/"),
             stripe_api_key=SecretStr(get("STRIPE_API_KEY", "")),
+            stripe_api_key_file=get("STRIPE_API_KEY_FILE", ""),
             stripe_credentials_secret=get("STRIPE_CREDENTIALS_SECRET", ""),
             stripe_rate_limit=float(get("STRIPE_RATE_LIMIT", str(base.stripe_rate_limit))),
             stripe_timeout=float(get("STRIPE_TIMEOUT", str(base.stripe_timeout))),
@@ -130,6 +133,7 @@ class Settings:
             broker_tls=get("BROKER_TLS", "false").lower() in ("1", "true", "yes"),
             outbox_interval=float(get("OUTBOX_INTERVAL", str(base.outbox_interval))),
             database_url=SecretStr(get("DATABASE_URL", "")),
+            database_url_file=get("DATABASE_URL_FILE", ""),
             database_host=get("DATABASE_HOST", ""),
             database_port=int(get("DATABASE_PORT", str(base.database_port))),
             database_name=get("DATABASE_NAME", base.database_name),

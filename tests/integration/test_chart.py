@@ -391,17 +391,18 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
     "WEBHOOK_TOLERANCE": ("webhook.tolerance", 298, "298"),
     "WEBHOOK_MAX_BODY": ("webhook.maxBody", 123457, "123457"),
     **{name: (f"secrets.keys.{key}", f"key-{key}", f"key-{key}") for name, key in (
-        ("STRIPE_API_KEY", "stripeApiKey"), ("WEBHOOK_SECRETS_FILE", "webhookSecrets"),
-        ("DATABASE_URL", "databaseUrl"), ("BROKER_PASSWORD", "brokerPassword"),
+        ("STRIPE_API_KEY_FILE", "stripeApiKey"), ("WEBHOOK_SECRETS_FILE", "webhookSecrets"),
+        ("DATABASE_URL_FILE", "databaseUrl"), ("BROKER_PASSWORD", "brokerPassword"),
         ("METRICS_USERNAME", "metricsUsername"), ("METRICS_PASSWORD", "metricsPassword"),
         ("EXPLAIN_API_KEY", "explainApiKey"))},
 }
-# Settings with no chart value: the chart mounts the signing secrets as a file
-# (PAYKUBE_WEBHOOK_SECRETS_FILE); the env form is for running outside a pod.
-SETTINGS_WITHOUT_VALUE = {"WEBHOOK_SECRETS"}
+# Settings with no chart value: the chart mounts these secrets as files (the *_FILE
+# settings, re-read: rotation without restart); the env forms are for running outside a pod.
+SETTINGS_WITHOUT_VALUE = {"WEBHOOK_SECRETS", "STRIPE_API_KEY", "DATABASE_URL"}
 # Read only by the operator (never rendered into the webhook, which has no use for them).
-OPERATOR_ONLY = {"AWS_DATABASE_SECRET_ID", "DATABASE_URL", "DATABASE_HOST", "DATABASE_PORT",
-                 "DATABASE_NAME", "STRIPE_API_KEY", "STRIPE_CREDENTIALS_SECRET", "NAMESPACES",
+OPERATOR_ONLY = {"AWS_DATABASE_SECRET_ID", "DATABASE_URL_FILE", "DATABASE_HOST",
+                 "DATABASE_PORT", "DATABASE_NAME", "STRIPE_API_KEY_FILE",
+                 "STRIPE_CREDENTIALS_SECRET", "NAMESPACES",
                  "EXPLAIN_API_KEY", "OPERATOR_HOST"}
 
 
@@ -1081,10 +1082,14 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
             "secrets": {"existingSecret": "paykube-secrets",
                         "keys": {"webhookSecrets": "webhookSecrets",
                                  "metricsUsername": "metricsUsername",
-                                 "metricsPassword": "metricsPassword"}},
+                                 "metricsPassword": "metricsPassword",
+                                 # The default key as a mounted file, or from a Secret the
+                                 # operator reads through the API.
+                                 "stripeApiKey": "stripeApiKey" if clusterwide else ""}},
             "operator": {"namespaces": [] if clusterwide else [namespace],
                          "stripeApiBase": emulator.base_url,
-                         "credentialsSecret": "stripe-default", "pollMinInterval": 2,
+                         "credentialsSecret": "" if clusterwide else "stripe-default",
+                         "pollMinInterval": 2,
                          "pollMaxInterval": 10, "healthPort": health_port, "host": "127.0.0.1",
                          "metricsPort": metrics_port},
             # Loopback only on this machine (in a pod the default 0.0.0.0 is right).
@@ -1096,7 +1101,8 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
         docs = render(release, namespace, values_file)
         create_secret(kube, namespace, "stripe-default", {"apiKey": API_KEY})
         create_secret(kube, namespace, "paykube-secrets", {
-            "webhookSecrets": WEBHOOK_SECRET, "metricsUsername": METRICS_USER,
+            "webhookSecrets": WEBHOOK_SECRET, "stripeApiKey": API_KEY,
+            "metricsUsername": METRICS_USER,
             "metricsPassword": METRICS_PASSWORD})
         kube.kubectl("apply", "--server-side", "--field-manager=paykube-chart-test", "-f", "-",
                      input=as_yaml(docs))

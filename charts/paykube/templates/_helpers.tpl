@@ -184,8 +184,8 @@ logging. */}}
 - name: PAYKUBE_EXPLAIN_RETRY
   value: {{ $o.explain.retry | toString | quote }}
 {{- end }}
-{{- include "paykube.secretEnv" (dict "root" . "key" "stripeApiKey" "name" "PAYKUBE_STRIPE_API_KEY") }}
-{{- include "paykube.secretEnv" (dict "root" . "key" "databaseUrl" "name" "PAYKUBE_DATABASE_URL") }}
+{{- include "paykube.secretFileEnv" (dict "root" . "key" "stripeApiKey" "name" "PAYKUBE_STRIPE_API_KEY_FILE") }}
+{{- include "paykube.secretFileEnv" (dict "root" . "key" "databaseUrl" "name" "PAYKUBE_DATABASE_URL_FILE") }}
 {{- include "paykube.secretEnv" (dict "root" . "key" "explainApiKey" "name" "PAYKUBE_EXPLAIN_API_KEY") }}
 {{- with $o.extraEnv }}
 {{ toYaml . }}
@@ -203,10 +203,7 @@ logging. */}}
   value: {{ $w.tolerance | int64 | quote }}
 - name: PAYKUBE_WEBHOOK_MAX_BODY
   value: {{ $w.maxBody | int64 | quote }}
-{{- if .Values.secrets.keys.webhookSecrets }}
-- name: PAYKUBE_WEBHOOK_SECRETS_FILE
-  value: {{ include "paykube.webhookSecretsPath" . }}
-{{- end }}
+{{- include "paykube.secretFileEnv" (dict "root" . "key" "webhookSecrets" "name" "PAYKUBE_WEBHOOK_SECRETS_FILE") }}
 {{- include "paykube.secretEnv" (dict "root" . "key" "metricsUsername" "name" "PAYKUBE_METRICS_USERNAME") }}
 {{- include "paykube.secretEnv" (dict "root" . "key" "metricsPassword" "name" "PAYKUBE_METRICS_PASSWORD") }}
 {{- with $w.extraEnv }}
@@ -311,8 +308,50 @@ when paykube.namespacePatterns is true. */}}
 
 {{/* The signing secrets as a file: the kubelet updates it when the Secret changes (it
 would not for an env var or a subPath mount), and the webhook re-reads it. */}}
-{{- define "paykube.webhookSecretsDir" -}}/var/run/secrets/paykube{{- end }}
-{{- define "paykube.webhookSecretsPath" -}}{{ include "paykube.webhookSecretsDir" . }}/webhookSecrets{{- end }}
+{{- define "paykube.secretFilesDir" -}}/var/run/secrets/paykube{{- end }}
+
+{{/* The env var naming the file of one key of secrets.existingSecret, if configured. */}}
+{{- define "paykube.secretFileEnv" -}}
+{{- if index .root.Values.secrets.keys .key }}
+{{- $_ := required (printf "secrets.existingSecret is required when secrets.keys.%s is set" .key) .root.Values.secrets.existingSecret }}
+- name: {{ .name }}
+  value: {{ include "paykube.secretFilesDir" .root }}/{{ .key }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret volume of a component's secret files (`keys`: names in secrets.keys), each
+key as a file named after it: the kubelet updates these, the programs re-read them. */}}
+{{- define "paykube.secretFilesVolume" -}}
+{{- $root := .root }}
+{{- $set := list }}
+{{- range $name := .keys }}
+{{- if index $root.Values.secrets.keys $name }}{{ $set = append $set $name }}{{ end }}
+{{- end }}
+{{- if $set }}
+- name: secret-files
+  secret:
+    secretName: {{ $root.Values.secrets.existingSecret }}
+    items:
+      {{- range $name := $set }}
+      - key: {{ index $root.Values.secrets.keys $name }}
+        path: {{ $name }}
+      {{- end }}
+    defaultMode: 0440  # group-readable: the fsGroup of podSecurityContext
+{{- end }}
+{{- end }}
+
+{{- define "paykube.secretFilesMount" -}}
+{{- $root := .root }}
+{{- $set := list }}
+{{- range $name := .keys }}
+{{- if index $root.Values.secrets.keys $name }}{{ $set = append $set $name }}{{ end }}
+{{- end }}
+{{- if $set }}
+- name: secret-files
+  mountPath: {{ include "paykube.secretFilesDir" $root }}
+  readOnly: true
+{{- end }}
+{{- end }}
 
 {{- define "paykube.tmpVolume" -}}
 - name: tmp

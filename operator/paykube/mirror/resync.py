@@ -2,7 +2,8 @@
 
     paykube-resync [--namespace NS]        (or: python -m paykube.mirror.resync)
 
-The database comes from the operator's own settings: `PAYKUBE_DATABASE_URL`, or with
+The database comes from the operator's own settings: `PAYKUBE_DATABASE_URL_FILE` or
+`PAYKUBE_DATABASE_URL`, or with
 `PAYKUBE_SECRETS_SOURCE=aws` the RDS secret `PAYKUBE_AWS_DATABASE_SECRET_ID` (with
 `PAYKUBE_AWS_REGION`, `PAYKUBE_AWS_ENDPOINT_URL`, `PAYKUBE_DATABASE_HOST`/`_PORT`/`_NAME`
 as defaults); `--database-url` overrides both.
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(f"invalid settings: {exc}")
     if args.database_url:
-        settings = dataclasses.replace(settings, database_url=SecretStr(args.database_url))
+        settings = dataclasses.replace(settings, database_url=SecretStr(args.database_url),
+                                       database_url_file="")
     try:
         engine = build_engine(settings, build_aws_source(settings))
     except PaykubeError as exc:
