@@ -1,4 +1,5 @@
-"""A throwaway PKI for the local control plane: one CA, a serving cert, client certs, SA keys."""
+"""A throwaway PKI for the local control plane and services: one CA, serving and client
+certs, SA keys, and PKCS#12 keystores for Java servers (ActiveMQ's STOMP+TLS)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = dt.timedelta(days=30)
@@ -122,3 +124,16 @@ class Pki:
         )
         _write_key(pair.key, key)
         return pair
+
+    def keystore(self, pair: KeyPair, password: str) -> Path:
+        """`pair` as a PKCS#12 keystore (cert, key, CA chain) that Java reads, next to it."""
+        key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+        cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
+        # AES-256 with PBKDF2 and an HMAC-SHA256 MAC, which Java reads since 11.0.12.
+        path = pair.cert.with_suffix(".p12")
+        path.write_bytes(pkcs12.serialize_key_and_certificates(
+            b"server", key, cert, [self._ca_cert],
+            serialization.BestAvailableEncryption(password.encode())))
+        return path
+

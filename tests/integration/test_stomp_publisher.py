@@ -21,9 +21,10 @@ import pytest
 from paykube.api.types import HistoryEntry, ObjectRef, Phase, Source, Status
 from paykube.events import CloudEvent, build_event, publish_pending
 from paykube.events.publisher import BrokerUnavailableError
+from paykube.events.relay import build_publisher
 from paykube.events.stomp import StompPublisher
 from paykube.lifecycle import mark_published, unpublished
-from paykube.settings import SecretStr
+from paykube.settings import SecretStr, Settings
 from paykube_dev.services import ActiveMQ
 from tests.plugins.stomp_helpers import subscriber
 
@@ -252,3 +253,51 @@ async def test_closed_publisher_refuses(activemq: ActiveMQ, topic: tuple[str, st
     with pytest.raises(BrokerUnavailableError, match="closed"):
         await pub.publish(event())
     assert "hunter2" not in repr(pub)
+
+
+# --- STOMP over TLS (Amazon MQ serves only stomp+ssl) ------------------------------------
+
+async def test_publishes_over_tls_verifying_the_broker(activemq: ActiveMQ,
+                                                       topic: tuple[str, str]) -> None:
+    pub = StompPublisher(activemq.ssl_host_and_ports, topic[0], use_ssl=True,
+                         ssl_ca_certs=str(activemq.ca_cert), receipt_timeout=5.0,
+                         connect_timeout=5.0)
+    try:
+        with subscriber(activemq, topic[1]) as sub:
+            ev = event(Phase.OPEN)
+            await pub.publish(ev)
+            received = json.loads(sub.get(timeout=10).body)
+            assert received["id"] == ev.id
+    finally:
+        await pub.aclose()
+
+
+async def test_a_broker_cert_of_an_unknown_ca_is_refused(activemq: ActiveMQ,
+                                                         topic: tuple[str, str]) -> None:
+    # The system CAs do not know the test broker's CA: the handshake must fail, not fall
+    # back to an unverified connection.
+    pub = StompPublisher(activemq.ssl_host_and_ports, topic[0], use_ssl=True,
+                         receipt_timeout=2.0, connect_timeout=2.0)
+    try:
+        with pytest.raises(BrokerUnavailableError):
+            await pub.publish(event())
+    finally:
+        await pub.aclose()
+
+
+async def test_settings_with_a_stomp_ssl_url_publish_over_tls(
+        activemq: ActiveMQ, topic: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """As configured in a pod: `stomp+ssl://` in PAYKUBE_BROKER_URLS, a private CA trusted
+    through OpenSSL's SSL_CERT_FILE."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(activemq.ca_cert))
+    settings = Settings.from_env({
+        "PAYKUBE_BROKER_URLS": f"stomp+ssl://{activemq.host}:{activemq.stomp_ssl_port}",
+        "PAYKUBE_BROKER_DESTINATION": topic[0]})
+    pub = build_publisher(settings)
+    try:
+        with subscriber(activemq, topic[1]) as sub:
+            ev = event(Phase.PAID)
+            await pub.publish(ev)
+            assert json.loads(sub.get(timeout=10).body)["id"] == ev.id
+    finally:
+        await pub.aclose()

@@ -15,6 +15,7 @@ from typing import Any
 
 import stomp
 
+from paykube_dev.pki import Pki
 from paykube_dev.proc import free_port, port_open
 from paykube_dev.services._base import LOOPBACK, Service, find_program, new_base_dir
 
@@ -22,6 +23,9 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "activemq"
 """hack/activemq: activemq.xml and log4j.properties of the test broker."""
 
 ACTIVEMQ_HOME = Path(os.environ.get("PAYKUBE_ACTIVEMQ_HOME", "/usr/share/activemq"))
+
+# The test keystore's password: it guards a throwaway key of a loopback broker, nothing else.
+_KEYSTORE_PASSWORD = "paykube-test-keystore"
 
 # What /usr/bin/activemq passes to a Java > 8, so that the broker's reflection keeps working.
 _JAVA_MODULE_OPTS = [
@@ -58,13 +62,24 @@ def _java() -> str:
 
 @dataclass(kw_only=True, eq=False)
 class ActiveMQ(Service):
-    """A private ActiveMQ broker; STOMP only, on `host:stomp_port`."""
+    """A private ActiveMQ broker; STOMP on `host:stomp_port` and STOMP over TLS on
+    `host:stomp_ssl_port` (as Amazon MQ serves it), with a cert of its own CA, `ca_cert`."""
 
     what = "ActiveMQ"
     startup_timeout = 90.0
 
     stomp_port: int
+    stomp_ssl_port: int
     host: str = LOOPBACK
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA that signed the broker's TLS cert (trust it to connect over TLS)."""
+        return self.base_dir / "tls" / "ca.crt"
+
+    @property
+    def ssl_host_and_ports(self) -> list[tuple[str, int]]:
+        return [(self.host, self.stomp_ssl_port)]
 
     @property
     def data_dir(self) -> Path:
@@ -87,7 +102,16 @@ class ActiveMQ(Service):
         return conn
 
     def ports(self) -> list[int]:
-        return [self.stomp_port]
+        return [self.stomp_port, self.stomp_ssl_port]
+
+    def _keystore(self) -> Path:
+        """The broker's PKCS#12 keystore, made once per instance (kept across restarts)."""
+        keystore = self.base_dir / "tls" / "broker.p12"
+        if not keystore.exists():
+            pki = Pki.create(keystore.parent)
+            keystore = pki.keystore(pki.issue("broker", "paykube-test-broker", server=True),
+                                    _KEYSTORE_PASSWORD)
+        return keystore
 
     def _argv(self) -> list[str | Path]:
         jar = ACTIVEMQ_HOME / "bin" / "activemq.jar"
@@ -105,12 +129,19 @@ class ActiveMQ(Service):
             f"-Dactivemq.data={self.data_dir}",
             f"-Dlog4j.configuration={(CONF_DIR / 'log4j.properties').as_uri()}",
             f"-Dstomp.port={self.stomp_port}",
+            f"-Dstomp.ssl.port={self.stomp_ssl_port}",
+            # No <sslContext> in activemq.xml: the stomp+ssl connector takes the JVM's.
+            f"-Djavax.net.ssl.keyStore={self._keystore()}",
+            f"-Djavax.net.ssl.keyStorePassword={_KEYSTORE_PASSWORD}",
+            "-Djavax.net.ssl.keyStoreType=PKCS12",
             "-jar", jar, "start", f"xbean:{(CONF_DIR / 'activemq.xml').as_uri()}",
         ]
 
     def _ready(self) -> bool:
-        """A real STOMP CONNECT is answered with CONNECTED."""
-        if not port_open(self.stomp_port, self.host):
+        """A real STOMP CONNECT is answered with CONNECTED (and the TLS connector, which
+        starts after the plain one, listens)."""
+        if not (port_open(self.stomp_port, self.host)
+                and port_open(self.stomp_ssl_port, self.host)):
             return False
         conn = stomp.Connection12(self.host_and_ports, reconnect_attempts_max=1, timeout=2)
         try:
@@ -137,5 +168,6 @@ def start_activemq(base_dir: Path | None = None, *, stomp_port: int | None = Non
     """
     directory, owned = new_base_dir("activemq", base_dir)
     broker = ActiveMQ(base_dir=directory, log=directory / "activemq.log",
-                      stomp_port=stomp_port or free_port(), owns_base_dir=owned)
+                      stomp_port=stomp_port or free_port(), stomp_ssl_port=free_port(),
+                      owns_base_dir=owned)
     return broker.start()

@@ -63,7 +63,9 @@ def build_publisher(settings: Settings) -> EventPublisher:
     for item in settings.broker_urls:
         host, _, port = item.removeprefix("stomp+ssl://").removeprefix("stomp://").rpartition(":")
         hosts.append((host, int(port)))
+    # A stomp+ssl:// URL (as the Amazon MQ console shows it) means TLS like the setting does.
+    tls = settings.broker_tls or any(u.startswith("stomp+ssl://") for u in settings.broker_urls)
     return StompPublisher(
         hosts, settings.broker_destination, login=settings.broker_username or None,
-        passcode=settings.broker_password or None, use_ssl=settings.broker_tls,
+        passcode=settings.broker_password or None, use_ssl=tls,
     )
