@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from paykube.api.types import ObjectRef, Phase, Source
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
-from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
+from paykube.events.relay import broker_state, needs_relay, relay_outbox, settle_outbox
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import ProviderObserved, SessionSnapshot, advance
@@ -177,11 +177,7 @@ class WebhookService:
         return web.json_response({"ready": ready, **body}, status=200 if ready else 503)
 
     def broker_state(self) -> str:
-        """connected, disconnected or not_configured; no I/O (a probe must answer fast)."""
-        if not needs_relay(self.publisher):
-            return "not_configured"
-        connected = getattr(self.publisher, "connected", False) is True
-        return "connected" if connected else "disconnected"
+        return broker_state(self.publisher)
 
     async def keep_broker_connected(self) -> None:
         """Reconnect while idle, so that `broker_state` says whether the broker is reachable

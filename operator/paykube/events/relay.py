@@ -16,6 +16,13 @@ def needs_relay(publisher: EventPublisher) -> bool:
     return not isinstance(publisher, NullPublisher)
 
 
+def broker_state(publisher: EventPublisher) -> str:
+    """connected, disconnected or not_configured; no I/O (a probe must answer fast)."""
+    if not needs_relay(publisher):
+        return "not_configured"
+    return "connected" if getattr(publisher, "connected", False) is True else "disconnected"
+
+
 def settle_outbox(status: Status, publisher: EventPublisher) -> Status:
     """With no broker, mark new history entries published in the same status write, so
     that no second write (and no outbox timer) is spent on them."""

@@ -7,11 +7,11 @@ import sys
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
 
 from paykube import logs
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
+from paykube.operator import probes
 from paykube.operator.handlers import build_registry
 from paykube.operator.runtime import Runtime
 from paykube.settings import Settings
@@ -37,8 +37,9 @@ async def run(settings: Settings) -> None:
     kube = KubeClient(kube_config)
     runtime = Runtime.build(settings, kube)
     runtime.start()
-    start_http_server(settings.metrics_port, addr=settings.operator_host,
-                      registry=runtime.metrics.registry)
+    endpoints = await probes.serve(
+        probes.create_app(runtime.metrics.registry, runtime.readiness_checks()),
+        settings.operator_host, settings.metrics_port)
     registry = build_registry(kube_config, settings)
 
     @kopf.on.startup(registry=registry)
@@ -53,6 +54,7 @@ async def run(settings: Settings) -> None:
             liveness_endpoint=f"http://{settings.operator_host}:{settings.health_port}/healthz",
         )
     finally:
+        await endpoints.cleanup()
         await runtime.aclose()
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
-from paykube.events.relay import build_publisher
+from paykube.events.relay import broker_state, build_publisher
 from paykube.explain.service import Explainer, build_explainer
 from paykube.kube.client import KubeClient
 from paykube.mirror.explanations import MySQLExplanationStore
@@ -17,12 +18,16 @@ from paykube.mirror.store import MirrorWriter
 from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.credentials import CredentialResolver
 from paykube.operator.metrics import OperatorMetrics
+from paykube.operator.probes import ReadinessChecks
 from paykube.operator.reconciler import Reconciler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import StripeProvider
 from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
 from paykube.settings import Settings
+
+if TYPE_CHECKING:
+    from paykube.secrets.aws import SecretsManagerSource  # boto3 loads only when AWS is used
 
 
 @dataclass
@@ -35,6 +40,8 @@ class Runtime:
     publisher: EventPublisher
     explainer: Explainer
     mirror: MirrorWriter | None
+    credentials: CredentialResolver
+    aws: SecretsManagerSource | None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -61,7 +68,30 @@ class Runtime:
         reconciler = Reconciler(kube, provider_factory(providers), credentials, metrics,
                                 publisher, explainer,
                                 processing_recheck=settings.poll_min_interval)
-        return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror)
+        return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
+                   credentials, aws)
+
+    def readiness_checks(self) -> ReadinessChecks:
+        """What /readyz asks: the API server, and each operator-wide credential that is
+        configured (a broken one would stall every object that relies on it)."""
+        settings = self.settings
+
+        async def api_server() -> None:
+            if not await self.kube.ready():
+                raise PaykubeError("the API server does not answer",
+                                   code=ErrorCode.API_SERVER_UNAVAILABLE)
+
+        checks = ReadinessChecks(required={"apiServer": api_server},
+                                 reported={"broker": lambda: broker_state(self.publisher)})
+        if (settings.aws_stripe_secret_id or settings.stripe_api_key_file
+                or settings.stripe_api_key or settings.stripe_credentials_secret):
+            checks.required["stripeCredentials"] = lambda: self.credentials.api_key("", None)
+        aws, db_secret = self.aws, settings.aws_database_secret_id
+        if aws is not None and db_secret and self.mirror is not None:
+            checks.required["databaseCredentials"] = lambda: aws.adatabase_credentials(
+                db_secret, host=settings.database_host or None, port=settings.database_port,
+                dbname=settings.database_name)
+        return checks
 
     def start(self) -> None:
         """Start background work; call inside the running event loop."""
