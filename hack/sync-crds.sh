@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Copy the CRDs from crds/ (the single source) into the Helm chart, byte for byte.
-# tests/integration/test_chart.py fails when the two differ; run this after editing crds/.
+# tests/integration/test_chart_render.py fails when the two differ; run this after editing crds/.
 #   hack/sync-crds.sh          copy
 #   hack/sync-crds.sh --check  exit 1 (and say which) if the chart's copy is stale
 set -euo pipefail

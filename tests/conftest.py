@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.plugins.stripe_fixtures",
     "tests.plugins.services_fixtures",
     "tests.plugins.paykube_fixtures",
+    "tests.plugins.chart_fixtures",
 ]
 
 

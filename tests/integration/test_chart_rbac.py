@@ -1,0 +1,196 @@
+"""The chart's RBAC, proven not read: the rendered Roles are applied and each
+ServiceAccount is checked by impersonation (`kubectl auth can-i --as=...`) and by real calls
+with its own token, for allowed and denied operations, in cluster-wide and namespaced
+mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from paykube_dev.kube import ControlPlane
+from tests.plugins.chart_fixtures import (
+    CHART,
+    GROUP,
+    RBAC_KINDS,
+    as_yaml,
+    create_secret,
+    create_session,
+    delete_objects,
+    event_for,
+    make_namespace,
+    one,
+    render,
+    unique,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
+
+# -- RBAC, proven with impersonation and real tokens --------------------------------------
+
+
+class Identity:
+    """A ServiceAccount of the chart: `can` asks the API server by impersonation, `run`
+    makes a real call with the ServiceAccount's own token."""
+
+    def __init__(self, kube: ControlPlane, namespace: str, name: str, directory: Path) -> None:
+        self.kube = kube
+        self.user = f"system:serviceaccount:{namespace}:{name}"
+        self.kubeconfig = kube.service_account_kubeconfig(namespace, name,
+                                                          directory / f"{name}.kubeconfig")
+
+    def can(self, verb: str, resource: str, namespace: str | None,
+            subresource: str | None = None, name: str | None = None) -> bool:
+        args = ["auth", "can-i", verb, f"{resource}/{name}" if name else resource,
+                f"--as={self.user}"]
+        args += ["-n", namespace] if namespace else []
+        args += [f"--subresource={subresource}"] if subresource else []
+        result = self.kube.kubectl(*args, check=False)
+        assert result.stdout.strip() in ("yes", "no"), result.stdout + result.stderr
+        return result.stdout.strip() == "yes"
+
+    def run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.kube.kubectl(*args, input=input, check=False, kubeconfig=self.kubeconfig)
+
+    def allowed(self, *args: str, input: str | None = None) -> None:
+        result = self.run(*args, input=input)
+        assert result.returncode == 0, f"{self.user} should be allowed {args}:\n{result.stderr}"
+
+    def forbidden(self, *args: str, input: str | None = None) -> None:
+        result = self.run(*args, input=input)
+        assert result.returncode != 0, f"{self.user} should be refused {args}:\n{result.stdout}"
+        assert "forbidden" in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.parametrize("namespaced", [False, True], ids=["cluster-rbac", "namespaced-rbac"])
+def test_rbac_allows_what_each_program_needs_and_nothing_more(
+        kube: ControlPlane, chart_crd: Path, tmp_path: Path, namespaced: bool) -> None:
+    release_ns, team_ns, other_ns = (make_namespace(kube) for _ in range(3))
+    release = unique("rbac")
+    sets = [f"operator.namespaces={{{team_ns}}}", "operator.credentialsSecret=stripe-default"]
+    if namespaced:
+        sets.append("rbac.namespaced=true")
+    docs = [d for d in render(release, release_ns, sets=sets) if d["kind"] in RBAC_KINDS]
+    kinds = {d["kind"] for d in docs}
+    # Exact namespace names: no ClusterRole at all when namespaced (kopf's scanning is off,
+    # so nothing cluster-level is needed); Secrets through Roles in either mode.
+    assert kinds == ({"ServiceAccount", "Role", "RoleBinding"} if namespaced
+                     else {"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                           "ClusterRoleBinding"})
+    try:
+        kube.kubectl("apply", "--server-side", "--field-manager=paykube-chart-test", "-f", "-",
+                     input=as_yaml(docs))
+        for ns, secret in ((release_ns, "stripe-default"), (release_ns, "unrelated"),
+                           (team_ns, "team-stripe"), (other_ns, "other-stripe")):
+            create_secret(kube, ns, secret, {"apiKey": "sk_test_rbac"})
+        team_session = create_session(kube, team_ns, "rbac-probe")
+        other_session = create_session(kube, other_ns, "rbac-probe")
+        operator = Identity(kube, release_ns, one(docs, "ServiceAccount", "operator")[
+            "metadata"]["name"], tmp_path)
+        webhook = Identity(kube, release_ns, one(docs, "ServiceAccount", "webhook")[
+            "metadata"]["name"], tmp_path)
+        paysess = f"paymentsessions.{GROUP}"
+        annotate = json.dumps({"metadata": {"annotations": {"paykube.dev/rbac-test": "1"}}})
+        status = json.dumps({"status": {"phase": "Pending"}})
+        watch = f"/apis/{GROUP}/v1alpha1/namespaces/{team_ns}/paymentsessions?watch=1&timeoutSeconds=1"  # noqa: E501
+
+        # The operator: watch and patch PaymentSessions and their status, create Events,
+        # get (not list) Secrets, read the default credentials Secret.
+        for verb in ("get", "list", "watch", "patch"):
+            assert operator.can(verb, paysess, team_ns), verb
+        assert operator.can("patch", paysess, team_ns, "status")
+        assert operator.can("create", "events", team_ns)
+        assert operator.can("patch", "events", team_ns)  # aggregation of repeats
+        assert operator.can("get", "secrets", team_ns, name="team-stripe")
+        assert operator.can("get", "secrets", release_ns, name="stripe-default")
+        operator.allowed("get", "paymentsessions", "-n", team_ns)
+        operator.allowed("get", "--raw", watch)
+        operator.allowed("patch", "paymentsession", "rbac-probe", "-n", team_ns,
+                         "--type=merge", "-p", annotate)
+        operator.allowed("patch", "paymentsession", "rbac-probe", "-n", team_ns,
+                         "--subresource=status", "--type=merge", "-p", status)
+        operator.allowed("create", "-f", "-", input=event_for(team_ns, team_session))
+        operator.allowed("get", "secret", "team-stripe", "-n", team_ns)
+        operator.allowed("get", "secret", "stripe-default", "-n", release_ns)
+        # ... and nothing cluster-admin-like.
+        for verb in ("list", "watch", "create", "update", "delete"):
+            assert not operator.can(verb, "secrets", team_ns), verb
+        assert not operator.can("delete", paysess, team_ns)
+        assert not operator.can("create", paysess, team_ns)
+        assert not operator.can("delete", "pods", team_ns)
+        assert not operator.can("create", "customresourcedefinitions.apiextensions.k8s.io",
+                                None)
+        assert not operator.can("create", "clusterrolebindings.rbac.authorization.k8s.io",
+                                None)
+        assert not operator.can("get", "configmaps", team_ns)
+        operator.forbidden("get", "secrets", "-n", team_ns)
+        operator.forbidden("delete", "pod", "any-pod", "-n", team_ns)
+        operator.forbidden("delete", "paymentsession", "rbac-probe", "-n", team_ns)
+        operator.forbidden("create", "--dry-run=server", "-f", str(CHART / "crds" /
+                                                                   "paymentsession.yaml"))
+        # Secrets: only in the watched namespace, and only the default credentials Secret
+        # elsewhere, in both modes (the namespaces are exact names).
+        assert not operator.can("get", "secrets", other_ns, name="other-stripe")
+        assert not operator.can("get", "secrets", release_ns, name="unrelated")
+        assert not operator.can("get", "secrets", "kube-system")
+        operator.forbidden("get", "secret", "other-stripe", "-n", other_ns)
+        operator.forbidden("get", "secret", "unrelated", "-n", release_ns)
+        if namespaced:
+            # PaymentSessions only in the watched namespace.
+            assert not operator.can("list", paysess, None)
+            assert not operator.can("patch", paysess, other_ns)
+            operator.forbidden("get", "paymentsessions", "-n", other_ns)
+            operator.forbidden("patch", "paymentsession", "rbac-probe", "-n", other_ns,
+                               "--subresource=status", "--type=merge", "-p", status)
+            operator.forbidden("create", "-f", "-", input=event_for(other_ns, other_session))
+        else:
+            assert operator.can("list", paysess, None)
+            operator.allowed("get", "paymentsessions", "-A")
+        # Exact namespace names: kopf's scanning is off, so no cluster observation at all.
+        crds = "customresourcedefinitions.apiextensions.k8s.io"
+        for verb in ("list", "watch"):
+            assert not operator.can(verb, crds, None), verb
+            assert not operator.can(verb, "namespaces", None), verb
+        operator.forbidden("get", "namespaces")
+        for verb in ("create", "update", "patch", "delete"):
+            assert not operator.can(verb, crds, None), verb
+            assert not operator.can(verb, "namespaces", None), verb
+
+        # The webhook: get PaymentSessions, patch their status, create Events (it records
+        # each Stripe delivery it applies on the object: paykube_webhook.app); no more.
+        assert webhook.can("get", paysess, team_ns)
+        assert webhook.can("patch", paysess, team_ns, "status")
+        assert webhook.can("create", "events", team_ns)
+        assert not webhook.can("patch", "events", team_ns)
+        webhook.allowed("get", "paymentsession", "rbac-probe", "-n", team_ns)
+        webhook.allowed("patch", "paymentsession", "rbac-probe", "-n", team_ns,
+                        "--subresource=status", "--type=merge", "-p", status)
+        webhook.allowed("create", "-f", "-", input=event_for(team_ns, team_session))
+        for verb in ("list", "watch", "patch", "update", "delete", "create"):
+            assert not webhook.can(verb, paysess, team_ns), verb
+        for verb in ("get", "list"):
+            assert not webhook.can(verb, "secrets", team_ns), verb
+            assert not webhook.can(verb, "secrets", release_ns), verb
+        webhook.forbidden("get", "secrets", "-n", team_ns)
+        webhook.forbidden("get", "secret", "stripe-default", "-n", release_ns)
+        webhook.forbidden("get", "paymentsessions", "-n", team_ns)
+        webhook.forbidden("delete", "paymentsession", "rbac-probe", "-n", team_ns)
+        webhook.forbidden("patch", "paymentsession", "rbac-probe", "-n", team_ns,
+                          "--type=merge", "-p", json.dumps({"spec": {"cancel": True}}))
+        webhook.forbidden("get", "--raw", watch)
+        if namespaced:
+            assert not webhook.can("get", paysess, other_ns)
+            webhook.forbidden("get", "paymentsession", "rbac-probe", "-n", other_ns)
+
+        spec = json.loads(kube.kubectl("get", "paymentsession", "rbac-probe", "-n", team_ns,
+                                       "-o", "json").stdout)["spec"]
+        assert spec["cancel"] is False, "the webhook's spec patch must not have landed"
+    finally:
+        delete_objects(kube, docs)
+        for ns in (release_ns, team_ns, other_ns):
+            kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
