@@ -384,13 +384,14 @@ def test_hold_keeps_the_answer_after_the_session_exists(
 ) -> None:
     stripe_control.add_fault("hold", method="POST", path="/v1/checkout/sessions")
     options: stripe.RequestOptions = {"idempotency_key": "paykube:held:create"}
+    params = session_params()  # once: a replay must carry the very same parameters
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(stripe_client.v1.checkout.sessions.create, session_params(), options)
+        pending = pool.submit(stripe_client.v1.checkout.sessions.create, params, options)
         (held,) = stripe_control.wait_for_held(1)
         assert not pending.done()
         assert stripe_control.sessions_created() == 1
         # A second process retrying with the same key gets the session at once.
-        replay = stripe_client.v1.checkout.sessions.create(session_params(), options)
+        replay = stripe_client.v1.checkout.sessions.create(params, options)
         assert replay.id == held["object_id"]
         assert stripe_control.release() == 1
         session = pending.result(timeout=10)
