@@ -81,10 +81,13 @@ class Settings:
     explain_base_url: str = ""
     explain_model: str = ""
     explain_api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
+    explain_api_key_file: str = ""  # a mounted Secret's file; re-read every secrets_ttl
     explain_timeout: float = 3.0
     explain_retry: float = 60.0  # seconds before asking the model again after a failure
     metrics_username: str = ""
     metrics_password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    metrics_username_file: str = ""  # mounted Secret files; re-read every secrets_ttl
+    metrics_password_file: str = ""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -146,9 +149,12 @@ class Settings:
             explain_base_url=get("EXPLAIN_BASE_URL", ""),
             explain_model=get("EXPLAIN_MODEL", ""),
             explain_api_key=SecretStr(get("EXPLAIN_API_KEY", "")),
+            explain_api_key_file=get("EXPLAIN_API_KEY_FILE", ""),
             explain_timeout=float(get("EXPLAIN_TIMEOUT", str(base.explain_timeout))),
             explain_retry=float(get("EXPLAIN_RETRY", str(base.explain_retry))),
             metrics_username=get("METRICS_USERNAME", ""),
             metrics_password=SecretStr(get("METRICS_PASSWORD", "")),
+            metrics_username_file=get("METRICS_USERNAME_FILE", ""),
+            metrics_password_file=get("METRICS_PASSWORD_FILE", ""),
             log_level=get("LOG_LEVEL", base.log_level).upper(),
         )

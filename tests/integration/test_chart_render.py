@@ -217,17 +217,19 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
     **{name: (f"secrets.keys.{key}", f"key-{key}", f"key-{key}") for name, key in (
         ("STRIPE_API_KEY_FILE", "stripeApiKey"), ("WEBHOOK_SECRETS_FILE", "webhookSecrets"),
         ("DATABASE_URL_FILE", "databaseUrl"), ("BROKER_PASSWORD", "brokerPassword"),
-        ("METRICS_USERNAME", "metricsUsername"), ("METRICS_PASSWORD", "metricsPassword"),
-        ("EXPLAIN_API_KEY", "explainApiKey"))},
+        ("METRICS_USERNAME_FILE", "metricsUsername"),
+        ("METRICS_PASSWORD_FILE", "metricsPassword"),
+        ("EXPLAIN_API_KEY_FILE", "explainApiKey"))},
 }
 # Settings with no chart value: the chart mounts these secrets as files (the *_FILE
 # settings, re-read: rotation without restart); the env forms are for running outside a pod.
-SETTINGS_WITHOUT_VALUE = {"WEBHOOK_SECRETS", "STRIPE_API_KEY", "DATABASE_URL"}
+SETTINGS_WITHOUT_VALUE = {"WEBHOOK_SECRETS", "STRIPE_API_KEY", "DATABASE_URL",
+                          "METRICS_USERNAME", "METRICS_PASSWORD", "EXPLAIN_API_KEY"}
 # Read only by the operator (never rendered into the webhook, which has no use for them).
 OPERATOR_ONLY = {"AWS_DATABASE_SECRET_ID", "DATABASE_URL_FILE", "DATABASE_HOST",
                  "DATABASE_PORT", "DATABASE_NAME", "STRIPE_API_KEY_FILE",
                  "STRIPE_CREDENTIALS_SECRET", "NAMESPACES",
-                 "EXPLAIN_API_KEY", "OPERATOR_HOST"}
+                 "EXPLAIN_API_KEY_FILE", "OPERATOR_HOST"}
 
 
 INGRESS_NGINX = {"namespaceSelector": {"matchLabels": {

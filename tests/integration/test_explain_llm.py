@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -27,6 +28,7 @@ from paykube.mirror.explanations import MySQLExplanationStore
 from paykube.mirror.migrate import migrate
 from paykube.mirror.schema import error_explanations
 from paykube.mirror.store import make_engine
+from paykube.secrets.files import SecretSetting
 from paykube.settings import SecretStr
 from paykube_dev.services import MariaDB
 from tests.plugins.openai_server import ANSWER, FakeOpenAI
@@ -317,3 +319,21 @@ async def test_model_explanation_is_stored_in_mariadb_and_served_with_the_model_
                 "Newer wording."]
     finally:
         engine.dispose()
+
+
+async def test_the_model_key_from_a_file_is_read_again_after_the_ttl(
+        server: FakeOpenAI, clock: Clock, tmp_path: Path) -> None:
+    key_file = tmp_path / "explainApiKey"
+    key_file.write_text("sk-model-file-one\n")
+    api_key = SecretSetting(SecretStr(""), str(key_file), ttl=60, clock=clock)
+    explainer = Explainer(model=ModelExplainer(server.base_url, "m", api_key, timeout=TIMEOUT,
+                                               clock=clock))
+    try:
+        assert await explainer.explain_later(new_error("code_one")) == ANSWER
+        key_file.write_text("sk-model-file-two")
+        clock.now += 61  # the mounted Secret changed and the TTL passed: no restart
+        assert await explainer.explain_later(new_error("code_two")) == ANSWER
+    finally:
+        await explainer.aclose()
+    assert [r["headers"].get("Authorization") for r in server.requests] == [
+        "Bearer sk-model-file-one", "Bearer sk-model-file-two"]

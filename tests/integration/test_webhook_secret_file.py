@@ -66,3 +66,38 @@ def test_rotated_secret_file_is_picked_up_without_restart(kube: ControlPlane,
     log = (tmp_path / "webhook.log").read_text()
     assert OLD not in log and NEW not in log
     assert str(secret_file) in log, "the log names the file that could not be read"
+
+
+def metrics_status(url: str, auth: tuple[str, str]) -> int:
+    return httpx.get(f"{url}/metrics", auth=auth, timeout=10).status_code
+
+
+def test_metrics_credentials_from_files_rotate_without_restart(kube: ControlPlane,
+                                                               tmp_path: Path) -> None:
+    user_file, password_file = tmp_path / "metricsUsername", tmp_path / "metricsPassword"
+    user_file.write_text("prometheus")
+    password_file.write_text("metrics-pw-one-7d1e")
+    webhook = start_webhook(kube.kubeconfig, tmp_path / "webhook.log", {
+        "PAYKUBE_WEBHOOK_SECRETS": OLD, "PAYKUBE_SECRETS_TTL": "1",
+        "PAYKUBE_METRICS_USERNAME_FILE": str(user_file),
+        "PAYKUBE_METRICS_PASSWORD_FILE": str(password_file)})
+    old, new = ("prometheus", "metrics-pw-one-7d1e"), ("prometheus", "metrics-pw-two-9c2f")
+    try:
+        assert metrics_status(webhook.url, old) == 200
+        assert metrics_status(webhook.url, new) == 401
+        password_file.write_text(new[1])
+        deadline = time.monotonic() + 15
+        while metrics_status(webhook.url, new) != 200:
+            assert time.monotonic() < deadline, "the rotated password was not picked up"
+            time.sleep(0.2)
+        assert metrics_status(webhook.url, old) == 401
+        password_file.unlink()
+        deadline = time.monotonic() + 15
+        while metrics_status(webhook.url, new) != 401:
+            assert time.monotonic() < deadline, "a missing password file still let us in"
+            time.sleep(0.2)
+    finally:
+        webhook.stop()
+    log = (tmp_path / "webhook.log").read_text()
+    assert "metrics-pw-" not in log
+    assert "metrics credentials unavailable" in log and str(password_file) in log

@@ -26,6 +26,7 @@ from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import ProviderObserved, SessionSnapshot, advance
 from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
+from paykube.secrets.files import SecretSetting
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
 from paykube_webhook.metrics import WebhookMetrics
@@ -48,6 +49,13 @@ class WebhookService:
     def __post_init__(self) -> None:
         self.metrics.broker_connected.set_function(
             lambda: 1.0 if self.broker_state() == "connected" else 0.0)
+        settings = self.settings
+        self.metrics_username = SecretSetting(SecretStr(settings.metrics_username),
+                                              settings.metrics_username_file,
+                                              settings.secrets_ttl)
+        self.metrics_password = SecretSetting(settings.metrics_password,
+                                              settings.metrics_password_file,
+                                              settings.secrets_ttl)
 
     def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
         self.metrics.requests.labels(outcome).inc()
@@ -199,8 +207,13 @@ class WebhookService:
             await task
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
-        if not basic_auth_ok(request.headers.get("Authorization"),
-                             self.settings.metrics_username, self.settings.metrics_password):
+        try:
+            username, password = self.metrics_username().get(), self.metrics_password()
+        except PaykubeError as exc:  # nothing passes without readable credentials
+            log.error("metrics credentials unavailable", extra={"code": exc.code.value,
+                                                                 "reason": exc.message})
+            username, password = "", SecretStr("")
+        if not basic_auth_ok(request.headers.get("Authorization"), username, password):
             log.warning("metrics request refused", extra={"outcome": "unauthorized"})
             return web.Response(status=401, text="unauthorized",
                                 headers={"WWW-Authenticate": 'Basic realm="paykube"'})

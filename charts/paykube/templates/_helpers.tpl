@@ -186,7 +186,7 @@ logging. */}}
 {{- end }}
 {{- include "paykube.secretFileEnv" (dict "root" . "key" "stripeApiKey" "name" "PAYKUBE_STRIPE_API_KEY_FILE") }}
 {{- include "paykube.secretFileEnv" (dict "root" . "key" "databaseUrl" "name" "PAYKUBE_DATABASE_URL_FILE") }}
-{{- include "paykube.secretEnv" (dict "root" . "key" "explainApiKey" "name" "PAYKUBE_EXPLAIN_API_KEY") }}
+{{- include "paykube.secretFileEnv" (dict "root" . "key" "explainApiKey" "name" "PAYKUBE_EXPLAIN_API_KEY_FILE") }}
 {{- with $o.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -204,8 +204,8 @@ logging. */}}
 - name: PAYKUBE_WEBHOOK_MAX_BODY
   value: {{ $w.maxBody | int64 | quote }}
 {{- include "paykube.secretFileEnv" (dict "root" . "key" "webhookSecrets" "name" "PAYKUBE_WEBHOOK_SECRETS_FILE") }}
-{{- include "paykube.secretEnv" (dict "root" . "key" "metricsUsername" "name" "PAYKUBE_METRICS_USERNAME") }}
-{{- include "paykube.secretEnv" (dict "root" . "key" "metricsPassword" "name" "PAYKUBE_METRICS_PASSWORD") }}
+{{- include "paykube.secretFileEnv" (dict "root" . "key" "metricsUsername" "name" "PAYKUBE_METRICS_USERNAME_FILE") }}
+{{- include "paykube.secretFileEnv" (dict "root" . "key" "metricsPassword" "name" "PAYKUBE_METRICS_PASSWORD_FILE") }}
 {{- with $w.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -130,7 +130,8 @@ def _clean_answer(text: str | None) -> str | None:
 class ModelExplainer:
     """Asks an OpenAI-compatible chat endpoint; never raises, returns None on any failure."""
 
-    def __init__(self, base_url: str, model: str, api_key: SecretStr, *, timeout: float = 3.0,
+    def __init__(self, base_url: str, model: str,
+                 api_key: SecretStr | Callable[[], SecretStr], *, timeout: float = 3.0,
                  cache_ttl: float = 7 * 24 * 3600.0, failure_backoff: float = 60.0,
                  store: ExplanationStore | None = None, max_entries: int = 1024,
                  max_tokens: int = 200,
@@ -146,9 +147,11 @@ class ModelExplainer:
         self._memory: OrderedDict[ExplanationKey, tuple[float, str]] = OrderedDict()
         self._retry_at: dict[ExplanationKey, float] = {}
         self._inflight: dict[ExplanationKey, asyncio.Task[str | None]] = {}
+        # A callable key is read before each request (a rotated key needs no restart).
+        self._api_key = api_key if callable(api_key) else (lambda: api_key)
         # Local endpoints often need no key; the SDK insists on one.
-        self._client = AsyncOpenAI(api_key=api_key.get() or "unused", base_url=base_url,
-                                   timeout=timeout, max_retries=0)
+        self._client = AsyncOpenAI(api_key="unused", base_url=base_url, timeout=timeout,
+                                   max_retries=0)
 
     async def aclose(self) -> None:
         for task in list(self._inflight.values()):
@@ -194,6 +197,7 @@ class ModelExplainer:
 
     async def _ask(self, key: ExplanationKey, messages: Messages) -> str | None:
         try:
+            self._client.api_key = self._api_key().get() or "unused"
             async with asyncio.timeout(self._timeout):
                 response = await self._client.chat.completions.create(
                     model=self._model, messages=messages, temperature=0,

@@ -114,7 +114,8 @@ class Explainer:
 
 
 def build_explainer(*, base_url: str | None = None, model: str | None = None,
-                    api_key: SecretStr | None = None, timeout: float = 3.0,
+                    api_key: SecretStr | Callable[[], SecretStr] | None = None,
+                    timeout: float = 3.0,
                     store: ExplanationStore | None = None,
                     provider: str = "stripe", failure_backoff: float = 60.0) -> Explainer:
     """Catalog only unless both `base_url` and `model` are set."""

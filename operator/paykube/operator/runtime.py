@@ -23,6 +23,7 @@ from paykube.operator.reconciler import Reconciler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import StripeProvider
+from paykube.secrets.files import SecretSetting
 from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
 from paykube.settings import Settings
 
@@ -60,7 +61,9 @@ class Runtime:
         mirror = build_writer(engine) if engine is not None else None
         explainer = build_explainer(
             base_url=settings.explain_base_url or None, model=settings.explain_model or None,
-            api_key=settings.explain_api_key, timeout=settings.explain_timeout,
+            api_key=SecretSetting(settings.explain_api_key, settings.explain_api_key_file,
+                                  settings.secrets_ttl),
+            timeout=settings.explain_timeout,
             failure_backoff=settings.explain_retry,
             store=MySQLExplanationStore(engine) if engine is not None else None)
         credentials = CredentialResolver(settings, kube, StripeSecrets(settings, aws),

@@ -46,3 +46,17 @@ class SecretFile:
 
     def invalidate(self) -> None:
         self._read_at = None
+
+
+class SecretSetting:
+    """One secret setting: the file's content when a file is configured (a mounted Secret
+    key, re-read after `ttl`), else the value from the environment."""
+
+    def __init__(self, value: SecretStr, path: str, ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._value = value
+        self._file = SecretFile(Path(path), ttl, clock) if path else None
+
+    def __call__(self) -> SecretStr:
+        return self._file.text() if self._file is not None else self._value
+
