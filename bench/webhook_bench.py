@@ -38,7 +38,7 @@ from paykube_dev.kube import ControlPlane
 from paykube_dev.manifests import session_list
 from paykube_dev.programs import start_webhook
 from paykube_dev.services import start_activemq
-from paykube_webhook.verify import compute_signature
+from paykube_dev.stripe_emulator import sign_payload
 
 SECRET = "whsec_bench"
 METRICS_AUTH = ("bench", "bench-metrics-password")
@@ -56,7 +56,7 @@ def signed_event(namespace: str, obj: dict[str, Any], secret: str) -> dict[str, 
             "metadata": {"paykube_namespace": namespace, "paykube_name": meta["name"],
                          "paykube_uid": meta["uid"]}}}})
     t = int(time.time())
-    return {"body": body, "signature": f"t={t},v1={compute_signature(body.encode(), secret, t)}"}
+    return {"body": body, "signature": sign_payload(body.encode(), secret, t)}
 
 
 async def open_sessions(plane: ControlPlane, namespace: str) -> list[dict[str, Any]]:
@@ -240,15 +240,21 @@ def main(argv: list[str] | None = None) -> int:
         pid = webhook.proc.pid
         print(f"{len(objects)} Open objects for (a): {args.duration:g} s x "
               f"{args.expected_rate:g}/s expected; concurrency {args.concurrency}")
+        def measure(title: str, events: list[dict[str, str]], name: str,
+                    expect: str) -> dict[str, Any]:
+            """One phase of load against the webhook, with its CPU and RSS."""
+            cpu = process_stats(pid).cpu_seconds
+            with RssSampler(pid) as rss:
+                result = run_load(url, events, args.concurrency, args.duration, directory,
+                                  name, expect)
+            report(title, result, process_stats(pid).cpu_seconds - cpu, rss, args.duration)
+            return result
+
         try:
             httpx.post(url, content=b"{}", headers={"Content-Type": "application/json"})
             valid = [signed_event(namespace, o, SECRET) for o in objects]
-            cpu = process_stats(pid).cpu_seconds
-            with RssSampler(pid) as rss:
-                result = run_load(url, valid, args.concurrency, args.duration, directory,
-                                  "valid", "2xx")
-            report("(a) valid events changing status (API server + broker)", result,
-                   process_stats(pid).cpu_seconds - cpu, rss, args.duration)
+            result = measure("(a) valid events changing status (API server + broker)", valid,
+                             "valid", "2xx")
             phases = asyncio.run(count_phases(plane, namespace))
             publishes = publish_outcomes(f"{webhook.url}/metrics")
             print(f"objects by phase:  {phases} (2xx answers: {result['count']})")
@@ -256,12 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             # Re-signed when sent would be fairer to the verifier, but a stale or wrong
             # signature costs the same: one HMAC per configured secret.
             invalid = [signed_event(namespace, objects[0], "whsec_wrong")] * 200_000
-            cpu = process_stats(pid).cpu_seconds
-            with RssSampler(pid) as rss:
-                result = run_load(url, invalid, args.concurrency, args.duration, directory,
-                                  "invalid", "400")
-            report("(b) invalid signatures (the expected answer is 400)", result,
-                   process_stats(pid).cpu_seconds - cpu, rss, args.duration)
+            measure("(b) invalid signatures (the expected answer is 400)", invalid, "invalid",
+                    "400")
         finally:
             webhook.stop()
     return 0

@@ -17,8 +17,8 @@ from paykube.mirror.projection import project, same_row
 from paykube.mirror.store import MirrorStore, make_engine
 from paykube_dev.programs import start_webhook
 from paykube_dev.services import MariaDB, MotoServer
+from paykube_dev.stripe_emulator import sign_payload
 from paykube_dev.stripe_emulator.model import mask_key
-from paykube_webhook.verify import compute_signature
 from tests.plugins.openai_server import ANSWER, threaded_openai
 from tests.plugins.paykube_fixtures import (
     API_KEY,
@@ -160,7 +160,7 @@ def test_stripe_credentials_from_aws_rotate_without_restart_and_never_leak(
             t = int(time.time())
             response = httpx.post(f"{webhook.url}/webhooks/stripe", content=body, headers={
                 "Content-Type": "application/json",
-                "Stripe-Signature": f"t={t},v1={compute_signature(body, signing, t)}"})
+                "Stripe-Signature": sign_payload(body, signing, t)})
             assert response.status_code == 200
         finally:
             webhook.stop()

@@ -28,7 +28,7 @@ from paykube_dev.kube import ControlPlane
 from paykube_dev.proc import wait_until
 from paykube_dev.programs import Program, start_webhook
 from paykube_dev.services import ActiveMQ
-from paykube_webhook.verify import compute_signature
+from paykube_dev.stripe_emulator import sign_payload
 from tests.plugins.paykube_fixtures import METRICS_AUTH, WEBHOOK_SECRET, Stack
 from tests.plugins.tcp_proxy import TcpProxy
 
@@ -38,7 +38,7 @@ Action = Literal["paid", "async_pending", "async_succeeded", "async_failed", "ex
 
 def signed(body: bytes, secret: str = WEBHOOK_SECRET, t: int | None = None) -> dict[str, str]:
     t = int(time.time()) if t is None else t
-    return {"Stripe-Signature": f"t={t},v1={compute_signature(body, secret, t)}",
+    return {"Stripe-Signature": sign_payload(body, secret, t),
             "Content-Type": "application/json"}
 
 

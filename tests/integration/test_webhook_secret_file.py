@@ -11,7 +11,7 @@ import httpx
 
 from paykube_dev.kube import ControlPlane
 from paykube_dev.programs import start_webhook
-from paykube_webhook.verify import compute_signature
+from paykube_dev.stripe_emulator import sign_payload
 
 OLD, NEW = "whsec_file_old_0123456789", "whsec_file_new_9876543210"
 
@@ -21,7 +21,7 @@ def deliver(url: str, secret: str) -> int:
     body = json.dumps({"id": "evt_file", "type": "customer.created", "object": "event",
                        "data": {"object": {}}}).encode()
     t = int(time.time())
-    headers = {"Stripe-Signature": f"t={t},v1={compute_signature(body, secret, t)}",
+    headers = {"Stripe-Signature": sign_payload(body, secret, t),
                "Content-Type": "application/json"}
     return httpx.post(f"{url}/webhooks/stripe", content=body, headers=headers,
                       timeout=10).status_code
