@@ -15,6 +15,7 @@ import json
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ import httpx
 from paykube.api.types import GROUP, PLURAL, VERSION, ObjectRef
 from paykube.errors import ApiRejected, ApiServerUnavailable, ConflictError, PaykubeError
 from paykube.kube.config import KubeConfig
+from paykube.secrets.files import SecretFile
 
 Manifest = dict[str, Any]
 
@@ -33,21 +35,28 @@ class NotFound(PaykubeError):
 # Counts of recently recorded Events, by name, for aggregation (as client-go's correlator
 # keeps them): losing them on a restart only restarts a count.
 _EVENT_COUNTS_KEPT = 4096
+_TOKEN_TTL = 60.0
 
 
 class KubeClient:
     def __init__(self, config: KubeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 10.0, max_connections: int = 16) -> None:
         self._config = config
+        # A projected token is rotated by the kubelet: read it again once a minute (as
+        # client-go does), not from disk on every request.
+        self._token_file = (SecretFile(Path(config.token_file), _TOKEN_TTL)
+                            if config.token_file else None)
         self._event_counts: OrderedDict[str, int] = OrderedDict()
         # Waiting for a free pooled connection is back-pressure, not an outage: no pool timeout.
         # Requests queue on a semaphore rather than in httpcore's pool, whose queue handling
-        # costs time per waiting request on every assignment (quadratic in a burst).
+        # costs time per waiting request on every assignment (quadratic in a burst). The
+        # semaphore is the only bound: watches hold a connection for minutes outside it, and
+        # a pool capped at the same size would let them starve the requests.
         self._slots = asyncio.Semaphore(max_connections)
         self._http = httpx.AsyncClient(
             base_url=config.server, verify=config.ssl_context(), transport=transport,
             timeout=httpx.Timeout(timeout, pool=None),
-            limits=httpx.Limits(max_connections=max_connections,
+            limits=httpx.Limits(max_connections=None,
                                 max_keepalive_connections=max_connections),
         )
 
@@ -61,7 +70,8 @@ class KubeClient:
         await self.aclose()
 
     def _auth(self) -> dict[str, str]:
-        token = self._config.bearer_token()
+        token = (self._token_file.text().get() if self._token_file is not None
+                 else self._config.token)
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -89,9 +99,7 @@ class KubeClient:
         return result
 
     async def list_sessions(self, namespace: str | None = None) -> list[Manifest]:
-        items: list[Manifest] = (await self._request("GET", _collection(namespace))).json()[
-            "items"]
-        return items
+        return (await self.list_sessions_at(namespace))[0]
 
     async def list_sessions_at(self, namespace: str | None = None,
                                ) -> tuple[list[Manifest], str]:
@@ -198,6 +206,11 @@ class KubeClient:
             self._event_counts[name] = count
             while len(self._event_counts) > _EVENT_COUNTS_KEPT:
                 self._event_counts.popitem(last=False)
+
+    async def check_ready(self) -> None:
+        """A readiness probe: raise `ApiServerUnavailable` unless `/readyz` answers 200."""
+        if not await self.ready():
+            raise ApiServerUnavailable("the API server does not answer")
 
     async def ready(self) -> bool:
         try:
