@@ -27,6 +27,7 @@ from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import ProviderObserved, SessionSnapshot, advance
 from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
 from paykube.secrets.files import SecretSetting
+from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
 from paykube_webhook.metrics import WebhookMetrics
@@ -49,6 +50,10 @@ class WebhookService:
     def __post_init__(self) -> None:
         self.metrics.broker_connected.set_function(
             lambda: 1.0 if self.broker_state() == "connected" else 0.0)
+        self.readiness = ReadinessChecks(
+            "webhook", required={"apiServer": self.kube.check_ready,
+                                 "secrets": self.secrets.webhook_secrets},
+            reported={"broker": self.broker_state})
         settings = self.settings
         self.metrics_username = SecretSetting(SecretStr(settings.metrics_username),
                                               settings.metrics_username_file,
@@ -172,17 +177,8 @@ class WebhookService:
         and wait in the outbox, so taking every replica out of the Service would turn a
         harmless outage into refused webhooks.
         """
-        body: dict[str, Any] = {"apiServer": "reachable", "secrets": "loaded",
-                                "broker": self.broker_state()}
-        if not await self.kube.ready():
-            body |= {"apiServer": "unreachable", "secrets": "not_checked"}
-        else:
-            try:
-                await self.secrets.webhook_secrets()
-            except PaykubeError as exc:
-                body["secrets"] = exc.code.value
-        ready = body["apiServer"] == "reachable" and body["secrets"] == "loaded"
-        return web.json_response({"ready": ready, **body}, status=200 if ready else 503)
+        ready, body = await self.readiness.run()
+        return web.json_response(body, status=200 if ready else 503)
 
     def broker_state(self) -> str:
         return broker_state(self.publisher)

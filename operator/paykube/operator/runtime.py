@@ -18,12 +18,12 @@ from paykube.mirror.store import MirrorWriter
 from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.credentials import CredentialResolver
 from paykube.operator.metrics import OperatorMetrics
-from paykube.operator.probes import ReadinessChecks
 from paykube.operator.reconciler import Reconciler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import StripeProvider
 from paykube.secrets.files import SecretSetting
+from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
 from paykube.settings import Settings
 
@@ -79,12 +79,7 @@ class Runtime:
         configured (a broken one would stall every object that relies on it)."""
         settings = self.settings
 
-        async def api_server() -> None:
-            if not await self.kube.ready():
-                raise PaykubeError("the API server does not answer",
-                                   code=ErrorCode.API_SERVER_UNAVAILABLE)
-
-        checks = ReadinessChecks(required={"apiServer": api_server},
+        checks = ReadinessChecks("operator", required={"apiServer": self.kube.check_ready},
                                  reported={"broker": lambda: broker_state(self.publisher)})
         if (settings.aws_stripe_secret_id or settings.stripe_api_key_file
                 or settings.stripe_api_key or settings.stripe_credentials_secret):

@@ -7,8 +7,9 @@ writes without values.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from paykube.errors import PaykubeError
@@ -41,14 +42,6 @@ class Readiness:
         return {"ok": self.ok, "reason": self.reason, "message": self.message}
 
 
-def combine(results: Iterable[Readiness]) -> Readiness:
-    """Ready when every check is; otherwise the first failure's reason and all messages."""
-    failed = [r for r in results if not r.ok]
-    if not failed:
-        return Readiness.ready()
-    return Readiness(False, failed[0].reason, "; ".join(r.message for r in failed if r.message))
-
-
 async def check(probe: Callable[[], Awaitable[object]]) -> Readiness:
     """Run `probe` (for example `lambda: source.astripe_credentials(secret_id)`).
 
@@ -62,3 +55,35 @@ async def check(probe: Callable[[], Awaitable[object]]) -> Readiness:
     except Exception as exc:  # a probe reports, it does not raise
         return Readiness.not_ready("CheckFailed", f"readiness check failed: {type(exc).__name__}")
     return Readiness.ready()
+
+
+Probe = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class ReadinessChecks:
+    """A program's `/readyz`: named checks; `required` ones decide readiness, `reported`
+    states are only shown. A flip of readiness is logged once, with the failing reasons."""
+
+    program: str  # "operator", "webhook": names the log lines and their logger
+    required: dict[str, Probe] = field(default_factory=dict)
+    reported: dict[str, Callable[[], str]] = field(default_factory=dict)
+    _last: bool | None = None
+
+    async def run(self) -> tuple[bool, dict[str, object]]:
+        results = {name: await check(probe) for name, probe in self.required.items()}
+        ready = all(results.values())
+        body: dict[str, object] = {"ready": ready,
+                                   **{n: r.to_dict() for n, r in results.items()},
+                                   **{n: state() for n, state in self.reported.items()}}
+        if ready != self._last:
+            self._last = ready
+            logger = logging.getLogger(f"paykube.{self.program}")
+            if ready:
+                logger.info("%s ready", self.program)
+            for name, result in results.items():
+                if not result:
+                    logger.error("%s not ready: %s", self.program, name,
+                                 extra={"code": result.reason, "reason": result.message})
+        return ready, body
+
