@@ -159,6 +159,11 @@ class ErrorInfo:
     param: str | None = None  # the request parameter the provider objected to
     type: str | None = None   # the provider's error type, e.g. invalid_request_error
 
+    @property
+    def awaits_explanation(self) -> bool:
+        """A provider error (code or type known) that has no explanation yet."""
+        return not self.explanation and bool(self.provider_code or self.type)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message,
                                "retryable": self.retryable}

@@ -50,8 +50,8 @@ class ErrorDetails:
     @classmethod
     def of(cls, error: ErrorInfo | ProviderError | ErrorDetails, *, provider: str = "stripe",
            param: str | None = None, error_type: str | None = None) -> ErrorDetails:
-        """From a `ProviderError` (best: it keeps param and type), an `ErrorInfo` (add
-        `param`/`error_type` when known), or details already made."""
+        """From a `ProviderError` or an `ErrorInfo` (both keep the provider's param and
+        type; explicit `param`/`error_type` win), or details already made."""
         if isinstance(error, ErrorDetails):
             return error
         if isinstance(error, ProviderError):
@@ -61,6 +61,8 @@ class ErrorDetails:
             paykube_code = error.code.value
         else:
             provider_code = error.provider_code
+            param = param if param is not None else error.param
+            error_type = error_type or error.type
             paykube_code = error.code
         code: str | None = provider_code
         if code is not None and (code == error_type or code in STRIPE_ERROR_TYPES):

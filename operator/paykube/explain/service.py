@@ -49,8 +49,7 @@ class Explainer:
     def explain_now(self, error: Explainable, *, param: str | None = None,
                     error_type: str | None = None) -> str | None:
         """The catalog's explanation (or one the model gave earlier, from memory); never
-        does I/O. Pass the `ProviderError` itself when you have it: it keeps the param
-        and type that `ErrorInfo` drops."""
+        does I/O."""
         details = self.details(error, param=param, error_type=error_type)
         found = self._catalog.lookup(details)
         if found is None and self._model is not None and details.is_provider_error:

@@ -68,8 +68,7 @@ def _has_unpublished(body: Any, **_: Any) -> bool:
 
 def _lacks_explanation(body: Any, **_: Any) -> bool:
     error = Status.from_dict(body.get("status")).error
-    return error is not None and not error.explanation and bool(error.provider_code
-                                                                 or error.type)
+    return error is not None and error.awaits_explanation
 
 
 def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.OperatorRegistry:

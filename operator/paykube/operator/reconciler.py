@@ -284,12 +284,11 @@ class Reconciler:
         """Ask again for an explanation the model could not give in time before."""
         obj = await self.kube.get_session(ref.namespace, ref.name)
         error = Status.from_dict(obj.get("status")).error
-        if error is None or error.explanation or not (error.provider_code or error.type):
+        if error is None or not error.awaits_explanation:
             return
         # The param and type kept in status.error make the same question (and cache key)
         # as the first attempt, which had the provider's error at hand.
-        text = await self.explainer.explain_later(error, param=error.param,
-                                                  error_type=error.type)
+        text = await self.explainer.explain_later(error)
         if text:
             await self._add_explanation(ref, error, text)
 
