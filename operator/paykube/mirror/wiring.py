@@ -3,7 +3,6 @@ database URL or from an RDS-managed secret in AWS Secrets Manager."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,16 +12,12 @@ from sqlalchemy import Engine
 from paykube.errors import CredentialsError, ErrorCode
 from paykube.mirror.migrate import migrate
 from paykube.mirror.store import MirrorStore, MirrorWriter, make_engine
+from paykube.secrets.engine import bind_connect_params
 from paykube.secrets.files import SecretFile
 from paykube.settings import Settings
 
 if TYPE_CHECKING:
     from paykube.secrets.aws import SecretsManagerSource
-
-log = logging.getLogger("paykube.mirror")
-
-_MYSQL_ACCESS_DENIED = 1045
-
 
 def build_engine(settings: Settings, aws: SecretsManagerSource | None) -> Engine | None:
     """None when no database is configured (the mirror is optional)."""
@@ -53,9 +48,9 @@ def build_writer(engine: Engine) -> MirrorWriter:
 def bind_engine_url_file(engine: sqlalchemy.Engine, url_file: SecretFile) -> None:
     """Make `engine` connect with the SQLAlchemy URL in `url_file` (user, password, host,
     port, database and driver options), read again after its TTL and whenever the server
-    refuses the password (MySQL error 1045): a rotated password needs no restart."""
+    refuses the password: a rotated password needs no restart."""
 
-    def provide(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    def provide(dialect: Any, cparams: dict[str, Any]) -> None:
         try:
             url = sqlalchemy.engine.make_url(url_file.text().get())
         except sqlalchemy.exc.ArgumentError:
@@ -66,12 +61,4 @@ def bind_engine_url_file(engine: sqlalchemy.Engine, url_file: SecretFile) -> Non
             cparams.pop(key, None)
         cparams.update(from_url)
 
-    def on_error(context: sqlalchemy.engine.ExceptionContext) -> None:
-        args = getattr(context.original_exception, "args", ())
-        if args and args[0] == _MYSQL_ACCESS_DENIED:
-            log.warning("database refused the credentials in %s; reading it again",
-                        url_file.path)
-            url_file.invalidate()
-
-    sqlalchemy.event.listen(engine, "do_connect", provide)
-    sqlalchemy.event.listen(engine, "handle_error", on_error)
+    bind_connect_params(engine, provide, url_file.invalidate, str(url_file.path))

@@ -52,6 +52,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL
 
 from paykube.errors import CredentialsError, ErrorCode
+from paykube.secrets.engine import bind_connect_params
 from paykube.settings import SecretStr
 
 if TYPE_CHECKING:
@@ -285,11 +286,6 @@ class SecretsManagerSource:
 
         return self._read(secret_id, stage, build)
 
-    def json_document(self, secret_id: str, *, stage: str = CURRENT) -> dict[str, SecretStr]:
-        """Any JSON-object secret, its string values wrapped (other values are dropped)."""
-        return self._read(secret_id, stage, lambda doc: {
-            k: SecretStr(v) for k, v in doc.fields.items() if isinstance(v, str)})
-
     # --- async wrappers ---
 
     async def astripe_credentials(self, secret_id: str, *, require_api_key: bool = True,
@@ -519,22 +515,14 @@ def _json_type(value: object) -> str:
 
 # --- SQLAlchemy: every new connection uses the current password ---------------------------
 
-_MYSQL_ACCESS_DENIED = 1045
-
-
 def bind_engine_credentials(engine: sqlalchemy.Engine, source: SecretsManagerSource,
                             secret_id: str, *, host: str | None = None,
                             port: int | None = None, dbname: str | None = None,
                             db_engine: str | None = None) -> None:
-    """Make `engine` take user and password from `secret_id` for every new connection.
+    """Make `engine` take user and password from `secret_id` for every new connection
+    (cached for the source's TTL, read again at once when the server refuses them)."""
 
-    The pool keeps working connections; a new connection uses the cached credentials
-    (refreshed after the source's TTL). When the server refuses them (MySQL error 1045,
-    a rotated password), the cached secret is invalidated, so the next connection attempt
-    (the pool's retry, or the next checkout) reads the new password from AWS.
-    """
-
-    def provide(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    def provide(dialect: Any, cparams: dict[str, Any]) -> None:
         creds = source.database_credentials(secret_id, host=host, port=port, dbname=dbname,
                                             engine=db_engine)
         cparams["user"] = creds.username
@@ -546,13 +534,5 @@ def bind_engine_credentials(engine: sqlalchemy.Engine, source: SecretsManagerSou
         if creds.dbname:
             cparams["database"] = creds.dbname
 
-    def on_error(context: sqlalchemy.engine.ExceptionContext) -> None:
-        original = context.original_exception
-        args = getattr(original, "args", ())
-        if args and args[0] == _MYSQL_ACCESS_DENIED:
-            log.warning("database refused the credentials of AWS secret %r; reading it again",
-                        secret_id)
-            source.invalidate(secret_id)
-
-    sqlalchemy.event.listen(engine, "do_connect", provide)
-    sqlalchemy.event.listen(engine, "handle_error", on_error)
+    bind_connect_params(engine, provide, lambda: source.invalidate(secret_id),
+                        f"AWS secret {secret_id!r}")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from paykube.secrets.files import SecretFile
+from paykube.secrets.files import SecretFile, SecretSetting
 from paykube.settings import SecretStr, Settings
 
 if TYPE_CHECKING:
@@ -31,19 +31,17 @@ class StripeSecrets:
         self._settings = settings
         self._aws = aws if settings.aws_stripe_secret_id else None
 
-        def file(path: str) -> SecretFile | None:
-            return SecretFile(Path(path), settings.secrets_ttl, clock) if path else None
-
-        self._webhook_file = file(settings.webhook_secrets_file)
-        self._api_key_file = file(settings.stripe_api_key_file)
+        self._api_key = SecretSetting(settings.stripe_api_key, settings.stripe_api_key_file,
+                                      settings.secrets_ttl, clock)
+        self._webhook_file = (SecretFile(Path(settings.webhook_secrets_file),
+                                         settings.secrets_ttl, clock)
+                              if settings.webhook_secrets_file else None)
 
     async def api_key(self) -> SecretStr | None:
         if self._aws is not None:
             creds = await self._aws.astripe_credentials(self._settings.aws_stripe_secret_id)
             return creds.api_key
-        if self._api_key_file is not None:
-            return self._api_key_file.text()
-        return self._settings.stripe_api_key or None
+        return self._api_key() or None
 
     async def webhook_secrets(self) -> tuple[SecretStr, ...]:
         if self._aws is not None:
