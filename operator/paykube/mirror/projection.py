@@ -21,15 +21,6 @@ _MAX_HISTORY = (1 << (_RANK_SHIFT - _HISTORY_SHIFT)) - 1
 _MAX_RESOURCE_VERSION = (1 << _HISTORY_SHIFT) - 1
 _MAX_RANK = 15
 
-# Compared with everything else when a row is checked against the cluster (resync).
-MUTABLE_COLUMNS = (
-    "namespace", "name", "phase", "phase_rank", "amount", "currency", "description",
-    "session_id", "payment_intent_id", "payment_status", "amount_total", "expires_at",
-    "created_at", "created_day", "metadata_json", "error_code", "error_provider_code",
-    "version",
-)
-
-
 class ManifestError(ValueError):
     """The manifest lacks what the mirror needs (uid, spec) or has a malformed field."""
 
@@ -61,10 +52,8 @@ def manifest_uid(manifest: dict[str, Any]) -> str:
     return str(uid)
 
 
-def manifest_version(manifest: dict[str, Any]) -> int:
-    """The ordering key of one observation of an object."""
-    meta = manifest.get("metadata") or {}
-    status = Status.from_dict(manifest.get("status"))
+def observation_version(meta: dict[str, Any], status: Status) -> int:
+    """The ordering key of one observation of an object (its metadata and parsed status)."""
     try:
         resource_version = int(meta.get("resourceVersion") or 0)
     except (TypeError, ValueError) as exc:
@@ -110,7 +99,7 @@ def project(manifest: dict[str, Any]) -> Projection:
         currency = str(spec["currency"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"manifest {uid} is malformed: {exc!r}") from None
-    version = manifest_version(manifest)
+    version = observation_version(meta, status)
     created_at = parse_time(meta.get("creationTimestamp")) or utcnow().replace(microsecond=0)
     description = spec.get("description")
     user_metadata = {str(k): str(v) for k, v in (spec.get("metadata") or {}).items()}
@@ -157,8 +146,9 @@ def _transitions(uid: str, history: tuple[HistoryEntry, ...]) -> tuple[dict[str,
 
 
 def same_row(stored: dict[str, Any], desired: dict[str, Any]) -> bool:
-    """Whether a stored row already holds what `project()` computed (`MUTABLE_COLUMNS`)."""
-    return all(_normalise(stored.get(c)) == _normalise(desired.get(c)) for c in MUTABLE_COLUMNS)
+    """Whether a stored row already holds every column `project()` computed (the key aside)."""
+    return all(_normalise(stored.get(c)) == _normalise(v) for c, v in desired.items()
+               if c != "uid")
 
 
 def _normalise(value: object) -> object:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Connection, Engine, case, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, case, select, update
 from sqlalchemy.dialects.mysql import Insert
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -152,6 +152,14 @@ def upsert_statement(projections: Projection | Sequence[Projection],
     return stmt.on_duplicate_key_update(assignments)
 
 
+def _flag_deleted(conn: Connection, *where: ColumnElement[bool]) -> int:
+    """Flag the rows matching `where` deleted (once: flagged rows keep their time)."""
+    now = utcnow()
+    return int(conn.execute(
+        update(sessions_table).where(*where, sessions_table.c.deleted.is_(False))
+        .values(deleted=True, deleted_at=now, updated_at=now)).rowcount)
+
+
 class MirrorStore:
     """Synchronous, thread-safe access to the mirror tables through one engine."""
 
@@ -199,8 +207,7 @@ class MirrorStore:
                              .on_duplicate_key_update(uid=t.c.uid))
             deleted = [op.uid for op in ops if op.deleted]
             if deleted:
-                conn.execute(update(s).where(s.c.uid.in_(deleted), s.c.deleted.is_(False))
-                             .values(deleted=True, deleted_at=now, updated_at=now))
+                _flag_deleted(conn, s.c.uid.in_(deleted))
         return len(newer) + len(deleted)
 
     def repair(self, manifest: dict[str, Any], *, expected_version: int | None = None,
@@ -258,13 +265,9 @@ class MirrorStore:
             gone = [(uid, version) for uid, namespace, version in conn.execute(query)
                     if uid not in sweep.listed and sweep.covers(namespace)
                     and resource_version_of(int(version)) <= sweep.resource_version]
-            now = utcnow()
             flagged = 0
             for uid, version in gone:
-                flagged += conn.execute(
-                    update(s).where(s.c.uid == uid, s.c.version == version,
-                                    s.c.deleted.is_(False))
-                    .values(deleted=True, deleted_at=now, updated_at=now)).rowcount
+                flagged += _flag_deleted(conn, s.c.uid == uid, s.c.version == version)
         return flagged
 
     def mark_deleted(self, uid: str) -> bool:
@@ -302,12 +305,7 @@ class MirrorStore:
         return len(missing)
 
     def _mark_deleted(self, conn: Connection, uid: str) -> int:
-        now = utcnow()
-        result = conn.execute(
-            update(sessions_table)
-            .where(sessions_table.c.uid == uid, sessions_table.c.deleted.is_(False))
-            .values(deleted=True, deleted_at=now, updated_at=now))
-        return 1 if result.rowcount else 0
+        return 1 if _flag_deleted(conn, sessions_table.c.uid == uid) else 0
 
     # -- reads --------------------------------------------------------------------------
 
