@@ -47,11 +47,6 @@ def stripe_api_key() -> str:
 
 
 @pytest.fixture
-def stripe_webhook_secret() -> str:
-    return "whsec_" + secrets.token_hex(16)
-
-
-@pytest.fixture
 def stripe_client(stripe_emulator: EmulatorThread, stripe_api_key: str) -> stripe.StripeClient:
     """The official SDK against the emulator, without its automatic retries."""
     return stripe.StripeClient(

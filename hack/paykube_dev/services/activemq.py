@@ -87,10 +87,6 @@ class ActiveMQ(Service):
         return self.base_dir
 
     @property
-    def stomp_url(self) -> str:
-        return f"stomp://{self.host}:{self.stomp_port}"
-
-    @property
     def host_and_ports(self) -> list[tuple[str, int]]:
         """What `stomp.Connection(...)` takes."""
         return [(self.host, self.stomp_port)]

@@ -179,10 +179,6 @@ class StompPublisher:
                 f"login={self._login!r}, use_ssl={self._use_ssl})")
 
     @property
-    def destination(self) -> str:
-        return self._destination
-
-    @property
     def connected(self) -> bool:
         """Whether a usable connection is open right now (for health reporting)."""
         with self._lock:
