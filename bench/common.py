@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from paykube_dev.kube import REPO, ControlPlane
+from paykube_dev.kube import ControlPlane
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -19,9 +19,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def platform() -> Iterator[tuple[ControlPlane, Path]]:
     with tempfile.TemporaryDirectory(prefix="paykube-bench-") as tmp, \
             ControlPlane.started(Path(tmp) / "kube") as plane:
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds/paymentsession.yaml"))
-        plane.kubectl("wait", "--for=condition=Established",
-                      "crd/paymentsessions.payments.paykube.dev")
+        plane.install_crd()
         yield plane, Path(tmp)
 
 

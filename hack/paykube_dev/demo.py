@@ -14,7 +14,6 @@ import queue
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from sqlalchemy import text
 
 from paykube.mirror.store import make_engine
 from paykube_dev.kube import REPO, ControlPlane
-from paykube_dev.proc import CACHE_DIR
+from paykube_dev.proc import CACHE_DIR, wait_until
 from paykube_dev.programs import start_operator, start_webhook
 from paykube_dev.services import ActiveMQ, start_activemq, start_mariadb
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
@@ -43,15 +42,6 @@ def show(plane: ControlPlane, *args: str) -> str:
     output = (result.stdout + result.stderr).rstrip()
     print(output, flush=True)
     return output
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
 
 
 def phase(plane: ControlPlane, name: str) -> str | None:
@@ -120,13 +110,15 @@ def run(directory: Path, keep: bool) -> None:
             say("An invalid manifest is refused by the API server itself")
             show(plane, "apply", "-n", NAMESPACE, "-f",
                  str(REPO / "crds" / "examples" / "invalid" / "currency-upper-case.yaml"))
-            wait_for(lambda: phase(plane, "order-1001") == "Open", 60, "order-1001 Open")
+            wait_until(lambda: phase(plane, "order-1001") == "Open", timeout=60,
+                       what="order-1001 Open", interval=0.3)
             show(plane, "get", "paysess", "-n", NAMESPACE, "-o", "wide")
             say("The customer pays order-1001; Stripe (the emulator) sends a signed webhook")
             out = plane.kubectl("get", "paysess", "order-1001", "-n", NAMESPACE, "-o",
                                 "jsonpath={.status.sessionId}").stdout
             control.pay(out)
-            wait_for(lambda: phase(plane, "order-1001") == "Paid", 60, "order-1001 Paid")
+            wait_until(lambda: phase(plane, "order-1001") == "Paid", timeout=60,
+                       what="order-1001 Paid", interval=0.3)
             show(plane, "get", "paysess", "-n", NAMESPACE)
             paid_by = plane.kubectl("get", "paysess", "order-1001", "-n", NAMESPACE, "-o",
                                     "jsonpath={.status.history[?(@.phase==\"Paid\")].source}"

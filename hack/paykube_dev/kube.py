@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from paykube_dev.pki import KeyPair, Pki
 from paykube_dev.proc import (
     CACHE_DIR,
@@ -225,6 +227,15 @@ class ControlPlane:
         self._procs.clear()
 
     # -- helpers for tests and the demo ------------------------------------------------------
+
+    def install_crd(self, path: Path = REPO / "crds" / "paymentsession.yaml", *,
+                    field_manager: str | None = None) -> Path:
+        """Apply a CRD file server-side and wait until the API server serves it."""
+        manager = [f"--field-manager={field_manager}"] if field_manager else []
+        self.kubectl("apply", "--server-side", *manager, "-f", str(path))
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+        return path
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True,

@@ -23,11 +23,11 @@ from tests.plugins.chart_fixtures import (
     delete_objects,
     ensure_namespaces,
     helm,
-    refused,
     render,
     unique,
     values_id,
 )
+from tests.plugins.kube_fixtures import refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 

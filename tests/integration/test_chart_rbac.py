@@ -17,15 +17,14 @@ from tests.plugins.chart_fixtures import (
     GROUP,
     RBAC_KINDS,
     as_yaml,
-    create_secret,
     create_session,
     delete_objects,
     event_for,
-    make_namespace,
     one,
     render,
     unique,
 )
+from tests.plugins.kube_fixtures import create_secret, make_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
@@ -68,7 +67,7 @@ class Identity:
 @pytest.mark.parametrize("namespaced", [False, True], ids=["cluster-rbac", "namespaced-rbac"])
 def test_rbac_allows_what_each_program_needs_and_nothing_more(
         kube: ControlPlane, chart_crd: Path, tmp_path: Path, namespaced: bool) -> None:
-    release_ns, team_ns, other_ns = (make_namespace(kube) for _ in range(3))
+    release_ns, team_ns, other_ns = (make_namespace(kube, "solo-rbac") for _ in range(3))
     release = unique("rbac")
     sets = [f"operator.namespaces={{{team_ns}}}", "operator.credentialsSecret=stripe-default"]
     if namespaced:

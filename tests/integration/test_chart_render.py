@@ -24,11 +24,11 @@ from tests.plugins.chart_fixtures import (
     helm,
     mounted_secret_key,
     one,
-    refused,
     render,
     values_args,
     values_id,
 )
+from tests.plugins.kube_fixtures import refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 

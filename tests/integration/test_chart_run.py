@@ -27,19 +27,17 @@ from paykube_dev.proc import free_port, start_process, stop_process, wait_until
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 from tests.plugins.chart_fixtures import (
     CHART,
-    GROUP,
     REPO,
     Manifest,
     as_yaml,
-    create_secret,
     create_session,
     delete_objects,
-    make_namespace,
     mounted_secret_key,
     one,
     render,
     unique,
 )
+from tests.plugins.kube_fixtures import create_secret, make_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
@@ -151,9 +149,7 @@ def own_plane(tmp_path: Path) -> Iterator[ControlPlane]:
     """A control plane of its own, with the chart's CRD: an operator that watches the whole
     cluster must not meet the shared cluster's test operator."""
     with ControlPlane.started(tmp_path / "kube") as plane:
-        plane.kubectl("apply", "--server-side", "-f", str(CHART / "crds" / "paymentsession.yaml"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      f"crd/paymentsessions.{GROUP}")
+        plane.install_crd(CHART / "crds" / "paymentsession.yaml")
         yield plane
 
 
@@ -165,7 +161,7 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
         clusterwide: bool) -> None:
     # Default values watch the whole cluster; the other cases watch one namespace.
     kube: ControlPlane = request.getfixturevalue("own_plane" if clusterwide else "kube")
-    namespace = make_namespace(kube)  # the release's, and the PaymentSessions'
+    namespace = make_namespace(kube, "solo-rbac")  # the release's, and the PaymentSessions'
     release = unique("run")
     health_port, metrics_port, webhook_port = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from paykube_dev.kube import ControlPlane
+from tests.plugins.kube_fixtures import refused
 
 
 @pytest.fixture
@@ -62,12 +63,6 @@ def patch_spec(
         "patch", "paymentsession", name, "-n", namespace, "--type=merge",
         "-p", json.dumps({"spec": spec}), check=False,
     )
-
-
-def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, f"expected the API server to refuse, got:\n{output}"
-    assert message in output, f"expected {message!r} in:\n{output}"
 
 
 def test_examples_are_present() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from sqlalchemy.pool import NullPool
 
 from paykube.errors import CredentialsError, ErrorCode
 from paykube.mirror.store import MirrorError, database_errors
@@ -34,15 +33,8 @@ def select_one(engine: sqlalchemy.Engine) -> int | None:
 def test_rotated_database_password_in_the_url_file_reconnects(
         mariadb: MariaDB, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    root = sqlalchemy.create_engine(mariadb.admin_url, poolclass=NullPool,
-                                    hide_parameters=True)
     url_file = tmp_path / "databaseUrl"
-    try:
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("CREATE OR REPLACE USER :user@'%' IDENTIFIED BY :pw"),
-                         {"user": USER, "pw": PASSWORD})
-            conn.execute(sqlalchemy.text(
-                f"GRANT SELECT ON `{mariadb.database}`.* TO :user@'%'"), {"user": USER})
+    with mariadb.temporary_user(USER, PASSWORD):
         url_file.write_text(url(mariadb, PASSWORD) + "\n")
         # A TTL far longer than the test: only the refusal makes it read the file again.
         engine = build_engine(Settings(database_url_file=str(url_file), secrets_ttl=3600),
@@ -51,9 +43,7 @@ def test_rotated_database_password_in_the_url_file_reconnects(
         assert select_one(engine) == 1
 
         # Rotation: the database first, then the Secret (the kubelet rewrites the file).
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("ALTER USER :user@'%' IDENTIFIED BY :pw"),
-                         {"user": USER, "pw": PASSWORD_2})
+        mariadb.set_password(USER, PASSWORD_2)
         url_file.write_text(url(mariadb, PASSWORD_2))
         engine.dispose()  # the pool's open connections would hide the change
         with pytest.raises(sqlalchemy.exc.OperationalError):
@@ -71,10 +61,6 @@ def test_rotated_database_password_in_the_url_file_reconnects(
             select_one(missing)
         assert raised.value.code is ErrorCode.DATABASE_UNAVAILABLE and raised.value.retryable
         assert "absent" in raised.value.message
-    finally:
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("DROP USER IF EXISTS :user@'%'"), {"user": USER})
-        root.dispose()
     text = caplog.text
     assert PASSWORD not in text and PASSWORD_2 not in text
 

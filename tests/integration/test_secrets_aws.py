@@ -395,16 +395,9 @@ async def test_readiness_reports_the_problem(admin: SecretsManagerClient,
 def test_rotated_database_password_reconnects(mariadb: MariaDB, admin: SecretsManagerClient,
                                               source: SecretsManagerSource) -> None:
     user = DB_USER
-    # The test's own admin statements: user and password as hidden bound parameters, so
-    # that the log check below also covers SQLAlchemy's statement logging.
-    root = sqlalchemy.create_engine(mariadb.admin_url, poolclass=NullPool,
-                                    hide_parameters=True)
-    try:
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("CREATE OR REPLACE USER :user@'%' IDENTIFIED BY :pw"),
-                         {"user": user, "pw": DB_PASSWORD})
-            conn.execute(sqlalchemy.text(
-                f"GRANT SELECT ON `{mariadb.database}`.* TO :user@'%'"), {"user": user})
+    # The admin statements bind user and password as hidden parameters, so that the log
+    # check below also covers SQLAlchemy's statement logging.
+    with mariadb.temporary_user(user, DB_PASSWORD):
         # An RDS-managed secret: only username and password; the rest from settings.
         db_id = _create(admin, "rds-managed", {"username": user, "password": DB_PASSWORD})
         defaults: dict[str, Any] = {"host": mariadb.host, "port": mariadb.port,
@@ -417,9 +410,7 @@ def test_rotated_database_password_reconnects(mariadb: MariaDB, admin: SecretsMa
             assert conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
 
         # Rotation as the RDS rotation function does it: the database first, then the secret.
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("ALTER USER :user@'%' IDENTIFIED BY :pw"),
-                         {"user": user, "pw": DB_PASSWORD_2})
+        mariadb.set_password(user, DB_PASSWORD_2)
         admin.put_secret_value(SecretId=db_id, SecretString=json.dumps(
             {"username": user, "password": DB_PASSWORD_2}))
 
@@ -430,10 +421,6 @@ def test_rotated_database_password_reconnects(mariadb: MariaDB, admin: SecretsMa
         with engine.connect() as conn:
             assert conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
         engine.dispose()
-    finally:
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("DROP USER IF EXISTS :user@'%'"), {"user": user})
-        root.dispose()
 
 
 # --- mirror writes wait (never drop) while the database secret is unreadable -------------
@@ -458,8 +445,6 @@ async def test_mirror_writes_wait_while_the_database_secret_is_unreadable(
     user = "pk_mirror_5c1e"
     database = f"sec_{uuid.uuid4().hex[:10]}"
     migrate(mariadb.create_database(database))
-    root = sqlalchemy.create_engine(mariadb.admin_url, poolclass=NullPool,
-                                    hide_parameters=True)
     good = {"username": user, "password": DB_PASSWORD, "host": mariadb.host,
             "port": mariadb.port, "dbname": database, "engine": "mariadb"}
     secret_id = _create(admin, "rds-mirror", good)
@@ -468,46 +453,47 @@ async def test_mirror_writes_wait_while_the_database_secret_is_unreadable(
     writer = MirrorWriter(MirrorStore(engine), initial_backoff=0.05, max_backoff=0.3)
     uids = [str(uuid.uuid4()) for _ in range(5)]
     try:
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("CREATE OR REPLACE USER :user@'%' IDENTIFIED BY :pw"),
-                         {"user": user, "pw": DB_PASSWORD})
-            conn.execute(sqlalchemy.text(f"GRANT ALL ON `{database}`.* TO :user@'%'"),
-                         {"user": user})
-        writer.start()
-        for uid in uids:
-            await writer.record(_session_manifest(uid, "Pending", 10))
-        assert await writer.flush(30)
-
-        # Malformed, then deleted: each new connection fails with a CredentialsError that
-        # SQLAlchemy does not wrap. The writes must stay pending, not be dropped.
-        admin.put_secret_value(SecretId=secret_id, SecretString="{not json")
-        clock.advance(301)  # past the TTL: the next connection reads the secret again
-        engine.dispose()  # no pooled connection to hide the problem
-        for uid in uids:
-            await writer.record(_session_manifest(uid, "Open", 20))
-        await asyncio.sleep(0.6)
-        failures = writer.failures
-        assert failures >= 1 and writer.dropped == 0
-        assert writer.pending_count() == len(uids)
-        assert "not valid JSON" in (writer.last_error or "")
-
-        admin.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
-        clock.advance(6)  # past error_ttl
-        await asyncio.sleep(0.6)
-        assert writer.failures > failures and writer.dropped == 0
-        assert "was not found" in (writer.last_error or "")
-        assert writer.running
-
-        # Fixed: the pending writes arrive.
-        admin.create_secret(Name=secret_id, SecretString=json.dumps(good))
-        clock.advance(6)
-        assert await writer.flush(30), f"still pending: {writer.pending_count()}"
-        assert writer.dropped == 0
-        rows = {r["uid"]: r for r in MirrorStore(engine).rows()}
-        assert {uid: rows[uid]["phase"] for uid in uids} == dict.fromkeys(uids, "Open")
+        with mariadb.temporary_user(user, DB_PASSWORD, grant="ALL", database=database):
+            await _writes_wait_for_the_secret(admin, secret_id, good, writer, engine, uids,
+                                              clock)
     finally:
         await writer.aclose()
         engine.dispose()
-        with root.begin() as conn:
-            conn.execute(sqlalchemy.text("DROP USER IF EXISTS :user@'%'"), {"user": user})
-        root.dispose()
+
+
+async def _writes_wait_for_the_secret(
+        admin: SecretsManagerClient, secret_id: str, good: dict[str, Any],
+        writer: MirrorWriter, engine: sqlalchemy.Engine, uids: list[str], clock: Clock,
+) -> None:
+    writer.start()
+    for uid in uids:
+        await writer.record(_session_manifest(uid, "Pending", 10))
+    assert await writer.flush(30)
+
+    # Malformed, then deleted: each new connection fails with a CredentialsError that
+    # SQLAlchemy does not wrap. The writes must stay pending, not be dropped.
+    admin.put_secret_value(SecretId=secret_id, SecretString="{not json")
+    clock.advance(301)  # past the TTL: the next connection reads the secret again
+    engine.dispose()  # no pooled connection to hide the problem
+    for uid in uids:
+        await writer.record(_session_manifest(uid, "Open", 20))
+    await asyncio.sleep(0.6)
+    failures = writer.failures
+    assert failures >= 1 and writer.dropped == 0
+    assert writer.pending_count() == len(uids)
+    assert "not valid JSON" in (writer.last_error or "")
+
+    admin.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
+    clock.advance(6)  # past error_ttl
+    await asyncio.sleep(0.6)
+    assert writer.failures > failures and writer.dropped == 0
+    assert "was not found" in (writer.last_error or "")
+    assert writer.running
+
+    # Fixed: the pending writes arrive.
+    admin.create_secret(Name=secret_id, SecretString=json.dumps(good))
+    clock.advance(6)
+    assert await writer.flush(30), f"still pending: {writer.pending_count()}"
+    assert writer.dropped == 0
+    rows = {r["uid"]: r for r in MirrorStore(engine).rows()}
+    assert {uid: rows[uid]["phase"] for uid in uids} == dict.fromkeys(uids, "Open")

@@ -1,5 +1,5 @@
 """The Helm chart under test: rendering it with the real helm binary, applying what it
-renders to the real local API server, and the fixtures that install its CRDs.
+renders to the real local API server, and the fixture that applies its copy of the CRD.
 
 Shared by the tests/integration/test_chart_*.py modules."""
 
@@ -119,22 +119,12 @@ def delete_objects(kube: ControlPlane, docs: Sequence[Manifest]) -> None:
                  check=False)
 
 
-def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, f"expected a refusal, got success:\n{output}"
-    for fragment in fragments:
-        assert fragment in output, f"expected {fragment!r} in:\n{output}"
-
-
 @pytest.fixture(scope="session")
 def chart_crd(kube: ControlPlane, crd_installed: Path) -> Path:
     """The chart's own copy of the CRD, applied (it is identical to crds/, so this changes
     nothing in the shared cluster, but the objects below are validated by *this* file)."""
     path = CHART / "crds" / crd_installed.name
-    kube.kubectl("apply", "--server-side", "--field-manager=paykube-chart", "-f", str(path))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 f"crd/paymentsessions.{GROUP}")
-    return path
+    return kube.install_crd(path, field_manager="paykube-chart")
 
 
 # A stand-in for the Prometheus Operator's ServiceMonitor CRD (which cannot be downloaded
@@ -188,13 +178,6 @@ def service_monitor_crd(kube: ControlPlane) -> Iterator[None]:
 
 
 
-def make_namespace(kube: ControlPlane, prefix: str = "solo") -> str:
-    """A `solo-*` namespace: out of reach of the shared test operator (`t-*`)."""
-    name = unique(f"{prefix}-rbac")
-    kube.kubectl("create", "namespace", name)
-    return name
-
-
 def event_for(namespace: str, session: Manifest) -> str:
     return json.dumps({
         "apiVersion": "v1", "kind": "Event",
@@ -214,11 +197,6 @@ def create_session(kube: ControlPlane, namespace: str, name: str) -> Manifest:
     got = kube.kubectl("get", "paymentsession", name, "-n", namespace, "-o", "json")
     obj: Manifest = json.loads(got.stdout)
     return obj
-
-
-def create_secret(kube: ControlPlane, namespace: str, name: str, data: dict[str, str]) -> None:
-    kube.kubectl("create", "secret", "generic", name, "-n", namespace,
-                 *[f"--from-literal={k}={v}" for k, v in data.items()])
 
 
 def mounted_secret_key(pod: Manifest, container: Manifest, path: str) -> tuple[str, str]:

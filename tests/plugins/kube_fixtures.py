@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,10 +24,20 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def crd_installed(kube: ControlPlane) -> Path:
-    kube.kubectl("apply", "--server-side", "-f", str(CRD))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 "crd/paymentsessions.payments.paykube.dev")
-    return CRD
+    return kube.install_crd(CRD)
+
+
+def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """The API server (or helm) refused, saying each of `fragments`."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"expected a refusal, got success:\n{output}"
+    for fragment in fragments:
+        assert fragment in output, f"expected {fragment!r} in:\n{output}"
+
+
+def create_secret(kube: ControlPlane, namespace: str, name: str, data: dict[str, str]) -> None:
+    kube.kubectl("create", "secret", "generic", name, "-n", namespace,
+                 *[f"--from-literal={k}={v}" for k, v in data.items()])
 
 
 def make_namespace(kube: ControlPlane, prefix: str) -> str:

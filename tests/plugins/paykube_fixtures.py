@@ -18,6 +18,7 @@ from paykube_dev.kube import REPO, ControlPlane
 from paykube_dev.programs import Program, start_operator, start_webhook
 from paykube_dev.services import ActiveMQ
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
+from tests.plugins.kube_fixtures import create_secret as create_secret_data
 from tests.plugins.kube_fixtures import make_namespace
 
 API_KEY = "sk_test_paykube_stack"
@@ -117,8 +118,8 @@ def phase_of(obj: Manifest) -> str | None:
 
 
 def create_secret(kube: ControlPlane, namespace: str, name: str, api_key: str) -> None:
-    kube.kubectl("create", "secret", "generic", name, "-n", namespace,
-                 f"--from-literal=apiKey={api_key}")
+    """A Stripe credentials Secret, as `spec.credentialsRef` names it."""
+    create_secret_data(kube, namespace, name, {"apiKey": api_key})
 
 
 @pytest.fixture(scope="session")

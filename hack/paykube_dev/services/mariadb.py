@@ -7,10 +7,12 @@ each start the database and the application user are (re)provisioned idempotentl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -113,6 +115,40 @@ class MariaDB(Service):
         finally:
             engine.dispose()
         return self.url_for(name)
+
+    @contextlib.contextmanager
+    def temporary_user(self, user: str, password: str, *, grant: str = "SELECT",
+                       database: str | None = None) -> Iterator[None]:
+        """A database user with `grant` on `database` (default: the application database),
+        dropped afterwards. User and password travel as hidden bound parameters, so no
+        statement log shows them."""
+        _check_name(database or self.database)
+        admin = sqlalchemy.create_engine(self.admin_url, poolclass=NullPool,
+                                         hide_parameters=True)
+        try:
+            with admin.begin() as conn:
+                conn.execute(sqlalchemy.text(
+                    "CREATE OR REPLACE USER :user@'%' IDENTIFIED BY :pw"),
+                    {"user": user, "pw": password})
+                conn.execute(sqlalchemy.text(
+                    f"GRANT {grant} ON `{database or self.database}`.* TO :user@'%'"),
+                    {"user": user})
+            yield
+        finally:
+            with admin.begin() as conn:
+                conn.execute(sqlalchemy.text("DROP USER IF EXISTS :user@'%'"), {"user": user})
+            admin.dispose()
+
+    def set_password(self, user: str, password: str) -> None:
+        """Rotate `user`'s password, as an RDS rotation function does (the database first)."""
+        admin = sqlalchemy.create_engine(self.admin_url, poolclass=NullPool,
+                                         hide_parameters=True)
+        try:
+            with admin.begin() as conn:
+                conn.execute(sqlalchemy.text("ALTER USER :user@'%' IDENTIFIED BY :pw"),
+                             {"user": user, "pw": password})
+        finally:
+            admin.dispose()
 
     def __post_init__(self) -> None:
         _check_name(self.database)

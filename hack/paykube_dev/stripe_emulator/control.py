@@ -88,12 +88,8 @@ async def transition(request: web.Request) -> web.Response:
         )
     except TransitionError as exc:
         return _fail(409, str(exc))
-    dispatcher = request.app[DISPATCHER]
-    deliveries: list[JsonObject] = []
-    if body.get("wait", True):
-        deliveries = [d.to_api() for d in await dispatcher.dispatch(event)]
-    else:
-        dispatcher.dispatch_later(event)
+    sent = await request.app[DISPATCHER].dispatch_now_or_later(event, body.get("wait", True))
+    deliveries = [d.to_api() for d in sent]
     return _ok({
         "session": state.sessions[session_id].to_api(), "event": event.to_api(),
         "deliveries": deliveries,

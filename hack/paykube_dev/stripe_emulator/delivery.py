@@ -44,6 +44,13 @@ class Dispatcher:
             await self._http.close()
             self._http = None
 
+    async def dispatch_now_or_later(self, event: Event, wait: bool) -> list[Delivery]:
+        """The first attempts' results when `wait`, else nothing (delivered in background)."""
+        if wait:
+            return await self.dispatch(event)
+        self.dispatch_later(event)
+        return []
+
     def dispatch_later(self, event: Event) -> None:
         """Deliver in the background, the way Stripe does after an API call."""
         task = asyncio.get_running_loop().create_task(self.dispatch(event))

@@ -113,11 +113,7 @@ class StripeEmulator:
     ) -> tuple[Event, list[Delivery]]:
         """What the control endpoint does, for tests in the emulator's own loop."""
         event = self.state.transition(session_id, action, email=email)
-        dispatcher = self.app[DISPATCHER]
-        if wait:
-            return event, await dispatcher.dispatch(event)
-        dispatcher.dispatch_later(event)
-        return event, []
+        return event, await self.app[DISPATCHER].dispatch_now_or_later(event, wait)
 
 
 class _StartedInWith:
