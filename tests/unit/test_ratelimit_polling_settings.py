@@ -89,7 +89,7 @@ def test_poll_delay_uses_the_expiry_rule_only_while_open(
     assert all(low <= d <= high for d in delays), delays
 
 
-async def test_kubernetes_secrets_are_cached_for_the_configured_ttl() -> None:
+async def test_the_secrets_ttl_setting_reaches_the_credential_resolver() -> None:
     settings = Settings.from_env({"PAYKUBE_SECRETS_TTL": "7"})
     # Nothing listens there: building the runtime must not need the API server.
     runtime = Runtime.build(settings, KubeClient(KubeConfig(server="https://127.0.0.1:9")))
