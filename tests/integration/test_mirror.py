@@ -153,7 +153,7 @@ def test_migrations_upgrade_an_empty_database_idempotently(mariadb: MariaDB) -> 
         with engine.connect() as conn:
             query = text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 -- constant
             versions = conn.execute(query).all()
-            assert [v[0] for v in versions] == ["0002"]
+            assert [v[0] for v in versions] == ["0003"]
             # The migrations build exactly what schema.py declares.
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "version_table": VERSION_TABLE})

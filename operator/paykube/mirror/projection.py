@@ -122,10 +122,43 @@ def project(manifest: dict[str, Any]) -> Projection:
         "metadata_json": user_metadata,
         "error_code": status.error.code if status.error else None,
         "error_provider_code": status.error.provider_code if status.error else None,
+        "error_message": status.error.message if status.error else None,
+        "error_doc_url": _clip(status.error.doc_url, 2048) if status.error else None,
+        "error_explanation": status.error.explanation if status.error else None,
+        "provider": _provider(manifest.get("status")),
+        **_synced(status),
+        **_outbox(status),
         "version": version,
     }
     return Projection(uid=uid, version=version, row=row,
                       transitions=_transitions(uid, status.history))
+
+
+def _provider(raw_status: object) -> str:
+    """`status.provider` (the account type that hosts the payment), else 'stripe': every
+    session written before providers were objects is a Stripe session."""
+    value = raw_status.get("provider") if isinstance(raw_status, dict) else None
+    return str(value)[:32] if value else "stripe"
+
+
+def _synced(status: Status) -> dict[str, Any]:
+    for condition in status.conditions:
+        if condition.type == "Synced":
+            return {"synced": condition.status == "True",
+                    "synced_reason": _clip(condition.reason, 128)}
+    return {"synced": None, "synced_reason": None}
+
+
+def _outbox(status: Status) -> dict[str, Any]:
+    """History entries the broker has not confirmed, and when the oldest was reached."""
+    waiting = [parse_time(entry.at) for entry in status.history if not entry.published]
+    times = [t for t in waiting if t is not None]
+    return {"outbox_pending": min(len(waiting), 32767),
+            "outbox_since": min(times) if times else None}
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value[:length] if value is not None else None
 
 
 def _transitions(uid: str, history: tuple[HistoryEntry, ...]) -> tuple[dict[str, Any], ...]:

@@ -102,7 +102,7 @@ async def resync(kube_client: KubeClient, store: MirrorStore,
             continue
         if namespace is not None and row["namespace"] != namespace:
             continue
-        if await asyncio.to_thread(store.mark_deleted, uid):
+        if await asyncio.to_thread(store.mark_deleted, uid, away=True):
             report.marked_deleted += 1
     return report
 

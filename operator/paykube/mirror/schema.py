@@ -85,6 +85,20 @@ payment_sessions = Table(
     Column("version", BigInteger, nullable=False),
     Column("deleted", Boolean, nullable=False, server_default=false()),
     Column("deleted_at", Timestamp, nullable=True),
+    # The PSP account type (status.provider; 'stripe' before providers were objects).
+    Column("provider", String(32), nullable=False, server_default="stripe"),
+    # status.error beyond its codes, and the Synced condition (None: no condition yet).
+    Column("error_message", Text, nullable=True),
+    Column("error_doc_url", String(2048), nullable=True),
+    Column("error_explanation", Text, nullable=True),
+    Column("synced", Boolean, nullable=True),
+    Column("synced_reason", String(128), nullable=True),
+    # The outbox: history entries the broker has not confirmed, and the oldest one's time.
+    Column("outbox_pending", SmallInteger, nullable=False, server_default="0"),
+    Column("outbox_since", Timestamp, nullable=True),
+    # Flagged by a relist or resync (the object vanished while nobody watched), not by an
+    # observed deletion.
+    Column("deleted_while_away", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("uid"),
     # Totals over a day range, grouped by day, phase and currency: covering (reporting
     # `totals()` reads nothing else), so no row lookups.
@@ -96,6 +110,21 @@ payment_sessions = Table(
     Index(None, "namespace", "created_at"),
     Index(None, "namespace", "name"),
     Index(None, "session_id"),
+    # The dashboard (revision 0003): its window aggregates read only this index (covering);
+    # lists filtered by one column walk (column, created_at) newest first.
+    Index("ix_payment_sessions_dashboard", "created_at", "phase", "currency", "provider",
+          "namespace", "deleted", "synced", "amount", "amount_total", "error_code",
+          "error_provider_code"),
+    Index(None, "phase", "created_at"),
+    Index(None, "provider", "created_at"),
+    Index(None, "currency", "created_at"),
+    Index(None, "phase", "expires_at"),
+    Index(None, "name"),
+    Index(None, "payment_intent_id"),
+    Index(None, "error_code", "error_provider_code"),
+    Index(None, "synced"),
+    Index(None, "outbox_since"),
+    Index(None, "deleted_while_away", "deleted_at"),
 )
 
 payment_session_transitions = Table(

@@ -123,6 +123,7 @@ class MirrorOp:
     uid: str
     projection: Projection | None = None
     deleted: bool = False
+    away: bool = False  # the deletion was inferred from a relist, not observed
 
 
 _NEWER = "newer"  # only a higher ordering key replaces the row (normal writes)
@@ -152,12 +153,14 @@ def upsert_statement(projections: Projection | Sequence[Projection],
     return stmt.on_duplicate_key_update(assignments)
 
 
-def _flag_deleted(conn: Connection, *where: ColumnElement[bool]) -> int:
-    """Flag the rows matching `where` deleted (once: flagged rows keep their time)."""
+def _flag_deleted(conn: Connection, *where: ColumnElement[bool], away: bool = False) -> int:
+    """Flag the rows matching `where` deleted (once: flagged rows keep their time);
+    `away`: found absent by a relist or resync rather than seen deleted."""
     now = utcnow()
     return int(conn.execute(
         update(sessions_table).where(*where, sessions_table.c.deleted.is_(False))
-        .values(deleted=True, deleted_at=now, updated_at=now)).rowcount)
+        .values(deleted=True, deleted_at=now, updated_at=now, deleted_while_away=away)
+    ).rowcount)
 
 
 class MirrorStore:
@@ -205,10 +208,13 @@ class MirrorStore:
             if missing:
                 conn.execute(mysql_insert(t).values(missing)
                              .on_duplicate_key_update(uid=t.c.uid))
-            deleted = [op.uid for op in ops if op.deleted]
+            deleted = [op.uid for op in ops if op.deleted and not op.away]
             if deleted:
                 _flag_deleted(conn, s.c.uid.in_(deleted))
-        return len(newer) + len(deleted)
+            gone = [op.uid for op in ops if op.deleted and op.away]
+            if gone:
+                _flag_deleted(conn, s.c.uid.in_(gone), away=True)
+        return len(newer) + len(deleted) + len(gone)
 
     def repair(self, manifest: dict[str, Any], *, expected_version: int | None = None,
                revive: bool = False) -> bool:
@@ -267,13 +273,15 @@ class MirrorStore:
                     and resource_version_of(int(version)) <= sweep.resource_version]
             flagged = 0
             for uid, version in gone:
-                flagged += _flag_deleted(conn, s.c.uid == uid, s.c.version == version)
+                flagged += _flag_deleted(conn, s.c.uid == uid, s.c.version == version,
+                                         away=True)
         return flagged
 
-    def mark_deleted(self, uid: str) -> bool:
-        """Flag the row of a deleted object (kept for reporting); True if it changed."""
+    def mark_deleted(self, uid: str, *, away: bool = False) -> bool:
+        """Flag the row of a deleted object (kept for reporting); True if it changed.
+        `away`: resync found the object gone, nobody saw it deleted."""
         with database_errors("mirror delete"), self.engine.begin() as conn:
-            return bool(self._mark_deleted(conn, uid))
+            return bool(_flag_deleted(conn, sessions_table.c.uid == uid, away=away))
 
     def _write_row(self, conn: Connection, proj: Projection, mode: str) -> bool:
         current = conn.execute(
@@ -303,9 +311,6 @@ class MirrorStore:
         # A concurrent writer may have added the same phase: keep its row (append-only).
         conn.execute(stmt.on_duplicate_key_update(uid=transitions_table.c.uid))
         return len(missing)
-
-    def _mark_deleted(self, conn: Connection, uid: str) -> int:
-        return 1 if _flag_deleted(conn, sessions_table.c.uid == uid) else 0
 
     # -- reads --------------------------------------------------------------------------
 
@@ -407,7 +412,7 @@ class MirrorWriter:
         if current is None:
             self._put(MirrorOp(proj.uid, proj))
         elif current.op.projection is None or proj.version > current.op.projection.version:
-            self._put(MirrorOp(proj.uid, proj, current.op.deleted))
+            self._put(MirrorOp(proj.uid, proj, current.op.deleted, current.op.away))
 
     async def record_deleted(self, uid_or_manifest: str | dict[str, Any]) -> None:
         """Queue the deletion of an object (after its last pending observation)."""
@@ -430,7 +435,7 @@ class MirrorWriter:
                     and (sweep.namespace is None or proj.row["namespace"] == sweep.namespace)
                     and sweep.covers(proj.row["namespace"])
                     and resource_version_of(proj.version) <= sweep.resource_version):
-                self._put(MirrorOp(uid, proj, deleted=True))
+                self._put(MirrorOp(uid, proj, deleted=True, away=True))
         self._sweeps[sweep.namespace] = sweep
         self._idle.clear()
         self._wake.set()
