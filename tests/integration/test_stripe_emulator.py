@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest_asyncio
 import stripe
 from aiohttp import web
 
+from paykube_dev.services import StripeMock
 from paykube_dev.stripe_emulator import (
     AsyncEmulatorControl,
     EmulatorControl,
@@ -27,6 +29,7 @@ from paykube_dev.stripe_emulator import (
     EmulatorProcess,
     EmulatorThread,
     StripeEmulator,
+    account_id_for_key,
     sign_payload,
 )
 from paykube_dev.stripe_emulator.state import Action
@@ -736,3 +739,307 @@ async def test_in_loop_helper_and_hosted_checkout_page(receiver: Receiver) -> No
         event, deliveries = await emulator.transition(second.id, "async_pending")
         assert event.type == "checkout.session.completed"
         assert [d.status for d in deliveries] == [200]
+
+
+# --- accounts, keys and Connect ----------------------------------------------------------
+
+
+def test_each_key_has_an_account_whose_id_derives_from_the_key(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl,
+    stripe_client: stripe.StripeClient, stripe_api_key: str,
+) -> None:
+    expected = account_id_for_key(stripe_api_key)
+    assert re.fullmatch(r"acct_[A-Za-z0-9]{16}", expected)
+    account = stripe_client.v1.accounts.retrieve_current()
+    assert (account.id, account.object) == (expected, "account")
+    assert "livemode" not in account, "Stripe's account object has no livemode"
+    assert stripe_control.account_for_key(stripe_api_key)["id"] == expected
+    other = client_for(stripe_emulator, "sk_test_" + "b" * 24).v1.accounts.retrieve_current()
+    assert other.id != expected
+    session = stripe_client.v1.checkout.sessions.create(session_params())
+    (record,) = stripe_control.requests("/v1/checkout/sessions")
+    assert (record["account_id"], record["key_account_id"]) == (expected, expected)
+    assert record["livemode"] is False
+    assert stripe_control.events(account_id=expected) == []
+    stripe_control.pay(session.id)
+    assert [e["type"] for e in stripe_control.events(account_id=expected)] == [
+        "checkout.session.completed"]
+
+
+def test_a_live_key_makes_live_sessions_and_events_invisible_to_test_keys(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl,
+) -> None:
+    live_key, test_key = "sk_live_" + "l" * 24, "sk_test_" + "t" * 24
+    account = stripe_control.create_account(keys=[live_key, test_key])
+    live = client_for(stripe_emulator, live_key)
+    test = client_for(stripe_emulator, test_key)
+    session = live.v1.checkout.sessions.create(session_params())
+    assert session.id.startswith("cs_live_") and session.livemode is True
+    result = stripe_control.pay(session.id)
+    assert result["event"]["livemode"] is True
+    assert live.v1.events.list().data[0].livemode is True
+    with pytest.raises(stripe.InvalidRequestError):
+        test.v1.checkout.sessions.retrieve(session.id)
+    assert test.v1.checkout.sessions.list().data == []
+    assert test.v1.events.list().data == []
+    assert test.v1.accounts.retrieve_current().id == account["id"]
+    assert live.v1.accounts.retrieve_current().id == account["id"]
+
+
+def test_two_keys_of_one_account_act_on_it_until_one_is_revoked(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl,
+) -> None:
+    old, new = "sk_test_rotationOld0001", "rk_test_rotationNew0002"
+    created = stripe_control.create_account(account_id="acct_TenantA000000001", keys=[old])
+    assert created["keys"] == ["sk_test_****0001"], "keys are shown masked"
+    stripe_control.add_key("acct_TenantA000000001", new)
+    session = client_for(stripe_emulator, old).v1.checkout.sessions.create(session_params())
+    rotated = client_for(stripe_emulator, new)
+    assert rotated.v1.checkout.sessions.retrieve(session.id).id == session.id
+    stripe_control.revoke_key(old)
+    with pytest.raises(stripe.AuthenticationError) as caught:
+        client_for(stripe_emulator, old).v1.checkout.sessions.retrieve(session.id)
+    assert error_of(caught.value)["code"] == "api_key_expired"
+    assert rotated.v1.accounts.retrieve_current().id == "acct_TenantA000000001"
+    with pytest.raises(EmulatorControlError) as taken:
+        stripe_control.create_account(keys=[new])
+    assert taken.value.status == 409
+    with pytest.raises(EmulatorControlError):
+        stripe_control.create_account(account_id="acct_bad-id", keys=["sk_test_x_123456"])
+    assert {a["id"] for a in stripe_control.accounts()} == {"acct_TenantA000000001"}
+
+
+def test_stripe_account_header_acts_on_a_connected_account_only(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl,
+) -> None:
+    platform_key, outsider_key = "sk_test_platformKey0001", "sk_test_outsiderKey0002"
+    platform = stripe_control.create_account(account_id="acct_Platform00000001",
+                                             keys=[platform_key])
+    stripe_control.create_account(account_id="acct_Connected0000001",
+                                  platform=platform["id"])
+    stripe_control.create_account(account_id="acct_Stranger00000001",
+                                  keys=["sk_test_strangerKey0003"])
+    client = client_for(stripe_emulator, platform_key)
+    on_behalf: stripe.RequestOptions = {"stripe_account": "acct_Connected0000001"}
+    session = client.v1.checkout.sessions.create(session_params(), on_behalf)
+    assert session.last_response is not None
+    assert session.last_response.headers["Stripe-Account"] == "acct_Connected0000001"
+    assert client.v1.accounts.retrieve_current(options=on_behalf).id == "acct_Connected0000001"
+    assert client.v1.checkout.sessions.retrieve(session.id, options=on_behalf).id == session.id
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.checkout.sessions.retrieve(session.id)  # not the platform's own session
+    assert client.v1.accounts.retrieve("acct_Connected0000001").id == "acct_Connected0000001"
+
+    with pytest.raises(stripe.PermissionError) as foreign:
+        client.v1.checkout.sessions.create(
+            session_params(), {"stripe_account": "acct_Stranger00000001"})
+    error = error_of(foreign.value)
+    assert (foreign.value.http_status, error["code"]) == (403, "account_invalid")
+    assert error["message"] == (
+        "The provided key 'sk_test_****0001' does not have access to account "
+        "'acct_Stranger00000001' (or that account does not exist). Application access may "
+        "have been revoked.")
+    with pytest.raises(stripe.PermissionError, match="Only Stripe Connect platforms"):
+        client_for(stripe_emulator, outsider_key).v1.checkout.sessions.list(
+            options={"stripe_account": "acct_Connected0000001"})
+
+    connected = stripe_control.requests(account_id="acct_Connected0000001")
+    assert {r["key_account_id"] for r in connected} == {"acct_Platform00000001"}
+    assert all(r["stripe_account"] == "acct_Connected0000001" for r in connected)
+    refused = stripe_control.requests(key_account_id="acct_Platform00000001", method="POST")
+    assert [(r["status"], r["account_id"]) for r in refused] == [
+        (200, "acct_Connected0000001"), (403, None)]
+    assert stripe_control.stats()["sessions_created"] == 1
+
+
+def test_request_log_keeps_the_raw_path_and_the_headers(
+    stripe_emulator: EmulatorThread, stripe_control: EmulatorControl, stripe_api_key: str,
+) -> None:
+    headers = {"Authorization": f"Bearer {stripe_api_key}", "Stripe-Version": "2024-06-20",
+               "Idempotency-Key": "raw-1"}
+    base = stripe_emulator.base_url
+    escaped = httpx.post(f"{base}/v1/checkout/sessions/..%2F..%2Frefunds%3Fx%3D/expire",
+                         headers=headers)
+    assert escaped.status_code == 404
+    (record,) = stripe_control.requests(account_id=account_id_for_key(stripe_api_key))
+    assert record["raw_path"] == "/v1/checkout/sessions/..%2F..%2Frefunds%3Fx%3D/expire"
+    assert record["path"] == "/v1/checkout/sessions/../../refunds?x=/expire"
+    assert (record["method"], record["stripe_version"], record["idempotency_key"]) == (
+        "POST", "2024-06-20", "raw-1")
+    assert record["stripe_account"] is None
+
+
+# --- /v1/webhook_endpoints ----------------------------------------------------------------
+
+
+def test_webhook_endpoints_create_list_update_delete_through_the_sdk(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl, stripe_api_key: str,
+) -> None:
+    endpoints = stripe_client.v1.webhook_endpoints
+    created = endpoints.create({
+        "url": "https://hooks.example/stripe", "api_version": "2024-06-20",
+        "enabled_events": ["checkout.session.completed", "checkout.session.expired"],
+        "description": "paykube", "metadata": {"paykube_provider": "shop/main"},
+    })
+    assert created.id.startswith("we_") and created.object == "webhook_endpoint"
+    assert re.fullmatch(r"whsec_[A-Za-z0-9]{32}", created.secret or "")
+    assert (created.status, created.livemode, created.api_version) == (
+        "enabled", False, "2024-06-20")
+    assert created.metadata.to_dict() == {"paykube_provider": "shop/main"}
+    second = endpoints.create({"url": "https://hooks.example/two", "enabled_events": ["*"]})
+    assert second.secret != created.secret
+    fetched = endpoints.retrieve(created.id)
+    assert "secret" not in fetched.to_dict(), "the secret comes only with the create answer"
+    assert fetched.enabled_events == created.enabled_events
+    page = endpoints.list({"limit": 1})
+    assert ([e.id for e in page.data], page.has_more) == ([second.id], True)
+    rest = endpoints.list({"starting_after": second.id})
+    assert [e.id for e in rest.data] == [created.id]
+    updated = endpoints.update(created.id, {"disabled": True, "enabled_events": ["*"]})
+    assert (updated.status, updated.enabled_events) == ("disabled", ["*"])
+    deleted = endpoints.delete(created.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "webhook_endpoint", True)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        endpoints.retrieve(created.id)
+    assert caught.value.user_message == f"No such webhook_endpoint: '{created.id}'"
+    (left,) = stripe_control.webhook_endpoints(account_id=account_id_for_key(stripe_api_key))
+    assert (left["id"], left["via_api"]) == (second.id, True)
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"enabled_events": ["*"]}, "url"),
+        ({"url": "https://hooks.example/x"}, "enabled_events"),
+        ({"url": "ftp://hooks.example/x", "enabled_events": ["*"]}, "url"),
+        ({"url": "https://hooks.example/x", "enabled_events": ["Not An Event"]},
+         "enabled_events[0]"),
+        ({"url": "https://hooks.example/x", "enabled_events": ["*"], "api_version": "latest"},
+         "api_version"),
+    ],
+)
+def test_invalid_webhook_endpoints_are_refused(
+    stripe_client: stripe.StripeClient, stripe_control: EmulatorControl,
+    params: dict[str, Any], param: str,
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        stripe_client.v1.webhook_endpoints.create(cast(Any, params))
+    assert (caught.value.http_status, caught.value.param) == (400, param)
+    assert stripe_control.webhook_endpoints() == []
+
+
+def test_endpoints_of_one_account_are_invisible_to_another(
+    stripe_emulator: EmulatorThread, stripe_client: stripe.StripeClient,
+) -> None:
+    created = stripe_client.v1.webhook_endpoints.create(
+        {"url": "https://hooks.example/a", "enabled_events": ["*"]})
+    other = client_for(stripe_emulator, "sk_test_other_tenant_key")
+    assert other.v1.webhook_endpoints.list().data == []
+    with pytest.raises(stripe.InvalidRequestError):
+        other.v1.webhook_endpoints.delete(created.id)
+    assert stripe_client.v1.webhook_endpoints.retrieve(created.id).id == created.id
+
+
+async def started_receivers(count: int) -> list[Receiver]:
+    receivers = [Receiver() for _ in range(count)]
+    for rec in receivers:
+        await rec.start()
+    return receivers
+
+
+async def test_each_event_goes_to_each_matching_endpoint_signed_with_its_own_secret(
+    async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    control, base = async_stripe_control, async_stripe_emulator.base_url
+    own, pinned, filtered, disabled, connect, other = await started_receivers(6)
+    try:
+        platform = await control.create_account(account_id="acct_Platform00000002",
+                                                keys=["sk_test_platform_key_21"])
+        await control.create_account(account_id="acct_Connected0000002",
+                                     platform=platform["id"])
+        client = stripe.StripeClient("sk_test_platform_key_21", base_addresses={"api": base},
+                                     max_network_retries=0)
+        other_client = stripe.StripeClient("sk_test_other_key_22",
+                                           base_addresses={"api": base}, max_network_retries=0)
+        hooks = client.v1.webhook_endpoints
+        made = {
+            "own": await hooks.create_async({"url": own.url, "enabled_events": ["*"]}),
+            "pinned": await hooks.create_async({"url": pinned.url, "enabled_events": ["*"],
+                                                "api_version": "2024-06-20"}),
+            "filtered": await hooks.create_async({"url": filtered.url,
+                                                  "enabled_events": ["checkout.session.expired"]}),
+            "disabled": await hooks.create_async({"url": disabled.url, "enabled_events": ["*"]}),
+            "connect": await hooks.create_async({"url": connect.url, "enabled_events": ["*"],
+                                                 "connect": True}),
+            "other": await other_client.v1.webhook_endpoints.create_async(
+                {"url": other.url, "enabled_events": ["*"]}),
+        }
+        await hooks.update_async(made["disabled"].id, {"disabled": True})
+        mine = await client.v1.checkout.sessions.create_async(session_params())
+        theirs = await client.v1.checkout.sessions.create_async(
+            session_params(), {"stripe_account": "acct_Connected0000002"})
+        paid = await control.transition(mine.id, "paid")
+        await control.transition(theirs.id, "paid")
+
+        def verified(rec: Receiver, name: str) -> list[dict[str, Any]]:
+            """The bodies `rec` got, each checked by the SDK against `name`'s secret."""
+            secret = made[name].secret
+            assert secret is not None
+            for body, headers in rec.calls:
+                stripe.Webhook.construct_event(body, headers["Stripe-Signature"], secret)
+            return [json.loads(body) for body, _ in rec.calls]
+
+        (event,) = verified(own, "own")
+        assert event["id"] == paid["event"]["id"] and "account" not in event
+        assert event["api_version"] == async_stripe_emulator.state.api_version
+        assert [e["api_version"] for e in verified(pinned, "pinned")] == ["2024-06-20"]
+        assert (filtered.calls, disabled.calls, other.calls) == ([], [], [])
+        (connected,) = verified(connect, "connect")
+        assert connected["account"] == "acct_Connected0000002"
+        assert connected["data"]["object"]["id"] == theirs.id
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(own.calls[0][0], own.calls[0][1]["Stripe-Signature"],
+                                           made["pinned"].secret or "")
+        deliveries = await control.deliveries(paid["event"]["id"])
+        assert {(d["endpoint"], d["api_version"]) for d in deliveries} == {
+            (made["own"].id, async_stripe_emulator.state.api_version),
+            (made["pinned"].id, "2024-06-20"),
+        }
+    finally:
+        for rec in (own, pinned, filtered, disabled, connect, other):
+            await rec.stop()
+
+
+def test_new_resources_match_stripe_mocks_request_and_answer_shapes(
+    stripe_mock: StripeMock, stripe_client: stripe.StripeClient,
+) -> None:
+    """stripe-mock validates each request against Stripe's OpenAPI spec and answers with its
+    fixtures: the same SDK calls must pass there, and the emulator's objects must carry only
+    fields Stripe's objects have (the webhook endpoint: exactly those)."""
+    mock = stripe.StripeClient(stripe_mock.api_key, base_addresses={"api": stripe_mock.url},
+                               max_network_retries=0)
+    params: dict[str, Any] = {
+        "url": "https://hooks.example/stripe", "enabled_events": ["checkout.session.completed"],
+        "api_version": "2024-06-20", "connect": True, "description": "paykube",
+        "metadata": {"k": "v"},
+    }
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for name, client in (("mock", mock), ("emulator", stripe_client)):
+        hooks = client.v1.webhook_endpoints
+        endpoint = hooks.create(cast(Any, params))
+        answers[name] = [
+            endpoint.to_dict(), hooks.list({"limit": 3}).to_dict(),
+            hooks.update(endpoint.id, {"disabled": True, "enabled_events": ["*"]}).to_dict(),
+            hooks.delete(endpoint.id).to_dict(),
+            client.v1.accounts.retrieve_current().to_dict(),
+        ]
+    mock_created, mock_list, mock_updated, mock_deleted, mock_account = answers["mock"]
+    created, listed, updated, deleted, account = answers["emulator"]
+    # stripe-mock's fixture leaves out `secret`, which Stripe sends only in this answer.
+    assert set(created) == set(mock_created) | {"secret"}
+    assert set(updated) == set(mock_updated)
+    assert set(listed) == set(mock_list)
+    assert set(deleted) == set(mock_deleted)
+    assert set(account) <= set(mock_account)
+    assert set(account["business_profile"]) <= set(mock_account["business_profile"])
+    assert set(account["settings"]) <= set(mock_account["settings"])

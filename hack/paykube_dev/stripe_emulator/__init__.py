@@ -6,6 +6,7 @@
 - `sign_payload` for Stripe's `Stripe-Signature` scheme.
 """
 
+from .accounts import account_id_for_key
 from .app import build_app
 from .client import AsyncEmulatorControl, EmulatorControl, EmulatorControlError
 from .server import EmulatorConfig, EmulatorProcess, EmulatorThread, StripeEmulator
@@ -24,6 +25,7 @@ __all__ = [
     "EmulatorState",
     "EmulatorThread",
     "StripeEmulator",
+    "account_id_for_key",
     "build_app",
     "compute_signature",
     "sign_payload",

@@ -15,12 +15,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import errors
-from .appkeys import ACCOUNT, DISPATCHER, OBJECT_ID, PARAMS, REQUEST_ID, STATE
+from .accounts import IdempotentResult, Scope
+from .appkeys import DISPATCHER, OBJECT_ID, PARAMS, REQUEST_ID, SCOPE, STATE
 from .errors import StripeError
 from .faults import Fault, Held
 from .forms import Params, parse_pairs
 from .model import JsonObject, RequestRecord, mask_key, new_id
-from .state import Account, EmulatorState, IdempotentResult, is_live
+from .state import EmulatorState
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
     record = RequestRecord(
         request_id=request_id, method=request.method, path=request.path, at=time.time(),
         idempotency_key=request.headers.get("Idempotency-Key"),
-        stripe_version=request.headers.get("Stripe-Version"),
+        stripe_version=request.headers.get("Stripe-Version"), raw_path=request.raw_path,
+        stripe_account=request.headers.get("Stripe-Account"),
     )
     state.requests.append(record)
     fault = state.faults.take(request.method, request.path)
@@ -66,14 +68,13 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         if fault is not None:
             await _early_fault(fault)
-        account = state.authenticate(request.headers.get("Authorization"))
-        livemode = is_live(account.key)
-        record.account = mask_key(account.key)
-        state.check_rate(account)
+        scope = _authenticate(state, request, record)
+        livemode = scope.livemode
+        state.check_rate(scope.key_account)
         params = await _read_params(request)
-        request[ACCOUNT] = account
+        request[SCOPE] = scope
         request[PARAMS] = params
-        response = await _idempotent(request, handler, account, params, record)
+        response = await _idempotent(request, handler, scope, params, record)
     except StripeError as exc:
         response = error_response(exc, request_id, livemode)
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
@@ -83,6 +84,8 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(errors.api_error(None), request_id, livemode)
     record.status = response.status
     response.headers["Request-Id"] = request_id
+    if record.account_id is not None and record.stripe_account is not None:
+        response.headers["Stripe-Account"] = record.account_id
     response.headers["Stripe-Version"] = record.stripe_version or state.api_version
     if fault is not None and fault.kind == "garbage" and isinstance(response, web.Response):
         body = response.body if isinstance(response.body, bytes) else b""
@@ -96,6 +99,17 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
     if fault is not None and fault.kind == "drop" and request.transport is not None:
         request.transport.abort()
     return response
+
+
+def _authenticate(state: EmulatorState, request: web.Request, record: RequestRecord) -> Scope:
+    """The request's scope, noted in its record as soon as each part is known."""
+    key, key_account = state.book.authenticate(
+        request.headers.get("Authorization"), state.clock.now_int(),
+    )
+    record.account, record.key_account_id = mask_key(key), key_account.id
+    scope = state.book.scope(key, key_account, request.headers.get("Stripe-Account"))
+    record.account_id, record.livemode = scope.account.id, scope.livemode
+    return scope
 
 
 async def _early_fault(fault: Fault) -> None:
@@ -136,19 +150,23 @@ async def _read_params(request: web.Request) -> Params:
 
 
 async def _idempotent(
-    request: web.Request, handler: Handler, account: Account, params: Params,
+    request: web.Request, handler: Handler, scope: Scope, params: Params,
     record: RequestRecord,
 ) -> web.StreamResponse:
+    """Stripe keeps idempotency keys per account (the connected one under Stripe-Account)
+    and per mode."""
+    account = scope.account
     key = request.headers.get("Idempotency-Key")
     if request.method != "POST" or not key:
         return await handler(request)
+    slot = (scope.livemode, key)
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise errors.invalid(
             "Idempotency-Key",
             f"Idempotency keys can be no longer than {MAX_IDEMPOTENCY_KEY} characters.",
         )
     endpoint = f"{request.method} {request.path}"
-    saved = account.idempotency.get(key)
+    saved = account.idempotency.get(slot)
     if saved is not None:
         if (saved.method, saved.path) != (request.method, request.path):
             raise errors.idempotency_endpoint(key, f"{saved.method} {saved.path}", endpoint)
@@ -165,7 +183,7 @@ async def _idempotent(
             "Original-Request": saved.request_id,
         })
         return replay
-    if key in account.in_flight:
+    if slot in account.in_flight:
         raise StripeError(
             409,
             "There is currently another in-progress request using this Idempotent Key (that "
@@ -173,28 +191,28 @@ async def _idempotent(
             f"through): {key}. Please try again later.",
             code="idempotency_key_in_use",
         )
-    account.in_flight.add(key)
+    account.in_flight.add(slot)
     try:
         try:
             response = await handler(request)
         except StripeError as exc:
             if exc.saved:
                 body = json.dumps(exc.body(request[REQUEST_ID]), indent=2).encode()
-                _store(account, key, request, params, exc.status, body, exc.headers)
+                _store(scope, key, request, params, exc.status, body, exc.headers)
             raise
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
-            _store(account, key, request, params, response.status, response.body, {})
+            _store(scope, key, request, params, response.status, response.body, {})
     finally:
-        account.in_flight.discard(key)
+        account.in_flight.discard(slot)
     response.headers["Idempotency-Key"] = key
     return response
 
 
 def _store(
-    account: Account, key: str, request: web.Request, params: Params, status: int,
+    scope: Scope, key: str, request: web.Request, params: Params, status: int,
     body: bytes, headers: dict[str, str],
 ) -> None:
-    account.idempotency[key] = IdempotentResult(
+    scope.account.idempotency[(scope.livemode, key)] = IdempotentResult(
         method=request.method, path=request.path, params=params, status=status, body=body,
         request_id=request[REQUEST_ID], headers=dict(headers),
     )
@@ -203,14 +221,14 @@ def _store(
 # --- handlers -------------------------------------------------------------------------
 
 
-def _check_params(params: Params, allowed: Sequence[str]) -> None:
+def check_params(params: Params, allowed: Sequence[str]) -> None:
     for name in params:
         if name not in allowed:
             raise errors.unknown_param(name)
 
 
 async def create_session(request: web.Request) -> web.Response:
-    session = request.app[STATE].create_session(request[ACCOUNT], request[PARAMS])
+    session = request.app[STATE].create_session(request[SCOPE], request[PARAMS])
     request[OBJECT_ID] = session.id
     return json_response(session.to_api())
 
@@ -229,27 +247,27 @@ def _expand(params: Params) -> list[str]:
 
 
 async def retrieve_session(request: web.Request) -> web.Response:
-    _check_params(request[PARAMS], ["expand"])
+    check_params(request[PARAMS], ["expand"])
     expand = _expand(request[PARAMS])
-    session = request.app[STATE].get_session(request[ACCOUNT], request.match_info["id"])
+    session = request.app[STATE].get_session(request[SCOPE], request.match_info["id"])
     return json_response(session.to_api(expand))
 
 
 async def retrieve_payment_intent(request: web.Request) -> web.Response:
-    _check_params(request[PARAMS], ["client_secret", "expand"])
+    check_params(request[PARAMS], ["client_secret", "expand"])
     intent_id = request.match_info["id"]
-    for session in request[ACCOUNT].sessions.values():
+    for session in EmulatorState.sessions_of(request[SCOPE]):
         if session.payment_intent is not None and session.payment_intent.id == intent_id:
             return json_response(session.payment_intent.to_api())
     raise errors.no_such("payment_intent", intent_id, "intent")
 
 
 async def expire_session(request: web.Request) -> web.Response:
-    _check_params(request[PARAMS], ["expand"])
+    check_params(request[PARAMS], ["expand"])
     expand = _expand(request[PARAMS])
     state = request.app[STATE]
     session, event = state.expire_via_api(
-        request[ACCOUNT], request.match_info["id"], request[REQUEST_ID],
+        request[SCOPE], request.match_info["id"], request[REQUEST_ID],
         request.headers.get("Idempotency-Key"),
     )
     request[OBJECT_ID] = session.id
@@ -259,48 +277,48 @@ async def expire_session(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     params = request[PARAMS]
-    _check_params(params, [
+    check_params(params, [
         "created", "customer", "customer_details", "ending_before", "expand", "limit",
         "payment_intent", "payment_link", "starting_after", "status", "subscription",
     ])
-    sessions = list(reversed(request[ACCOUNT].sessions.values()))
+    sessions = EmulatorState.sessions_of(request[SCOPE])
     if "status" in params:
         sessions = [s for s in sessions if s.status == params["status"]]
     if "payment_intent" in params:
         sessions = [s for s in sessions if s.payment_intent is not None
                     and s.payment_intent.id == params["payment_intent"]]
-    return json_response(_page(
+    return json_response(page(
         [s.to_api() for s in sessions], params, "/v1/checkout/sessions", "checkout.session",
     ))
 
 
 async def list_line_items(request: web.Request) -> web.Response:
     params = request[PARAMS]
-    _check_params(params, ["ending_before", "expand", "limit", "starting_after"])
-    session = request.app[STATE].get_session(request[ACCOUNT], request.match_info["id"])
+    check_params(params, ["ending_before", "expand", "limit", "starting_after"])
+    session = request.app[STATE].get_session(request[SCOPE], request.match_info["id"])
     items = [i.to_api(session.livemode, session.created) for i in session.line_items]
     url = f"/v1/checkout/sessions/{session.id}/line_items"
-    return json_response(_page(items, params, url, "item"))
+    return json_response(page(items, params, url, "item"))
 
 
 async def list_events(request: web.Request) -> web.Response:
     params = request[PARAMS]
-    _check_params(params, [
+    check_params(params, [
         "created", "delivery_success", "ending_before", "expand", "limit", "starting_after",
         "type", "types",
     ])
-    events = list(reversed(request[ACCOUNT].events))
+    events = EmulatorState.events_of(request[SCOPE])
     if "type" in params:
         events = [e for e in events if _type_matches(e.type, str(params["type"]))]
     if isinstance(params.get("types"), list):
         events = [e for e in events if e.type in params["types"]]
-    return json_response(_page([e.to_api() for e in events], params, "/v1/events", "event"))
+    return json_response(page([e.to_api() for e in events], params, "/v1/events", "event"))
 
 
 async def retrieve_event(request: web.Request) -> web.Response:
-    _check_params(request[PARAMS], ["expand"])
+    check_params(request[PARAMS], ["expand"])
     event_id = request.match_info["id"]
-    for event in request[ACCOUNT].events:
+    for event in EmulatorState.events_of(request[SCOPE]):
         if event.id == event_id:
             return json_response(event.to_api())
     raise errors.no_such("event", event_id, "id")
@@ -312,7 +330,7 @@ def _type_matches(event_type: str, pattern: str) -> bool:
     return event_type == pattern
 
 
-def _page(items: list[JsonObject], params: Params, url: str, object_name: str) -> JsonObject:
+def page(items: list[JsonObject], params: Params, url: str, object_name: str) -> JsonObject:
     limit = 10
     if "limit" in params:
         raw: Any = params["limit"]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import api, control, page
+from . import api, control, page, resources
 from .appkeys import DISPATCHER, STATE
 from .delivery import Dispatcher
 from .state import EmulatorState
@@ -23,6 +23,7 @@ def build_app(state: EmulatorState, *, sweep_interval: float = 0.5) -> web.Appli
     app[STATE] = state
     app[DISPATCHER] = Dispatcher(state)
     api.add_routes(app)
+    resources.add_routes(app)
     control.add_routes(app)
     page.add_routes(app)
     app.cleanup_ctx.append(_background(sweep_interval))

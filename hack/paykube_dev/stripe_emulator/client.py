@@ -44,8 +44,31 @@ class _Calls:
         return _Call("POST", f"{P}/sessions/{session_id}/{action}", body)
 
     @staticmethod
-    def events(type_: str | None, session_id: str | None) -> _Call:
-        return _Call("GET", f"{P}/events", params=_drop_none(type=type_, session=session_id))
+    def events(type_: str | None, session_id: str | None, account_id: str | None = None) -> _Call:
+        params = _drop_none(type=type_, session=session_id, account=account_id)
+        return _Call("GET", f"{P}/events", params=params)
+
+    @staticmethod
+    def requests(
+        path: str | None, account_id: str | None, key_account_id: str | None,
+        method: str | None,
+    ) -> _Call:
+        params = _drop_none(path=path, account=account_id, key_account=key_account_id,
+                            method=method)
+        return _Call("GET", f"{P}/requests", params=params)
+
+    @staticmethod
+    def create_account(
+        account_id: str | None, keys: list[str] | None, platform: str | None,
+        email: str | None, business_name: str | None, country: str | None,
+    ) -> _Call:
+        body = _drop_none(id=account_id, keys=keys, platform=platform, email=email,
+                          business_name=business_name, country=country)
+        return _Call("POST", f"{P}/accounts", body)
+
+    @staticmethod
+    def connect(platform_id: str, account_id: str) -> _Call:
+        return _Call("POST", f"{P}/accounts/{platform_id}/connected", {"account": account_id})
 
     @staticmethod
     def deliver(
@@ -59,10 +82,11 @@ class _Calls:
     def add_endpoint(
         url: str, secrets: list[str], api_key: str | None, enabled_events: list[str] | None,
         retry_delays: list[float] | None, timeout: float | None,
+        scope: dict[str, Any] | None = None,
     ) -> _Call:
         body = _drop_none(
             url=url, secrets=secrets, api_key=api_key, enabled_events=enabled_events,
-            retry_delays=retry_delays, timeout=timeout,
+            retry_delays=retry_delays, timeout=timeout, **(scope or {}),
         )
         return _Call("POST", f"{P}/webhook-endpoints", body)
 
@@ -133,8 +157,14 @@ class EmulatorControl:
     def sessions_created(self) -> int:
         return int(self.stats()["sessions_created"])
 
-    def requests(self, path: str | None = None) -> list[JsonObject]:
-        return list(self._do(_Call("GET", f"{P}/requests", params=_drop_none(path=path)))["data"])
+    def requests(
+        self, path: str | None = None, *, account_id: str | None = None,
+        key_account_id: str | None = None, method: str | None = None,
+    ) -> list[JsonObject]:
+        """The API request log, oldest first; each given filter must match (`account_id`:
+        the account acted on, `key_account_id`: the key's own account)."""
+        call = _Calls.requests(path, account_id, key_account_id, method)
+        return list(self._do(call)["data"])
 
     def sessions(self, client_reference_id: str | None = None) -> list[JsonObject]:
         params = _drop_none(client_reference_id=client_reference_id)
@@ -165,9 +195,10 @@ class EmulatorControl:
         return self.transition(session_id, "expire", wait=wait)
 
     def events(
-        self, type: str | None = None, session_id: str | None = None,
+        self, type: str | None = None, session_id: str | None = None, *,
+        account_id: str | None = None,
     ) -> list[JsonObject]:
-        return list(self._do(_Calls.events(type, session_id))["data"])
+        return list(self._do(_Calls.events(type, session_id, account_id))["data"])
 
     def event(self, event_id: str) -> JsonObject:
         return self._do(_Call("GET", f"{P}/events/{event_id}"))
@@ -192,14 +223,22 @@ class EmulatorControl:
         self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
         api_key: str | None = None, enabled_events: list[str] | None = None,
         retry_delays: list[float] | None = None, delivery_timeout: float | None = None,
+        account_id: str | None = None, livemode: bool | None = None,
+        connect: bool | None = None, api_version: str | None = None,
     ) -> JsonObject:
+        """An endpoint with the given secret(s): `api_key` scopes it to that key's account
+        and mode, `account_id` to an account (both modes unless `livemode`), `connect` to
+        the events of the accounts connected to it; none of them: every event."""
         all_secrets = list(secrets or []) or ([secret] if secret else [])
+        scope = _drop_none(account_id=account_id, livemode=livemode, connect=connect,
+                           api_version=api_version)
         return self._do(_Calls.add_endpoint(
-            url, all_secrets, api_key, enabled_events, retry_delays, delivery_timeout,
+            url, all_secrets, api_key, enabled_events, retry_delays, delivery_timeout, scope,
         ))
 
-    def webhook_endpoints(self) -> list[JsonObject]:
-        return list(self._do(_Call("GET", f"{P}/webhook-endpoints"))["data"])
+    def webhook_endpoints(self, account_id: str | None = None) -> list[JsonObject]:
+        params = _drop_none(account=account_id)
+        return list(self._do(_Call("GET", f"{P}/webhook-endpoints", params=params))["data"])
 
     def remove_webhook_endpoint(self, endpoint_id: str) -> None:
         self._do(_Call("DELETE", f"{P}/webhook-endpoints/{endpoint_id}"))
@@ -249,6 +288,37 @@ class EmulatorControl:
     def revoke_key(self, key: str) -> None:
         self._do(_Call("POST", f"{P}/revoked-keys", {"key": key}))
 
+    def create_account(
+        self, *, keys: list[str] | None = None, account_id: str | None = None,
+        platform: str | None = None, email: str | None = None,
+        business_name: str | None = None, country: str | None = None,
+    ) -> JsonObject:
+        """A new account with these keys (several: rotation), connected to `platform` if
+        given; its id is `account_id`, else derived from the first key."""
+        return self._do(_Calls.create_account(
+            account_id, keys, platform, email, business_name, country,
+        ))
+
+    def accounts(self) -> list[JsonObject]:
+        return list(self._do(_Call("GET", f"{P}/accounts"))["data"])
+
+    def account(self, account_id: str) -> JsonObject:
+        return self._do(_Call("GET", f"{P}/accounts/{account_id}"))
+
+    def account_for_key(self, key: str) -> JsonObject:
+        """The key's account (created, as the API would, if the key is new)."""
+        return dict(self._do(_Call("GET", f"{P}/accounts", params={"key": key}))["data"][0])
+
+    def add_key(self, account_id: str, key: str) -> JsonObject:
+        return self._do(_Call("POST", f"{P}/accounts/{account_id}/keys", {"key": key}))
+
+    def connect_account(self, platform_id: str, account_id: str) -> JsonObject:
+        """`account_id` becomes a connected account of the platform `platform_id`."""
+        return self._do(_Calls.connect(platform_id, account_id))
+
+    def disconnect_account(self, platform_id: str, account_id: str) -> JsonObject:
+        return self._do(_Call("DELETE", f"{P}/accounts/{platform_id}/connected/{account_id}"))
+
 
 class AsyncEmulatorControl:
     """The same operations for async code (the emulator may share the caller's loop)."""
@@ -284,9 +354,12 @@ class AsyncEmulatorControl:
     async def session(self, session_id: str) -> JsonObject:
         return await self._do(_Call("GET", f"{P}/sessions/{session_id}"))
 
-    async def requests(self, path: str | None = None) -> list[JsonObject]:
-        params = _drop_none(path=path)
-        return list((await self._do(_Call("GET", f"{P}/requests", params=params)))["data"])
+    async def requests(
+        self, path: str | None = None, *, account_id: str | None = None,
+        key_account_id: str | None = None, method: str | None = None,
+    ) -> list[JsonObject]:
+        call = _Calls.requests(path, account_id, key_account_id, method)
+        return list((await self._do(call))["data"])
 
     async def transition(
         self, session_id: str, action: Action, *, wait: bool = True, email: str | None = None,
@@ -294,9 +367,10 @@ class AsyncEmulatorControl:
         return await self._do(_Calls.transition(session_id, action, wait, email))
 
     async def events(
-        self, type: str | None = None, session_id: str | None = None,
+        self, type: str | None = None, session_id: str | None = None, *,
+        account_id: str | None = None,
     ) -> list[JsonObject]:
-        return list((await self._do(_Calls.events(type, session_id)))["data"])
+        return list((await self._do(_Calls.events(type, session_id, account_id)))["data"])
 
     async def deliver(
         self, event_id: str, *, url: str | None = None, secret: str | None = None,
@@ -313,11 +387,45 @@ class AsyncEmulatorControl:
         self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
         api_key: str | None = None, enabled_events: list[str] | None = None,
         retry_delays: list[float] | None = None, delivery_timeout: float | None = None,
+        account_id: str | None = None, livemode: bool | None = None,
+        connect: bool | None = None, api_version: str | None = None,
     ) -> JsonObject:
         all_secrets = list(secrets or []) or ([secret] if secret else [])
+        scope = _drop_none(account_id=account_id, livemode=livemode, connect=connect,
+                           api_version=api_version)
         return await self._do(_Calls.add_endpoint(
-            url, all_secrets, api_key, enabled_events, retry_delays, delivery_timeout,
+            url, all_secrets, api_key, enabled_events, retry_delays, delivery_timeout, scope,
         ))
+
+    async def webhook_endpoints(self, account_id: str | None = None) -> list[JsonObject]:
+        params = _drop_none(account=account_id)
+        body = await self._do(_Call("GET", f"{P}/webhook-endpoints", params=params))
+        return list(body["data"])
+
+    async def revoke_key(self, key: str) -> None:
+        await self._do(_Call("POST", f"{P}/revoked-keys", {"key": key}))
+
+    async def create_account(
+        self, *, keys: list[str] | None = None, account_id: str | None = None,
+        platform: str | None = None, email: str | None = None,
+        business_name: str | None = None, country: str | None = None,
+    ) -> JsonObject:
+        return await self._do(_Calls.create_account(
+            account_id, keys, platform, email, business_name, country,
+        ))
+
+    async def accounts(self) -> list[JsonObject]:
+        return list((await self._do(_Call("GET", f"{P}/accounts")))["data"])
+
+    async def account_for_key(self, key: str) -> JsonObject:
+        body = await self._do(_Call("GET", f"{P}/accounts", params={"key": key}))
+        return dict(body["data"][0])
+
+    async def add_key(self, account_id: str, key: str) -> JsonObject:
+        return await self._do(_Call("POST", f"{P}/accounts/{account_id}/keys", {"key": key}))
+
+    async def connect_account(self, platform_id: str, account_id: str) -> JsonObject:
+        return await self._do(_Calls.connect(platform_id, account_id))
 
     async def add_fault(
         self, kind: str, *, count: int | None = 1, method: str | None = None,

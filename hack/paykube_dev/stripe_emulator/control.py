@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from .accounts import Account, AccountBook, is_live, is_secret_key
 from .appkeys import DISPATCHER, STATE
 from .delivery import event_payload
 from .faults import Fault, FaultSpecError
@@ -50,10 +51,17 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def requests_log(request: web.Request) -> web.Response:
+    """`?path=&account=&key_account=&method=`: each given filter must match."""
     records = request.app[STATE].requests
-    path = request.query.get("path")
-    data = [r.to_api() for r in records if path is None or r.path == path]
-    return _ok({"data": data})
+    wanted = {
+        "path": request.query.get("path"), "account_id": request.query.get("account"),
+        "key_account_id": request.query.get("key_account"),
+        "method": (request.query.get("method") or "").upper() or None,
+    }
+    data = [r.to_api() for r in records]
+    return _ok({"data": [
+        r for r in data if all(v is None or r[k] == v for k, v in wanted.items())
+    ]})
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -99,9 +107,11 @@ async def transition(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     state = request.app[STATE]
     kind, session = request.query.get("type"), request.query.get("session")
+    account = request.query.get("account")
     data = [
         e.to_api() for e in state.events.values()
         if (kind is None or e.type == kind) and (session is None or e.session_id == session)
+        and (account is None or e.account_id == account)
     ]
     return _ok({"data": data})
 
@@ -154,24 +164,48 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 async def add_endpoint(request: web.Request) -> web.Response:
-    """`{"url", "secret" | "secrets", "api_key"?, "enabled_events"?, "retry_delays"?}`."""
+    """`{"url", "secret" | "secrets", "api_key"?, "account_id"?, "livemode"?, "connect"?,
+    "api_version"?, "enabled_events"?, "retry_delays"?, "timeout"?}`.
+
+    `api_key` scopes the endpoint to that key's account and mode; `account_id` to an account
+    (`livemode` null: both modes); neither: every event of every account."""
+    state = request.app[STATE]
     body = await _body(request)
     url = body.get("url")
     secrets = body.get("secrets") or ([body["secret"]] if body.get("secret") else [])
     if not isinstance(url, str) or not secrets:
         return _fail(400, "url and secret (or secrets) are required")
+    api_key, account_id = body.get("api_key"), body.get("account_id")
+    livemode = body.get("livemode")
+    if api_key is not None:
+        if not isinstance(api_key, str) or not is_secret_key(api_key):
+            return _fail(400, "api_key must be a secret or restricted key")
+        account = state.book.for_key(api_key, state.clock.now_int())
+        if account_id is not None and account_id != account.id:
+            return _fail(400, f"api_key belongs to {account.id}, not {account_id}")
+        account_id, livemode = account.id, is_live(api_key)
+    elif account_id is not None and account_id not in state.accounts:
+        return _fail(404, f"no account {account_id}")
     endpoint = WebhookEndpoint(
-        url=url, secrets=[str(s) for s in secrets], api_key=body.get("api_key"),
+        url=url, secrets=[str(s) for s in secrets], api_key=api_key,
         enabled_events=list(body.get("enabled_events") or ["*"]),
         retry_delays=[float(d) for d in body.get("retry_delays") or []],
-        timeout=float(body.get("timeout", 10.0)),
+        timeout=float(body.get("timeout", 10.0)), account_id=account_id,
+        livemode=None if livemode is None else bool(livemode),
+        connect=bool(body.get("connect", False)), api_version=body.get("api_version"),
+        created=state.clock.now_int(),
     )
-    request.app[STATE].endpoints[endpoint.id] = endpoint
+    state.endpoints[endpoint.id] = endpoint
     return _ok(endpoint.to_api())
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    return _ok({"data": [e.to_api() for e in request.app[STATE].endpoints.values()]})
+    """`?account=acct_...`: only that account's endpoints (its Connect ones included)."""
+    account = request.query.get("account")
+    return _ok({"data": [
+        e.to_api() for e in request.app[STATE].endpoints.values()
+        if account is None or e.account_id == account
+    ]})
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
@@ -241,6 +275,95 @@ async def revoke_key(request: web.Request) -> web.Response:
     return _ok({"revoked": True})
 
 
+async def create_account(request: web.Request) -> web.Response:
+    """`{"id"?, "keys"?, "platform"?, "email"?, "business_name"?, "country"?,
+    "default_currency"?}`; the id defaults to the one derived from the first key."""
+    state = request.app[STATE]
+    body = await _body(request)
+    keys = body.get("keys") or []
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return _fail(400, "keys must be a list of strings")
+    try:
+        account = state.book.create(
+            now=state.clock.now_int(), account_id=body.get("id"), keys=keys,
+            platform=body.get("platform"), email=body.get("email"),
+            business_name=body.get("business_name"), country=body.get("country"),
+            default_currency=body.get("default_currency"),
+        )
+    except ValueError as exc:
+        return _fail(409, str(exc))
+    return _ok(_account_view(state.book, account))
+
+
+def _account_view(book: AccountBook, account: Account) -> JsonObject:
+    view = account.to_control()
+    view["connected"] = [a.id for a in book.connected_to(account)]
+    return view
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    """`?key=sk_...`: the account of that key (created as the API would on first use)."""
+    state = request.app[STATE]
+    key = request.query.get("key")
+    if key is not None:
+        if not is_secret_key(key):
+            return _fail(400, "key must be a secret or restricted key")
+        accounts = [state.book.for_key(key, state.clock.now_int())]
+    else:
+        accounts = list(state.accounts.values())
+    return _ok({"data": [_account_view(state.book, a) for a in accounts]})
+
+
+async def get_account(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    account = state.accounts.get(request.match_info["id"])
+    if account is None:
+        return _fail(404, f"no account {request.match_info['id']}")
+    return _ok(_account_view(state.book, account))
+
+
+async def add_key(request: web.Request) -> web.Response:
+    """`{"key": "sk_test_..."}`: one more key for the account (rotation)."""
+    state = request.app[STATE]
+    account = state.accounts.get(request.match_info["id"])
+    if account is None:
+        return _fail(404, f"no account {request.match_info['id']}")
+    key = (await _body(request)).get("key")
+    if not isinstance(key, str):
+        return _fail(400, "key is required")
+    try:
+        state.book.add_key(account, key)
+    except ValueError as exc:
+        return _fail(409, str(exc))
+    return _ok(_account_view(state.book, account))
+
+
+async def connect(request: web.Request) -> web.Response:
+    """`POST /_emulator/accounts/{platform}/connected {"account": "acct_..."}`."""
+    state = request.app[STATE]
+    platform = state.accounts.get(request.match_info["id"])
+    account_id = (await _body(request)).get("account")
+    account = state.accounts.get(account_id) if isinstance(account_id, str) else None
+    if platform is None or account is None:
+        missing = request.match_info["id"] if platform is None else account_id
+        return _fail(404, f"no account {missing}")
+    try:
+        state.book.connect(platform, account)
+    except ValueError as exc:
+        return _fail(409, str(exc))
+    return _ok(_account_view(state.book, platform))
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    account = state.accounts.get(request.match_info["account"])
+    if account is None or account.platform != request.match_info["id"]:
+        return _fail(404, f"{request.match_info['account']} is not connected to "
+                          f"{request.match_info['id']}")
+    account.platform = None
+    return _ok(_account_view(state.book, account))
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/health", health)
@@ -267,3 +390,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/clock", clock)
     r.add_post(f"{PREFIX}/rate-limit", rate_limit)
     r.add_post(f"{PREFIX}/revoked-keys", revoke_key)
+    r.add_post(f"{PREFIX}/accounts", create_account)
+    r.add_get(f"{PREFIX}/accounts", list_accounts)
+    r.add_get(f"{PREFIX}/accounts/{{id}}", get_account)
+    r.add_post(f"{PREFIX}/accounts/{{id}}/keys", add_key)
+    r.add_post(f"{PREFIX}/accounts/{{id}}/connected", connect)
+    r.add_delete(f"{PREFIX}/accounts/{{id}}/connected/{{account}}", disconnect)

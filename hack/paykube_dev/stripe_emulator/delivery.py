@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 
 
-def event_payload(event: Event) -> bytes:
-    """The body Stripe posts: the event JSON, pretty-printed as Stripe does."""
-    return json.dumps(event.to_api(), indent=2).encode("utf-8")
+def event_payload(event: Event, api_version: str | None = None) -> bytes:
+    """The body Stripe posts: the event JSON (at the endpoint's pinned API version),
+    pretty-printed as Stripe does."""
+    return json.dumps(event.to_api(api_version), indent=2).encode("utf-8")
 
 
 class Dispatcher:
@@ -89,6 +90,7 @@ class Dispatcher:
             if secrets:
                 target = WebhookEndpoint(
                     url=endpoint.url, secrets=list(secrets), timeout=endpoint.timeout,
+                    api_version=endpoint.api_version, account_id=endpoint.account_id,
                 )
                 target.id = endpoint.id
             attempts.append(
@@ -117,13 +119,14 @@ class Dispatcher:
         timestamp: int | None = None, manual: bool = False,
     ) -> Delivery:
         assert self._http is not None, "dispatcher not started"
-        payload = event_payload(event)
+        api_version = endpoint.api_version or event.api_version
+        payload = event_payload(event, api_version)
         ts = self.state.clock.now_int() if timestamp is None else timestamp
         signature = sign_payload_multi(payload, endpoint.secrets, ts)
         delivery = Delivery(
             event_id=event.id, endpoint_id=endpoint.id or None, url=endpoint.url,
             attempt=attempt, timestamp=ts, signature=signature, automatic=not manual,
-            at=time.time(),
+            at=time.time(), api_version=api_version, account_id=endpoint.account_id,
         )
         self.state.deliveries.append(delivery)
         headers = {

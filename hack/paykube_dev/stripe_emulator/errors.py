@@ -146,3 +146,21 @@ def idempotency_endpoint(key: str, first: str, now: str) -> StripeError:
         "execute a different request.",
         type_="idempotency_error",
     )
+
+
+def not_a_platform() -> StripeError:
+    return StripeError(
+        403,
+        "Only Stripe Connect platforms can work with other accounts. If you specified a "
+        "client_id parameter, make sure it's correct. If you need to setup a Stripe Connect "
+        "platform, you can do so at https://dashboard.stripe.com/account/applications/settings.",
+    )
+
+
+def account_invalid(masked_key: str, account_id: str) -> StripeError:
+    return StripeError(
+        403,
+        f"The provided key '{masked_key}' does not have access to account '{account_id}' (or "
+        "that account does not exist). Application access may have been revoked.",
+        code="account_invalid",
+    )

@@ -175,30 +175,44 @@ class Session:
 
 @dataclass
 class Event:
+    """One event of one account; `connected_to` is the platform when the account is a
+    connected one (its events then carry `account` and go to the platform's Connect
+    endpoints)."""
+
     id: str
     type: str
     created: int
     api_version: str
     livemode: bool
-    account: str
+    account_id: str
     session_id: str
     snapshot: JsonObject
     request_id: str | None = None
     idempotency_key: str | None = None
+    connected_to: str | None = None
     pending: set[str] = field(default_factory=set)
 
-    def to_api(self) -> JsonObject:
-        return {
-            "id": self.id, "object": "event", "api_version": self.api_version,
+    def to_api(self, api_version: str | None = None) -> JsonObject:
+        """Stripe's JSON; `api_version` is the receiving endpoint's pinned version."""
+        body: JsonObject = {"id": self.id, "object": "event"}
+        if self.connected_to is not None:
+            body["account"] = self.account_id
+        body.update({
+            "api_version": api_version or self.api_version,
             "created": self.created, "data": {"object": copy.deepcopy(self.snapshot)},
             "livemode": self.livemode, "pending_webhooks": len(self.pending),
             "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
             "type": self.type,
-        }
+        })
+        return body
 
 
 @dataclass
 class WebhookEndpoint:
+    """Where events go. Made by the API (`/v1/webhook_endpoints`: `account_id`, `livemode`
+    and `connect` set, one secret) or by the control plane (`api_key` names the account, or
+    nothing: every event)."""
+
     url: str
     secrets: list[str]
     api_key: str | None = None
@@ -206,19 +220,51 @@ class WebhookEndpoint:
     retry_delays: list[float] = field(default_factory=list)
     timeout: float = 10.0
     id: str = field(default_factory=lambda: new_id("we_"))
+    account_id: str | None = None
+    livemode: bool | None = None
+    connect: bool = False
+    api_version: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    created: int = 0
+    disabled: bool = False
+    via_api: bool = False
 
     def wants(self, event: Event) -> bool:
-        if self.api_key is not None and self.api_key != event.account:
+        if self.disabled:
+            return False
+        if self.account_id is not None:
+            owner = event.connected_to if self.connect else event.account_id
+            if owner != self.account_id:
+                return False
+        if self.livemode is not None and self.livemode != event.livemode:
             return False
         return "*" in self.enabled_events or event.type in self.enabled_events
 
     def to_api(self) -> JsonObject:
+        """The control plane's view (secrets counted, not shown)."""
         return {
             "id": self.id, "url": self.url, "secrets": len(self.secrets),
             "account": mask_key(self.api_key) if self.api_key else None,
+            "account_id": self.account_id, "livemode": self.livemode,
+            "connect": self.connect, "api_version": self.api_version,
+            "status": "disabled" if self.disabled else "enabled", "via_api": self.via_api,
             "enabled_events": list(self.enabled_events),
             "retry_delays": list(self.retry_delays), "timeout": self.timeout,
         }
+
+    def to_stripe(self, *, with_secret: bool = False) -> JsonObject:
+        """Stripe's webhook_endpoint object; the secret only in the create answer."""
+        body: JsonObject = {
+            "id": self.id, "object": "webhook_endpoint", "api_version": self.api_version,
+            "application": None, "created": self.created, "description": self.description,
+            "enabled_events": list(self.enabled_events), "livemode": bool(self.livemode),
+            "metadata": dict(self.metadata),
+        }
+        if with_secret:
+            body["secret"] = self.secrets[0]
+        body.update({"status": "disabled" if self.disabled else "enabled", "url": self.url})
+        return body
 
 
 @dataclass
@@ -235,6 +281,8 @@ class Delivery:
     error: str | None = None
     duration_ms: float = 0.0
     response_body: str = ""
+    api_version: str | None = None
+    account_id: str | None = None
     id: str = field(default_factory=lambda: new_id("dl_"))
 
     @property
@@ -248,11 +296,17 @@ class Delivery:
             "signature": self.signature, "automatic": self.automatic, "at": self.at,
             "status": self.status, "ok": self.ok, "error": self.error,
             "duration_ms": self.duration_ms, "response_body": self.response_body,
+            "api_version": self.api_version, "account_id": self.account_id,
         }
 
 
 @dataclass
 class RequestRecord:
+    """One API request. `path` is the decoded path the router saw; `raw_path` the request
+    target exactly as sent (escapes and query kept), so a test can prove where a client
+    tried to go. `account` is the masked key; `account_id` the account acted on (the
+    connected one under `Stripe-Account`), `key_account_id` the key's own."""
+
     request_id: str
     method: str
     path: str
@@ -263,11 +317,19 @@ class RequestRecord:
     replayed: bool = False
     fault: str | None = None
     stripe_version: str | None = None
+    raw_path: str = ""
+    account_id: str | None = None
+    key_account_id: str | None = None
+    stripe_account: str | None = None
+    livemode: bool | None = None
 
     def to_api(self) -> JsonObject:
         return {
             "request_id": self.request_id, "method": self.method, "path": self.path,
-            "at": self.at, "account": self.account, "idempotency_key": self.idempotency_key,
-            "status": self.status, "replayed": self.replayed, "fault": self.fault,
+            "raw_path": self.raw_path, "at": self.at, "account": self.account,
+            "account_id": self.account_id, "key_account_id": self.key_account_id,
+            "stripe_account": self.stripe_account, "livemode": self.livemode,
+            "idempotency_key": self.idempotency_key, "status": self.status,
+            "replayed": self.replayed, "fault": self.fault,
             "stripe_version": self.stripe_version,
         }

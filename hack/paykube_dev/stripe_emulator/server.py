@@ -75,6 +75,7 @@ class StripeEmulator:
             api_version=self.config.api_version,
             checkout_url_base=self.config.checkout_url_base,
             webhook_endpoints=endpoints, rate_limit=self.config.rate_limit,
+            retry_delays=self.config.webhook_retry_delays,
         )
         self.app = build_app(self.state, sweep_interval=self.config.sweep_interval)
         self._runner: web.AppRunner | None = None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import collections
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from . import errors
+from .accounts import Account, AccountBook, Scope
 from .checkout import build_session
+from .endpoints import build_endpoint
 from .errors import StripeError
 from .faults import FaultBook
 from .forms import Params
@@ -22,7 +23,6 @@ from .model import (
     RequestRecord,
     Session,
     WebhookEndpoint,
-    mask_key,
     new_id,
 )
 
@@ -43,27 +43,7 @@ class TransitionError(Exception):
     """The session is not in a state where the requested change can happen."""
 
 
-@dataclass
-class IdempotentResult:
-    method: str
-    path: str
-    params: Params
-    status: int
-    body: bytes
-    request_id: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Account:
-    """What one API key sees: its sessions, its events, its idempotency keys."""
-
-    key: str
-    sessions: dict[str, Session] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    idempotency: dict[str, IdempotentResult] = field(default_factory=dict)
-    in_flight: set[str] = field(default_factory=set)
-    recent: collections.deque[float] = field(default_factory=collections.deque)
+MAX_ENDPOINTS_PER_MODE = 16
 
 
 class EmulatorState:
@@ -71,12 +51,14 @@ class EmulatorState:
         self, *, api_version: str = DEFAULT_API_VERSION,
         checkout_url_base: str = DEFAULT_CHECKOUT_URL_BASE,
         webhook_endpoints: Iterable[WebhookEndpoint] = (), rate_limit: float | None = None,
+        retry_delays: Iterable[float] = (),
     ) -> None:
         self.api_version = api_version
         self.checkout_url_base = checkout_url_base
         self.clock = Clock()
         self._initial_endpoints = list(webhook_endpoints)
         self._initial_rate_limit = rate_limit
+        self.retry_delays = list(retry_delays)
         self.faults = FaultBook()
         self.reset()
 
@@ -85,7 +67,7 @@ class EmulatorState:
         self.faults.release()
         self.faults = FaultBook()
         self.clock.offset = 0.0
-        self.accounts: dict[str, Account] = {}
+        self.book = AccountBook()
         self.sessions: dict[str, Session] = {}
         self.events: dict[str, Event] = {}
         self.endpoints: dict[str, WebhookEndpoint] = {
@@ -93,28 +75,25 @@ class EmulatorState:
         }
         self.deliveries: list[Delivery] = []
         self.requests: list[RequestRecord] = []
-        self.revoked_keys: set[str] = set()
-        self.rejected_keys: set[str] = set()
         self.rate_limit = self._initial_rate_limit
 
     # --- accounts and keys -------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None) -> Account:
-        if not authorization:
-            raise errors.no_api_key()
-        scheme, _, key = authorization.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise errors.no_api_key()
-        if key in self.revoked_keys:
-            raise errors.expired_api_key(mask_key(key))
-        valid = key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_"))
-        if not valid or len(key) <= 8 or key in self.rejected_keys:
-            raise errors.invalid_api_key(mask_key(key))
-        account = self.accounts.get(key)
-        if account is None:
-            account = self.accounts[key] = Account(key)
-        return account
+    @property
+    def accounts(self) -> dict[str, Account]:
+        return self.book.accounts
+
+    @property
+    def revoked_keys(self) -> set[str]:
+        return self.book.revoked
+
+    @property
+    def rejected_keys(self) -> set[str]:
+        return self.book.rejected
+
+    def account(self, account_id: str) -> Account:
+        """Any account (control endpoints); KeyError when unknown."""
+        return self.book.accounts[account_id]
 
     def check_rate(self, account: Account) -> None:
         """Stripe's per-account request rate limit, when one is configured."""
@@ -127,22 +106,60 @@ class EmulatorState:
             raise errors.rate_limited("global-rate", 1)
         account.recent.append(now)
 
+    # --- webhook endpoints ---------------------------------------------------------------
+
+    def endpoints_of(self, scope: Scope) -> list[WebhookEndpoint]:
+        """The endpoints `/v1/webhook_endpoints` shows this scope, newest first."""
+        return [
+            e for e in reversed(self.endpoints.values())
+            if e.via_api and e.account_id == scope.account.id and e.livemode == scope.livemode
+        ]
+
+    def create_endpoint(self, scope: Scope, params: Params) -> WebhookEndpoint:
+        if len(self.endpoints_of(scope)) >= MAX_ENDPOINTS_PER_MODE:
+            mode = "live" if scope.livemode else "test"
+            raise StripeError(
+                400, f"You have reached the maximum of {MAX_ENDPOINTS_PER_MODE} {mode} "
+                "webhook endpoints.",
+            )
+        endpoint = build_endpoint(params, account_id=scope.account.id, livemode=scope.livemode,
+                                  now=self.clock.now_int())
+        endpoint.retry_delays = list(self.retry_delays)
+        self.endpoints[endpoint.id] = endpoint
+        return endpoint
+
+    def get_endpoint(self, scope: Scope, endpoint_id: str) -> WebhookEndpoint:
+        for endpoint in self.endpoints_of(scope):
+            if endpoint.id == endpoint_id:
+                return endpoint
+        raise errors.no_such("webhook_endpoint", endpoint_id, "webhook_endpoint")
+
     # --- sessions --------------------------------------------------------------------
 
-    def create_session(self, account: Account, params: Params) -> Session:
+    def create_session(self, scope: Scope, params: Params) -> Session:
         session = build_session(
-            params, account=account.key, livemode=is_live(account.key),
+            params, account=scope.account.id, livemode=scope.livemode,
             now=self.clock.now_int(), url_base=self.checkout_url_base,
         )
-        account.sessions[session.id] = session
+        scope.account.sessions[session.id] = session
         self.sessions[session.id] = session
         return session
 
-    def get_session(self, account: Account, session_id: str, param: str = "session") -> Session:
-        session = account.sessions.get(session_id)
-        if session is None:
+    def get_session(self, scope: Scope, session_id: str, param: str = "session") -> Session:
+        session = scope.account.sessions.get(session_id)
+        if session is None or session.livemode != scope.livemode:
             raise errors.no_such("checkout.session", session_id, param)
         return session
+
+    @staticmethod
+    def sessions_of(scope: Scope) -> list[Session]:
+        """The scope's sessions in its mode, newest first."""
+        return [s for s in reversed(scope.account.sessions.values())
+                if s.livemode == scope.livemode]
+
+    @staticmethod
+    def events_of(scope: Scope) -> list[Event]:
+        return [e for e in reversed(scope.account.events) if e.livemode == scope.livemode]
 
     def session(self, session_id: str) -> Session:
         """Any account's session (control endpoints); KeyError when unknown."""
@@ -202,9 +219,9 @@ class EmulatorState:
         )
 
     def expire_via_api(
-        self, account: Account, session_id: str, request_id: str, idempotency_key: str | None,
+        self, scope: Scope, session_id: str, request_id: str, idempotency_key: str | None,
     ) -> tuple[Session, Event]:
-        session = self.get_session(account, session_id)
+        session = self.get_session(scope, session_id)
         if session.status != "open":
             raise StripeError(
                 400,
@@ -241,15 +258,16 @@ class EmulatorState:
         self, session: Session, event_type: str, *, request_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Event:
+        account = self.accounts[session.account]
         event = Event(
             id=new_id("evt_"), type=event_type, created=self.clock.now_int(),
-            api_version=self.api_version, livemode=session.livemode, account=session.account,
+            api_version=self.api_version, livemode=session.livemode, account_id=account.id,
             session_id=session.id, snapshot=session.to_api(), request_id=request_id,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, connected_to=account.platform,
         )
         event.pending = {e.id for e in self.endpoints.values() if e.wants(event)}
         self.events[event.id] = event
-        self.accounts[session.account].events.append(event)
+        account.events.append(event)
         return event
 
     def stats(self) -> JsonObject:
@@ -273,10 +291,6 @@ class EmulatorState:
             "api_requests": len(self.requests), "accounts": len(self.accounts),
             "held": len([h for h in self.faults.held if not h.released.is_set()]),
         }
-
-
-def is_live(key: str) -> bool:
-    return key.startswith(("sk_live_", "rk_live_"))
 
 
 def customer_details(email: str, name: str | None) -> JsonObject:
