@@ -23,6 +23,8 @@ class ErrorCode(StrEnum):
     SECRETS_UNAVAILABLE = "SecretsUnavailable"
     CONFLICT = "Conflict"
     API_REJECTED = "ApiRejected"  # the API server refused the request (403, 422, ...)
+    PROVIDER_NOT_FOUND = "ProviderNotFound"  # the referenced account object does not exist
+    PROVIDER_NOT_ALLOWED = "ProviderNotAllowed"  # the namespace may not use that account
 
     @property
     def retryable(self) -> bool:
@@ -37,6 +39,8 @@ _RETRYABLE = frozenset({
     ErrorCode.DATABASE_UNAVAILABLE,
     ErrorCode.SECRETS_UNAVAILABLE,
     ErrorCode.CONFLICT,
+    # Created later is normal in GitOps (the session applied before its provider).
+    ErrorCode.PROVIDER_NOT_FOUND,
 })
 
 

@@ -5,6 +5,18 @@ events). Phases form a partial order (`Phase.precedes`) and terminal phases abso
 duplicate or out-of-order observation never moves a session backwards and Paid is never
 lost. Concurrent writers converge because each re-reads, re-applies and writes with the
 resourceVersion as precondition.
+
+Trust: the provider's API is the truth, a webhook event only a report of it.
+
+- An *authoritative* observation is the answer to the operator's own call to the provider
+  (create, retrieve, expire). Only it may set `sessionId`, `url`, `livemode` and `account`.
+- A webhook observation applies only to the session the object already has (its id equals
+  `status.sessionId`); an object without one ignores every event.
+- A webhook may move a session forward to Processing or Paid (the caller has checked amount
+  and currency against the spec). An ending other than Paid (Failed, Expired, Canceled) from
+  a webhook is only recorded in `status.unconfirmed`; the operator confirms it with one
+  retrieve, and the retrieve decides. So a signed `expired` event that contradicts a paid
+  session can never end it: the retrieve says paid and the session ends Paid.
 """
 
 from __future__ import annotations
@@ -12,7 +24,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from paykube.api.types import Condition, ErrorInfo, HistoryEntry, Phase, Source, Status
+from paykube.api.types import (
+    Condition,
+    ErrorInfo,
+    HistoryEntry,
+    Phase,
+    Source,
+    Status,
+    Unconfirmed,
+)
 
 READY = "Ready"
 SYNCED = "Synced"
@@ -40,6 +60,9 @@ class SessionSnapshot:
     amount_total: int | None = None
     currency: str | None = None
     expires_at: str | None = None
+    livemode: bool | None = None
+    account: str | None = None  # the Connect account the session lives in
+    provider: str | None = None  # the PSP type (stripe)
 
 
 @dataclass(frozen=True)
@@ -47,7 +70,8 @@ class ProviderObserved:
     """The provider reports the session in `phase` (one of Open..Expired).
 
     `cancel_requested` is true when we asked the provider to expire it (spec.cancel or
-    deletion): an Expired report then means Canceled.
+    deletion): an Expired report then means Canceled. `authoritative` is true only for the
+    answer to the operator's own call to the provider (see the module's trust rules).
     """
 
     phase: Phase
@@ -56,6 +80,7 @@ class ProviderObserved:
     event_id: str | None = None
     cancel_requested: bool = False
     generation: int | None = None
+    authoritative: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,27 +207,71 @@ def _reported_phase(observation: ProviderObserved) -> Phase:
 
 
 def _observed(current: Status, observation: ProviderObserved, now: dt.datetime) -> Status:
+    if not observation.authoritative:
+        return _reported(current, observation, now)
+    # Our own call answered: whatever a webhook reported before is settled by this.
+    base = current.with_changes(unconfirmed=None)
     reported = _reported_phase(observation)
     # Stale (an earlier phase), another ending than the one reached, or a move the diagram
     # does not have (Processing -> Expired): nothing to learn. The same phase refreshes.
-    stale = reported is not current.phase and not current.phase.precedes(reported)
+    stale = reported is not base.phase and not base.phase.precedes(reported)
     snap = observation.session
-    foreign = current.session_id is not None and snap.session_id != current.session_id
+    foreign = base.session_id is not None and snap.session_id != base.session_id
     if stale or foreign:
-        return current
-    error = current.error if reported is Phase.FAILED and current.error else None
-    refreshed = current.with_changes(
+        return base
+    error = base.error if reported is Phase.FAILED and base.error else None
+    refreshed = base.with_changes(
         phase=reported,
         session_id=snap.session_id,
-        url=snap.url or current.url,
-        payment_intent_id=snap.payment_intent_id or current.payment_intent_id,
-        payment_status=snap.payment_status or current.payment_status,
-        amount_total=snap.amount_total if snap.amount_total is not None else current.amount_total,
-        currency=snap.currency or current.currency,
-        expires_at=snap.expires_at or current.expires_at,
+        url=snap.url or base.url,
+        livemode=snap.livemode if snap.livemode is not None else base.livemode,
+        account=snap.account or base.account,
+        provider=snap.provider or base.provider,
         error=error,
+        **_facts(base, snap),
     )
     return _set_synced(refreshed, True, "ReconcileSuccess", "In sync with the provider", now)
+
+
+def _facts(current: Status, snap: SessionSnapshot) -> dict[str, object]:
+    """The payment facts any observation of the object's own session may refresh."""
+    return {
+        "payment_intent_id": snap.payment_intent_id or current.payment_intent_id,
+        "payment_status": snap.payment_status or current.payment_status,
+        "amount_total": (snap.amount_total if snap.amount_total is not None
+                         else current.amount_total),
+        "currency": snap.currency or current.currency,
+        "expires_at": snap.expires_at or current.expires_at,
+    }
+
+
+def _reported(current: Status, observation: ProviderObserved, now: dt.datetime) -> Status:
+    """A webhook's report: never adopts a session, never changes the URL or the ids, and
+    ends a session otherwise than Paid only after the operator's confirming retrieve."""
+    snap = observation.session
+    if current.session_id is None or snap.session_id != current.session_id:
+        return current
+    reported = _reported_phase(observation)
+    if reported is not current.phase and not current.phase.precedes(reported):
+        return current
+    if reported.terminal and reported is not Phase.PAID:
+        if current.unconfirmed is not None and current.unconfirmed.phase is reported:
+            return current
+        return current.with_changes(
+            unconfirmed=Unconfirmed(reported, observation.event_id, timestamp(now)))
+    unconfirmed = None if reported.terminal else current.unconfirmed
+    refreshed = current.with_changes(phase=reported, unconfirmed=unconfirmed,
+                                     **_facts(current, snap))
+    return _set_synced(refreshed, True, "ReconcileSuccess", "In sync with the provider", now)
+
+
+def confirmation(current: Status, reported: Phase) -> tuple[Source, str | None] | None:
+    """When the operator's retrieve agrees with what a webhook reported (`unconfirmed`),
+    the phase is credited to that webhook event: (source, event id); else None."""
+    unconfirmed = current.unconfirmed
+    if unconfirmed is None or unconfirmed.phase is not reported:
+        return None
+    return Source.WEBHOOK, unconfirmed.event_id
 
 
 def set_condition(

@@ -89,14 +89,26 @@ class Settings:
     metrics_username_file: str = ""  # mounted Secret files; re-read every secrets_ttl
     metrics_password_file: str = ""
     log_level: str = "INFO"
+    # Provider accounts (PaymentProvider / ClusterPaymentProvider).
+    cluster_namespace: str = "paykube"  # where ClusterPaymentProviders' Secrets live
+    route_table_secret: str = "paykube-webhook-routes"  # noqa: S105 -- a Secret name
+    routes_ttl: float = 30.0  # seconds the webhook keeps the route table
+    provider_resync: float = 60.0  # seconds between checks of each provider's key/secrets
+    webhook_public_url: str = ""  # base URL of the webhook, for webhook.register
+    webhook_read_timeout: float = 10.0  # seconds to receive a whole webhook body
+    webhook_max_readers: int = 64  # bodies read at once (bounds memory under slow clients)
+    aws_webhook_secret_id: str = ""  # JSON {"webhookSecrets": [...]}: the webhook's own
+    events_include_url: bool = False  # put the checkout URL into CloudEvents
 
     def __post_init__(self) -> None:
         if self.secrets_source not in ("kubernetes", "aws"):
             raise ValueError("PAYKUBE_SECRETS_SOURCE must be 'kubernetes' or 'aws'")
         if self.secrets_source == "aws" and not (self.aws_stripe_secret_id
+                                                 or self.aws_webhook_secret_id
                                                  or self.aws_database_secret_id):
-            raise ValueError("PAYKUBE_SECRETS_SOURCE=aws needs PAYKUBE_AWS_STRIPE_SECRET_ID "
-                             "and/or PAYKUBE_AWS_DATABASE_SECRET_ID")
+            raise ValueError("PAYKUBE_SECRETS_SOURCE=aws needs PAYKUBE_AWS_STRIPE_SECRET_ID, "
+                             "PAYKUBE_AWS_WEBHOOK_SECRET_ID and/or "
+                             "PAYKUBE_AWS_DATABASE_SECRET_ID")
 
     @property
     def aws(self) -> bool:
@@ -157,4 +169,14 @@ class Settings:
             metrics_username_file=get("METRICS_USERNAME_FILE", ""),
             metrics_password_file=get("METRICS_PASSWORD_FILE", ""),
             log_level=get("LOG_LEVEL", base.log_level).upper(),
+            cluster_namespace=get("CLUSTER_NAMESPACE", base.cluster_namespace),
+            route_table_secret=get("ROUTE_TABLE_SECRET", base.route_table_secret),
+            routes_ttl=float(get("ROUTES_TTL", str(base.routes_ttl))),
+            provider_resync=float(get("PROVIDER_RESYNC", str(base.provider_resync))),
+            webhook_public_url=get("WEBHOOK_PUBLIC_URL", "").rstrip("/"),
+            webhook_read_timeout=float(get("WEBHOOK_READ_TIMEOUT",
+                                           str(base.webhook_read_timeout))),
+            webhook_max_readers=int(get("WEBHOOK_MAX_READERS", str(base.webhook_max_readers))),
+            aws_webhook_secret_id=get("AWS_WEBHOOK_SECRET_ID", ""),
+            events_include_url=get("EVENTS_INCLUDE_URL", "false").lower() in ("1", "true", "yes"),
         )

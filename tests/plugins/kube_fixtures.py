@@ -14,6 +14,8 @@ from paykube.kube.config import KubeConfig
 from paykube_dev.kube import REPO, ControlPlane
 
 CRD = REPO / "crds" / "paymentsession.yaml"
+PROVIDER_CRDS = (REPO / "crds" / "paymentprovider.yaml",
+                 REPO / "crds" / "clusterpaymentprovider.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +26,10 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def crd_installed(kube: ControlPlane) -> Path:
+    """All of paykube's CRDs (PaymentSession and the provider accounts); returns the
+    PaymentSession CRD's path."""
+    for path in PROVIDER_CRDS:
+        kube.install_crd(path)
     return kube.install_crd(CRD)
 
 

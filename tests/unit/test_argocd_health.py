@@ -59,9 +59,10 @@ def health(status: Status | dict[str, Any] | None, generation: int = 1) -> tuple
 
 
 def observed(current: Status, phase: Phase, *, cancel: bool = False,
-             source: Source = Source.WEBHOOK) -> Status:
+             source: Source = Source.POLL) -> Status:
     return advance(current, ProviderObserved(phase, SESSION, source, "evt_1",
-                                             cancel_requested=cancel, generation=1), NOW)
+                                             cancel_requested=cancel, generation=1,
+                                             authoritative=source is not Source.WEBHOOK), NOW)
 
 
 def pending() -> Status:

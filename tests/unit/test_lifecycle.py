@@ -22,6 +22,7 @@ from paykube.lifecycle import (
     SessionSnapshot,
     SyncFailed,
     advance,
+    confirmation,
     initial,
     mark_published,
     planned_expiry,
@@ -35,10 +36,12 @@ SNAP = SessionSnapshot("cs_test_1", url="https://checkout.example/cs_test_1",
 PROVIDER_PHASES = [Phase.OPEN, Phase.PROCESSING, Phase.PAID, Phase.FAILED, Phase.EXPIRED]
 
 
-def observed(phase: Phase, *, cancel: bool = False, source: Source = Source.WEBHOOK,
+def observed(phase: Phase, *, cancel: bool = False, source: Source = Source.POLL,
              snap: SessionSnapshot = SNAP) -> ProviderObserved:
+    """What a source reports; only the operator's own calls (operator, poll) are
+    authoritative, a webhook's event is a report."""
     return ProviderObserved(phase, snap, source, event_id=f"evt_{phase.value}",
-                            cancel_requested=cancel)
+                            cancel_requested=cancel, authoritative=source is not Source.WEBHOOK)
 
 
 def start() -> Status:
@@ -281,19 +284,27 @@ def delivered(draw: st.DrawFn) -> tuple[list[str], list[tuple[str, Source]]]:
 def test_any_delivery_order_ends_where_in_order_delivery_ends(
     case: tuple[list[str], list[tuple[str, Source]]],
 ) -> None:
+    """The operator's create answer names the session first (a webhook cannot); then the
+    story's reports arrive in any order from any source, and the operator's confirming
+    retrieve of the truth comes last. The ending is the truth, reached without a step back."""
     story, delivery = case
     in_order = start()
     for step in story:
-        in_order = advance(in_order, observation(step, Source.WEBHOOK), T0)
+        in_order = advance(in_order, observation(step, Source.OPERATOR), T0)
     assert in_order.phase is ENDING[story[-1]]
     shuffled = start()
+    if story[0] == "open":
+        shuffled = advance(shuffled, observation("open", Source.OPERATOR), T0)
     for n, (step, source) in enumerate(delivery):
         previous = shuffled
         shuffled = advance(shuffled, observation(step, source), T0 + dt.timedelta(seconds=n))
         assert forward_or_same(previous.phase, shuffled.phase), "never backwards"
         if previous.phase is Phase.PAID:
             assert shuffled.phase is Phase.PAID, "Paid is never lost"
+    truth = observation(story[-1], Source.POLL)
+    shuffled = advance(shuffled, truth, T0 + dt.timedelta(hours=1))
     assert shuffled.phase is in_order.phase
+    assert shuffled.unconfirmed is None
     phases = [h.phase for h in shuffled.history]
     assert len(phases) == len(set(phases)), "one history entry per phase reached"
 
@@ -358,3 +369,89 @@ def test_error_param_and_type_round_trip_through_status() -> None:
     rendered = status.to_dict()["error"]
     assert (rendered["param"], rendered["type"]) == ("expires_at", "invalid_request_error")
     assert Status.from_dict(status.to_dict()).error == EXPIRY_REFUSED
+
+
+# -- trust: the provider's answer is the truth, a webhook event only a report ---------------
+
+def webhook(phase: Phase, *, cancel: bool = False, snap: SessionSnapshot = SNAP,
+            event_id: str = "evt_hook") -> ProviderObserved:
+    return ProviderObserved(phase, snap, Source.WEBHOOK, event_id=event_id,
+                            cancel_requested=cancel)
+
+
+@pytest.mark.parametrize("phase", PROVIDER_PHASES)
+def test_a_webhook_never_adopts_a_session(phase: Phase) -> None:
+    """An object without a session id (the create still retrying) ignores every event,
+    even one carrying its metadata: only the operator's own create names the session."""
+    assert advance(start(), webhook(phase), T0) == start()
+
+
+def test_a_webhook_never_changes_the_url_or_the_session() -> None:
+    opened = at(Phase.OPEN)
+    swapped = dataclasses.replace(SNAP, url="https://evil.example/pay")
+    after = advance(opened, webhook(Phase.OPEN, snap=swapped), T0)
+    assert after.url == SNAP.url and after.session_id == SNAP.session_id
+    other = dataclasses.replace(SNAP, session_id="cs_test_other")
+    assert advance(opened, webhook(Phase.PAID, snap=other), T0) == opened
+
+
+@pytest.mark.parametrize(("reported", "cancel", "ending"), [
+    (Phase.EXPIRED, False, Phase.EXPIRED), (Phase.EXPIRED, True, Phase.CANCELED),
+    (Phase.FAILED, False, Phase.FAILED)])
+def test_a_webhook_ending_other_than_paid_waits_for_confirmation(
+        reported: Phase, cancel: bool, ending: Phase) -> None:
+    before = at(Phase.PROCESSING) if reported is Phase.FAILED else at(Phase.OPEN)
+    after = advance(before, webhook(reported, cancel=cancel), T0)
+    assert after.phase is before.phase
+    assert after.unconfirmed is not None and after.unconfirmed.phase is ending
+    assert after.unconfirmed.event_id == "evt_hook"
+    # The same report again changes nothing (duplicates are cheap).
+    assert advance(after, webhook(reported, cancel=cancel), T0) == after
+    assert confirmation(after, ending) == (Source.WEBHOOK, "evt_hook")
+    confirmed = advance(after, ProviderObserved(reported, SNAP, Source.WEBHOOK, "evt_hook",
+                                                cancel_requested=cancel, authoritative=True),
+                        T0)
+    assert confirmed.phase is ending and confirmed.unconfirmed is None
+    assert (confirmed.history[-1].source, confirmed.history[-1].event_id) == (
+        Source.WEBHOOK, "evt_hook")
+
+
+def test_expired_before_completed_for_a_paid_session_ends_paid() -> None:
+    """The issue's contradiction: a signed `expired` arrives first for a session the
+    provider holds as paid. The retrieve says paid: the object ends Paid, never Expired."""
+    reported = advance(at(Phase.OPEN), webhook(Phase.EXPIRED), T0)
+    assert confirmation(reported, Phase.PAID) is None  # a contradiction
+    truth = advance(reported, observed(Phase.PAID, source=Source.POLL), T0)
+    assert truth.phase is Phase.PAID and truth.unconfirmed is None
+    assert Phase.EXPIRED not in [h.phase for h in truth.history]
+
+
+def test_a_paid_event_settles_a_pending_report() -> None:
+    reported = advance(at(Phase.OPEN), webhook(Phase.EXPIRED), T0)
+    paid = advance(reported, webhook(Phase.PAID), T0)
+    assert paid.phase is Phase.PAID and paid.unconfirmed is None
+
+
+def test_a_report_the_provider_denies_is_dropped_and_the_session_stays_open() -> None:
+    reported = advance(at(Phase.OPEN), webhook(Phase.EXPIRED), T0)
+    still_open = advance(reported, observed(Phase.OPEN, source=Source.POLL), T0)
+    assert still_open.phase is Phase.OPEN and still_open.unconfirmed is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(REPORTS), max_size=10), st.sampled_from(REPORTS))
+def test_webhooks_alone_never_end_a_session_otherwise_than_paid(
+        reports: list[tuple[Phase, bool]], truth: tuple[Phase, bool]) -> None:
+    """Whatever signed events say, only Paid or a confirming retrieve ends a session; and
+    the retrieve's truth always wins over the reports."""
+    status = at(Phase.OPEN)
+    for phase, cancel in reports:
+        nxt = advance(status, webhook(phase, cancel=cancel), T0)
+        assert nxt.phase is status.phase or nxt.phase in (Phase.PROCESSING, Phase.PAID)
+        assert nxt.url == SNAP.url and nxt.session_id == SNAP.session_id
+        status = nxt
+    phase, cancel = truth
+    final = advance(status, observed(phase, cancel=cancel, source=Source.POLL), T0)
+    assert final.unconfirmed is None
+    if status.phase is Phase.PAID:
+        assert final.phase is Phase.PAID

@@ -94,7 +94,8 @@ async def test_the_secrets_ttl_setting_reaches_the_credential_resolver() -> None
     # Nothing listens there: building the runtime must not need the API server.
     runtime = Runtime.build(settings, KubeClient(KubeConfig(server="https://127.0.0.1:9")))
     try:
-        assert runtime.reconciler.credentials.ttl == 7.0
+        assert runtime.credentials.ttl == 7.0
+        assert runtime.reconciler.accounts.ttl == 7.0
     finally:
         await runtime.aclose()
 

@@ -7,6 +7,7 @@ import sys
 from aiohttp import web
 
 from paykube import logs
+from paykube.accounts.routes import RouteTable
 from paykube.events.relay import build_publisher
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
@@ -20,7 +21,10 @@ async def build_app(settings: Settings) -> web.Application:
     kube = KubeClient(KubeConfig.load())
     publisher = build_publisher(settings)
     secrets = StripeSecrets(settings, build_aws_source(settings))
-    app = create_app(WebhookService(settings, kube, WebhookMetrics(), publisher, secrets))
+    routes = RouteTable(kube, settings.cluster_namespace, settings.route_table_secret,
+                        ttl=settings.routes_ttl)
+    app = create_app(WebhookService(settings, kube, WebhookMetrics(), publisher, secrets,
+                                    routes))
 
     async def close(_: web.Application) -> None:
         await publisher.aclose()

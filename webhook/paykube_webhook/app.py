@@ -11,27 +11,39 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from paykube.api.types import ObjectRef, Phase, Source
+from paykube.accounts.routes import RouteTable
+from paykube.api.providers import ProviderId
+from paykube.api.types import (
+    CLUSTER_PAYMENT_PROVIDER,
+    PAYMENT_PROVIDER,
+    ObjectRef,
+    PaymentSessionSpec,
+    Phase,
+    Source,
+    Status,
+)
+from paykube.binding import event_binding
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, needs_relay, relay_outbox, settle_outbox
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import cancel_requested, write_status
 from paykube.lifecycle import ProviderObserved, SessionSnapshot, advance
-from paykube.providers.stripe import HANDLED_EVENTS, event_phase, snapshot
+from paykube.providers.stripe import ACCOUNT_ID, HANDLED_EVENTS, event_phase, snapshot
 from paykube.secrets.files import SecretSetting
 from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
 from paykube_webhook.metrics import WebhookMetrics
-from paykube_webhook.verify import SignatureError, verify
+from paykube_webhook.verify import Failure, SignatureError, verify
 
 log = logging.getLogger("paykube.webhook")
 COMPONENT = "paykube-webhook"
@@ -44,10 +56,13 @@ class WebhookService:
     metrics: WebhookMetrics
     publisher: EventPublisher
     secrets: StripeSecrets
+    routes: RouteTable | None = None
     wall_clock: Callable[[], float] = time.time
     broker_check_interval: float = 5.0
 
     def __post_init__(self) -> None:
+        # Bodies being read at once: bounds the memory many slow senders can hold.
+        self._readers = asyncio.Semaphore(self.settings.webhook_max_readers)
         self.metrics.broker_connected.set_function(
             lambda: 1.0 if self.broker_state() == "connected" else 0.0)
         self.readiness = ReadinessChecks(
@@ -73,25 +88,38 @@ class WebhookService:
         return web.json_response({"received": True, "outcome": outcome})
 
     async def stripe_webhook(self, request: web.Request) -> web.Response:
+        """One route per account: `/webhooks/stripe` (the default account),
+        `/webhooks/stripe/cluster/<name>` and `/webhooks/stripe/ns/<namespace>/<name>`."""
+        route = _route_of(request.match_info)
+        if route is None:
+            return self._refuse(404, ErrorCode.PAYLOAD_INVALID, "unknown_route")
         if request.content_type != "application/json":
             return self._refuse(415, ErrorCode.PAYLOAD_INVALID, "unsupported_media_type")
         limit = self.settings.webhook_max_body
         if request.content_length is not None and request.content_length > limit:
             return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
-        payload = await _read_body(request, limit)
+        try:
+            # One deadline for waiting for a reader slot and reading: a stalled upload
+            # holds a slot (and its bytes) for seconds, not forever.
+            async with asyncio.timeout(self.settings.webhook_read_timeout), self._readers:
+                payload = await _read_body(request, limit)
+        except TimeoutError:
+            return self._refuse(408, ErrorCode.PAYLOAD_INVALID, "read_timeout")
+        except (ConnectionError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError):
+            # The sender went away mid-body: nobody to answer, nothing to learn.
+            self.metrics.requests.labels("client_disconnected").inc()
+            log.info("webhook sender disconnected during the body")
+            raise web.HTTPBadRequest() from None
         if payload is None:
             return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
         try:
-            secrets = await self.secrets.webhook_secrets()
+            await self._verify(route, payload, request.headers.get("Stripe-Signature"))
         except PaykubeError as exc:  # our problem, not the sender's: let Stripe retry
             self.metrics.requests.labels("secrets_unavailable").inc()
             # Secret sources put names and causes in their messages, never values.
             log.error("webhook secrets unavailable", extra={"code": exc.code.value,
                                                             "reason": exc.message})
             return web.json_response({"error": {"code": exc.code.value}}, status=503)
-        try:
-            verify(payload, request.headers.get("Stripe-Signature"), secrets,
-                   tolerance=self.settings.webhook_tolerance, now=self.wall_clock())
         except SignatureError as exc:
             self.metrics.verification_failures.labels(exc.failure.value).inc()
             return self._refuse(400, ErrorCode.SIGNATURE_INVALID, "signature_invalid",
@@ -108,17 +136,51 @@ class WebhookService:
         if isinstance(parsed, Ignored):
             return self._ok(parsed.outcome, event_id=parsed.event_id,
                             event_type=parsed.event_type)
-        event, ref, phase, session = parsed, parsed.ref, parsed.phase, parsed.session
-        started = time.monotonic()
+        return await self._apply(route, parsed)
+
+    async def _verify(self, route: ProviderId, payload: bytes, header: str | None) -> None:
+        """Only the route's own account's secrets count (one HMAC per secret of that
+        account, however many tenants there are). A miss on a provider route re-reads the
+        route table once (rate-limited), so a new or rotated secret works within seconds."""
+        now = self.wall_clock()
+        tolerance = self.settings.webhook_tolerance
+        if route.is_default or self.routes is None:
+            secrets = await self.secrets.webhook_secrets() if route.is_default else ()
+            verify(payload, header, secrets, tolerance=tolerance, now=now)
+            return
         try:
-            written, before, after = await write_status(
-                self.kube, ref, lambda obj, current: settle_outbox(advance(
-                    current,
-                    ProviderObserved(phase, session, Source.WEBHOOK, event.event_id,
-                                     cancel_requested=cancel_requested(obj)),
-                    dt.datetime.now(dt.UTC),
-                ), self.publisher),
-            )
+            verify(payload, header, await self.routes.secrets(route), tolerance=tolerance,
+                   now=now)
+        except SignatureError as exc:
+            retry = exc.failure in (Failure.MISMATCH, Failure.NO_SECRETS)
+            if not retry or not await self.routes.refresh(eager=True):
+                raise
+            verify(payload, header, await self.routes.secrets(route), tolerance=tolerance,
+                   now=now)
+
+    async def _apply(self, route: ProviderId, event: Applicable) -> web.Response:
+        ref, phase, session = event.ref, event.phase, event.session
+        started = time.monotonic()
+        refused: list[str] = []
+
+        def decide(obj: Manifest, current: Status) -> Status:
+            spec = PaymentSessionSpec.from_dict(obj["spec"])
+            reason = event_binding(
+                route=route, bound=ProviderId.bound_to(ref.namespace, spec.provider_ref),
+                spec=spec, status=current, phase=phase, session=session,
+                livemode=event.livemode, connect_account=event.account)
+            if reason is not None:
+                refused.append(reason.value)
+                return current
+            return settle_outbox(advance(
+                current,
+                ProviderObserved(phase, session, Source.WEBHOOK, event.event_id,
+                                 cancel_requested=cancel_requested(obj)),
+                dt.datetime.now(dt.UTC),
+            ), self.publisher)
+
+        try:
+            written, before, after = await write_status(self.kube, ref, decide)
         except NotFound:
             return self._ok("ignored_unknown_object", event_id=event.event_id,
                             object=f"{ref.namespace}/{ref.name}")
@@ -134,14 +196,19 @@ class WebhookService:
             self.metrics.requests.labels("unavailable").inc()
             log.error("event not stored, Stripe will retry", extra=fields)
             return web.json_response({"error": {"code": exc.code.value}}, status=503)
+        if refused:
+            return self._ok(refused[-1], event_id=event.event_id, event_type=event.event_type,
+                            object=f"{ref.namespace}/{ref.name}", route=route.route_key)
         self.metrics.apply_seconds.observe(time.monotonic() - started)
         if after.phase is not before.phase:
             message = (f"{before.phase.value} -> {after.phase.value} "
                        f"(webhook {event.event_type}, event {event.event_id})")
             await asyncio.gather(self._event(ref, message, after.phase.value),
                                  self._relay(ref, written))
-        return self._ok("applied" if after != before else "duplicate",
-                        event_id=event.event_id, event_type=event.event_type,
+        outcome = "applied" if after != before else "duplicate"
+        if after.unconfirmed is not None and after.unconfirmed != before.unconfirmed:
+            outcome = "awaiting_confirmation"
+        return self._ok(outcome, event_id=event.event_id, event_type=event.event_type,
                         object=f"{ref.namespace}/{ref.name}", phase=after.phase.value)
 
     async def _relay(self, ref: ObjectRef, written: Manifest) -> None:
@@ -276,6 +343,8 @@ class Applicable:
     ref: ObjectRef
     phase: Phase
     session: SessionSnapshot
+    livemode: bool | None = None
+    account: str | None = None  # the Connect account the event is about
 
 
 def parse_event(payload: bytes) -> Ignored | Applicable:
@@ -303,7 +372,14 @@ def parse_event(payload: bytes) -> Ignored | Applicable:
     if phase is None:
         return Ignored(event_id, event_type, "ignored_unmanaged")
     _check_session(session)
-    return Applicable(event_id, event_type, ref, phase, snapshot(session))
+    livemode = event.get("livemode")
+    if livemode is not None and not isinstance(livemode, bool):
+        raise MalformedEvent("livemode: not a boolean")
+    account = event.get("account")
+    if account is not None and (not isinstance(account, str)
+                                or not ACCOUNT_ID.fullmatch(account)):
+        raise MalformedEvent("account: not an account id")
+    return Applicable(event_id, event_type, ref, phase, snapshot(session), livemode, account)
 
 
 def _check_session(session: dict[str, Any]) -> None:
@@ -336,6 +412,20 @@ def _optional_text(value: Any, field: str, max_length: int) -> None:
 def _integer(value: Any, field: str, low: int, high: int) -> None:
     if value is not None and (type(value) is not int or not low <= value <= high):
         raise MalformedEvent(f"{field}: not an integer in [{low}, {high}]")
+
+
+def _route_of(match: Mapping[str, str]) -> ProviderId | None:
+    """The account a request's path names, or None when the path could not name one."""
+    namespace, name = match.get("namespace"), match.get("name")
+    if name is None:
+        return ProviderId.default()
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+        return None
+    if namespace is None:
+        return ProviderId(CLUSTER_PAYMENT_PROVIDER, "", name)
+    if not _DNS1123_LABEL.fullmatch(namespace):
+        return None
+    return ProviderId(PAYMENT_PROVIDER, namespace, name)
 
 
 def _object_of(session: dict[str, Any]) -> ObjectRef | None:
@@ -372,6 +462,8 @@ def create_app(service: WebhookService) -> web.Application:
     app = web.Application(middlewares=[no_stack_traces],
                           client_max_size=service.settings.webhook_max_body + 1024)
     app.router.add_post("/webhooks/stripe", service.stripe_webhook)
+    app.router.add_post("/webhooks/stripe/cluster/{name}", service.stripe_webhook)
+    app.router.add_post("/webhooks/stripe/ns/{namespace}/{name}", service.stripe_webhook)
     app.router.add_get("/healthz", service.healthz)
     app.router.add_get("/readyz", service.readyz)
     app.router.add_get("/metrics", service.metrics_endpoint)

@@ -108,13 +108,34 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=sum(int(n) * seconds[u] for n, u in parts))
 
 
+PAYMENT_PROVIDER = "PaymentProvider"
+CLUSTER_PAYMENT_PROVIDER = "ClusterPaymentProvider"
+
+
+@dataclass(frozen=True)
+class ProviderRef:
+    """`spec.providerRef`: the account a PaymentSession lives in."""
+
+    kind: str  # PaymentProvider | ClusterPaymentProvider
+    name: str
+
+    @property
+    def cluster(self) -> bool:
+        return self.kind == CLUSTER_PAYMENT_PROVIDER
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ProviderRef | None:
+        if not data:
+            return None
+        return cls(str(data["kind"]), str(data["name"]))
+
+
 @dataclass(frozen=True)
 class PaymentSessionSpec:
     amount: int
     currency: str
     success_url: str
     cancel_url: str
-    provider: str = "stripe"
     description: str | None = None
     line_items: tuple[LineItem, ...] = ()
     customer_email: str | None = None
@@ -122,7 +143,7 @@ class PaymentSessionSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     cancel: bool = False
     deletion_policy: str = "Expire"
-    credentials_secret: str | None = None
+    provider_ref: ProviderRef | None = None
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> PaymentSessionSpec:
@@ -130,13 +151,11 @@ class PaymentSessionSpec:
             LineItem(str(i["name"]), int(i["unitAmount"]), int(i["quantity"]))
             for i in spec.get("lineItems") or ()
         )
-        ref = spec.get("credentialsRef") or {}
         return cls(
             amount=int(spec["amount"]),
             currency=str(spec["currency"]),
             success_url=str(spec["successUrl"]),
             cancel_url=str(spec["cancelUrl"]),
-            provider=str(spec.get("provider", "stripe")),
             description=spec.get("description"),
             line_items=items,
             customer_email=spec.get("customerEmail"),
@@ -144,7 +163,7 @@ class PaymentSessionSpec:
             metadata={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
             cancel=bool(spec.get("cancel", False)),
             deletion_policy=str(spec.get("deletionPolicy", "Expire")),
-            credentials_secret=ref.get("name"),
+            provider_ref=ProviderRef.from_dict(spec.get("providerRef")),
         )
 
 
@@ -237,8 +256,31 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class Unconfirmed:
+    """A webhook's report of an ending other than Paid, awaiting the operator's retrieve."""
+
+    phase: Phase
+    event_id: str | None
+    at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"phase": self.phase.value, "at": self.at}
+        if self.event_id is not None:
+            out["eventId"] = self.event_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Unconfirmed:
+        return cls(Phase(data["phase"]), data.get("eventId"), str(data.get("at", "")))
+
+
+@dataclass(frozen=True)
 class Status:
     phase: Phase = Phase.PENDING
+    provider: str | None = None
+    livemode: bool | None = None
+    account: str | None = None
+    unconfirmed: Unconfirmed | None = None
     session_id: str | None = None
     url: str | None = None
     payment_intent_id: str | None = None
@@ -261,6 +303,10 @@ class Status:
         """Render as the CRD's status; absent values are sent as null to clear them."""
         return {
             "phase": self.phase.value,
+            "provider": self.provider,
+            "livemode": self.livemode,
+            "account": self.account,
+            "unconfirmed": self.unconfirmed.to_dict() if self.unconfirmed else None,
             "sessionId": self.session_id,
             "url": self.url,
             "paymentIntentId": self.payment_intent_id,
@@ -281,6 +327,11 @@ class Status:
         amount = data.get("amountTotal")
         return cls(
             phase=Phase(data.get("phase") or Phase.PENDING),
+            provider=data.get("provider"),
+            livemode=data.get("livemode"),
+            account=data.get("account"),
+            unconfirmed=(Unconfirmed.from_dict(data["unconfirmed"])
+                         if data.get("unconfirmed") else None),
             session_id=data.get("sessionId"),
             url=data.get("url"),
             payment_intent_id=data.get("paymentIntentId"),

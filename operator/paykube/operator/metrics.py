@@ -19,6 +19,13 @@ class OperatorMetrics:
         self.transitions = Counter("paykube_phase_transitions", "Phase transitions written",
                                    ["from_phase", "to_phase", "source"],
                                    registry=self.registry)
+        self.contradictions = Counter(
+            "paykube_webhook_contradictions",
+            "Webhook-reported endings the provider's own answer contradicted",
+            ["reported_phase", "provider_phase"], registry=self.registry)
+        self.provider_checks = Counter(
+            "paykube_provider_account_checks", "Checks of provider accounts' keys by outcome",
+            ["outcome"], registry=self.registry)
         self.ratelimit_wait = Histogram(
             "paykube_ratelimit_wait_seconds", "Time spent waiting for the provider rate limiter",
             ["priority"], registry=self.registry,

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from paykube.accounts.resolver import AccountResolver
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
 from paykube.errors import ErrorCode, PaykubeError, ProviderError
 from paykube.events.publisher import EventPublisher
@@ -22,16 +23,20 @@ from paykube.lifecycle import (
     Reconciled,
     SyncFailed,
     advance,
+    confirmation,
     initial,
     parse_timestamp,
     planned_expiry,
     replanned_expiry,
     unpublished,
 )
-from paykube.operator.credentials import CredentialResolver
 from paykube.operator.metrics import OperatorMetrics
-from paykube.providers.base import CreateSession, PaymentProvider, ProviderSession
-from paykube.settings import SecretStr
+from paykube.providers.base import (
+    AccountCredentials,
+    CreateSession,
+    PaymentProvider,
+    ProviderSession,
+)
 
 log = logging.getLogger(__name__)
 COMPONENT = "paykube-operator"
@@ -76,7 +81,7 @@ def payable_for(status: Status, now: dt.datetime) -> float | None:
 class Reconciler:
     kube: KubeClient
     providers: Callable[[str], PaymentProvider]
-    credentials: CredentialResolver
+    accounts: AccountResolver
     metrics: OperatorMetrics
     publisher: EventPublisher
     explainer: Explainer
@@ -112,7 +117,7 @@ class Reconciler:
         assert status.expires_at is not None
         request = CreateSession(ref, spec, parse_timestamp(status.expires_at))
 
-        async def create(provider: PaymentProvider, key: SecretStr) -> ProviderSession:
+        async def create(provider: PaymentProvider, key: AccountCredentials) -> ProviderSession:
             try:
                 return await provider.create_session(request, key)
             except ProviderError as exc:
@@ -152,7 +157,7 @@ class Reconciler:
 
     async def _on_open_session(
         self, ref: ObjectRef,
-        call: Callable[[PaymentProvider, str, SecretStr], Awaitable[ProviderSession]],
+        call: Callable[[PaymentProvider, str, AccountCredentials], Awaitable[ProviderSession]],
         source: Source, reason: str,
     ) -> Status:
         obj = await self.kube.get_session(ref.namespace, ref.name)
@@ -168,7 +173,7 @@ class Reconciler:
         hold the object until its payment events are out.
 
         The finalizer is never released while the provider's session could still be paid:
-        a permanent error (the credentialsRef Secret deleted first, a revoked key) is
+        a permanent error (the provider's key Secret deleted first, a revoked key) is
         retried rarely until the session has expired at the provider by itself, and a
         Processing session (paid, settling) is watched until its outcome is recorded.
         `attempt` counts kopf's retries, so that a long wait warns now and then, not
@@ -244,31 +249,31 @@ class Reconciler:
 
     async def _call(
         self, ref: ObjectRef, obj: Manifest,
-        call: Callable[[PaymentProvider, SecretStr], Awaitable[ProviderSession]],
+        call: Callable[[PaymentProvider, AccountCredentials], Awaitable[ProviderSession]],
         source: Source,
     ) -> ProviderSession:
-        spec = obj.get("spec", {})
+        spec = PaymentSessionSpec.from_dict(obj["spec"])
         generation = _generation(obj)
-        secret_name = (spec.get("credentialsRef") or {}).get("name")
         try:
-            provider = self.providers(spec.get("provider", "stripe"))
-            key = await self.credentials.api_key(ref.namespace, secret_name)
-            session = await call(provider, key)
+            account = await self.accounts.for_session(ref.namespace, spec.provider_ref)
+            provider = self.providers(account.type)
+            session = await call(provider, account.credentials)
         except PaykubeError as exc:
             info = error_info(exc)
             if isinstance(exc, ProviderError):
                 info = replace(info, explanation=self.explainer.explain_now(exc))
             # The operator's default key refused (revoked, rotated too early) is the
             # operator's configuration, not the object's: retry until it is repaired. A bad
-            # key in the object's own credentialsRef stays permanent.
-            default_key_refused = (secret_name is None
+            # key of the object's own provider account stays permanent.
+            default_key_refused = (spec.provider_ref is None
                                    and exc.code is ErrorCode.CREDENTIALS_INVALID)
             if exc.retryable or default_key_refused:
                 info = replace(info, retryable=True)
                 await self._apply(ref, SyncFailed(info, generation))
                 await self._event(ref, "Warning", info.code, info.message)
                 delay = exc.retry_after if isinstance(exc, ProviderError) else None
-                if default_key_refused or exc.code is ErrorCode.SECRETS_UNAVAILABLE:
+                if default_key_refused or exc.code in (ErrorCode.SECRETS_UNAVAILABLE,
+                                                       ErrorCode.PROVIDER_NOT_FOUND):
                     delay = CONFIG_RETRY  # someone has to repair it: do not hammer
                 raise RetryLater(info.message, delay or 10.0) from exc
             await self._apply(ref, ProviderRejected(info, source, generation))
@@ -302,11 +307,35 @@ class Reconciler:
 
         await write_status(self.kube, ref, decide)
 
+    async def confirm(self, ref: ObjectRef) -> Status:
+        """Settle what a webhook reported (`status.unconfirmed`) with one retrieve: the
+        provider's answer decides, and a contradiction is a Warning Event and a metric."""
+        obj = await self.kube.get_session(ref.namespace, ref.name)
+        status = Status.from_dict(obj.get("status"))
+        unconfirmed, session_id = status.unconfirmed, status.session_id
+        if unconfirmed is None or session_id is None:
+            return status
+        session = await self._call(ref, obj, lambda p, key: p.get_session(session_id, key),
+                                   Source.POLL)
+        reported = session.phase
+        if reported is Phase.EXPIRED and cancel_requested(obj):
+            reported = Phase.CANCELED
+        agreed = confirmation(status, reported)
+        if agreed is None:
+            self.metrics.contradictions.labels(unconfirmed.phase.value, reported.value).inc()
+            await self._event(ref, "Warning", "WebhookContradicted",
+                              f"A webhook event ({unconfirmed.event_id or 'no id'}) reported "
+                              f"{unconfirmed.phase.value}, but the provider says "
+                              f"{reported.value} for session {session_id}: the provider wins")
+        source, event_id = agreed or (Source.POLL, None)
+        return await self._observe(ref, session, source, "Confirmed", event_id=event_id)
+
     async def _observe(self, ref: ObjectRef, session: ProviderSession, source: Source,
-                       reason: str) -> Status:
+                       reason: str, *, event_id: str | None = None) -> Status:
         _, before, after = await self._apply(ref, lambda obj: ProviderObserved(
-            session.phase, session.snapshot, source, cancel_requested=cancel_requested(obj),
-            generation=_generation(obj)))
+            session.phase, session.snapshot, source, event_id=event_id,
+            cancel_requested=cancel_requested(obj), generation=_generation(obj),
+            authoritative=True))
         if after.phase is not before.phase:
             await self._event(ref, "Normal", after.phase.value,
                               f"{before.phase.value} -> {after.phase.value} ({reason}, "

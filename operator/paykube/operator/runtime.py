@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from paykube.accounts.default import DefaultCredentials
+from paykube.accounts.resolver import AccountResolver
+from paykube.accounts.routes import RouteTableWriter
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, build_publisher
@@ -16,7 +19,7 @@ from paykube.mirror.explanations import MySQLExplanationStore
 from paykube.mirror.follow import follow, watch_scopes
 from paykube.mirror.store import MirrorWriter
 from paykube.mirror.wiring import build_engine, build_writer
-from paykube.operator.credentials import CredentialResolver
+from paykube.operator.accounts import ProviderAccounts
 from paykube.operator.metrics import OperatorMetrics
 from paykube.operator.reconciler import Reconciler
 from paykube.providers.base import PaymentProvider
@@ -41,7 +44,9 @@ class Runtime:
     publisher: EventPublisher
     explainer: Explainer
     mirror: MirrorWriter | None
-    credentials: CredentialResolver
+    credentials: DefaultCredentials
+    accounts: AccountResolver
+    provider_accounts: ProviderAccounts
     aws: SecretsManagerSource | None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -66,13 +71,18 @@ class Runtime:
             timeout=settings.explain_timeout,
             failure_backoff=settings.explain_retry,
             store=MySQLExplanationStore(engine) if engine is not None else None)
-        credentials = CredentialResolver(settings, kube, StripeSecrets(settings, aws),
+        credentials = DefaultCredentials(settings, kube, StripeSecrets(settings, aws),
                                          ttl=settings.secrets_ttl)
-        reconciler = Reconciler(kube, provider_factory(providers), credentials, metrics,
-                                publisher, explainer,
+        accounts = AccountResolver(kube, credentials, aws,
+                                   cluster_namespace=settings.cluster_namespace,
+                                   ttl=settings.secrets_ttl)
+        choose = provider_factory(providers)
+        reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer,
                                 processing_recheck=settings.poll_min_interval)
+        routes = RouteTableWriter(kube, settings.cluster_namespace, settings.route_table_secret)
+        provider_accounts = ProviderAccounts(kube, accounts, choose, routes, metrics, settings)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
-                   credentials, aws)
+                   credentials, accounts, provider_accounts, aws)
 
     def readiness_checks(self) -> ReadinessChecks:
         """What /readyz asks: the API server, and each operator-wide credential that is
@@ -83,7 +93,7 @@ class Runtime:
                                  reported={"broker": lambda: broker_state(self.publisher)})
         if (settings.aws_stripe_secret_id or settings.stripe_api_key_file
                 or settings.stripe_api_key or settings.stripe_credentials_secret):
-            checks.required["stripeCredentials"] = lambda: self.credentials.api_key("", None)
+            checks.required["stripeCredentials"] = self.credentials.api_key
         aws, db_secret = self.aws, settings.aws_database_secret_id
         if aws is not None and db_secret and self.mirror is not None:
             checks.required["databaseCredentials"] = lambda: aws.adatabase_credentials(

@@ -39,6 +39,30 @@ class CreateSession:
 
 
 @dataclass(frozen=True)
+class AccountCredentials:
+    """What a call needs to act as one account: its key and how to address it."""
+
+    api_key: SecretStr
+    api_version: str | None = None  # Stripe-Version (pinned per provider account)
+    connect_account: str | None = None  # Stripe-Account (Connect)
+
+
+@dataclass(frozen=True)
+class AccountIdentity:
+    """What the provider says a key is: the account id and whether it is live mode."""
+
+    account_id: str
+    livemode: bool
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    url: str
+    secret: SecretStr | None = None  # only in the create answer
+
+
+@dataclass(frozen=True)
 class ProviderSession:
     """A session as the provider reports it, mapped to our phase."""
 
@@ -49,12 +73,32 @@ class ProviderSession:
 class PaymentProvider(Protocol):
     name: str
 
-    async def create_session(self, request: CreateSession, api_key: SecretStr) -> ProviderSession:
+    async def create_session(self, request: CreateSession,
+                             account: AccountCredentials) -> ProviderSession:
         ...
 
-    async def get_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
+    async def get_session(self, session_id: str, account: AccountCredentials) -> ProviderSession:
         ...
 
-    async def expire_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
+    async def expire_session(self, session_id: str,
+                             account: AccountCredentials) -> ProviderSession:
         """Expire an open session; when it already ended, return its final state instead."""
+        ...
+
+    def valid_session_id(self, session_id: str) -> bool:
+        """Whether `session_id` has this provider's id format (ids reach URL paths)."""
+        ...
+
+    async def identify(self, account: AccountCredentials) -> AccountIdentity:
+        """Check the key with a real call: which account, which mode."""
+        ...
+
+    async def ensure_webhook_endpoint(self, account: AccountCredentials, url: str,
+                                      ) -> WebhookEndpoint:
+        """The account's endpoint for `url`, created when missing (its secret is known
+        only then: an existing one comes back without it)."""
+        ...
+
+    async def delete_webhook_endpoint(self, account: AccountCredentials,
+                                      endpoint_id: str) -> None:
         ...

@@ -7,22 +7,32 @@ the lifecycle itself knows nothing about Stripe.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email.utils
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 
+from paykube.api.providers import DEFAULT_STRIPE_API_VERSION
 from paykube.api.types import RESERVED_METADATA_PREFIX, Phase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot, timestamp
-from paykube.providers.base import CreateSession, ProviderPayloadInvalid, ProviderSession
+from paykube.providers.base import (
+    AccountCredentials,
+    AccountIdentity,
+    CreateSession,
+    ProviderPayloadInvalid,
+    ProviderSession,
+    WebhookEndpoint,
+)
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.settings import SecretStr
 
@@ -30,6 +40,14 @@ CallObserver = Callable[[str, str, float], None]  # (operation, outcome, seconds
 WaitObserver = Callable[[str, float], None]  # (priority, seconds waited)
 
 log = logging.getLogger(__name__)
+
+# Stripe's id formats: an id from an answer or an event must match before it is stored or
+# put into a URL path (where `../` or `?` would reach another endpoint with our key).
+SESSION_ID = re.compile(r"cs_(test|live)_[A-Za-z0-9]{1,250}")
+PAYMENT_INTENT_ID = re.compile(r"pi_[A-Za-z0-9_]{1,250}")
+ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+WEBHOOK_ENDPOINT_ID = re.compile(r"we_[A-Za-z0-9]{1,250}")
+EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}")
 
 HANDLED_EVENTS = {
     "checkout.session.completed",
@@ -99,11 +117,18 @@ def snapshot(session: Mapping[str, Any]) -> SessionSnapshot:
     session_id = _optional_text(session, "id", 255)
     if not session_id:
         raise ProviderPayloadInvalid("session id", "is missing")
+    if not SESSION_ID.fullmatch(session_id):
+        raise ProviderPayloadInvalid("session id", "is not a Checkout Session id (cs_...)")
     intent: Any = session.get("payment_intent")
     if isinstance(intent, Mapping):  # expanded
         intent_id = _optional_text(intent, "id", 255, "payment_intent.")
     else:
         intent_id = _optional_text(session, "payment_intent", 255)
+    if intent_id is not None and not PAYMENT_INTENT_ID.fullmatch(intent_id):
+        raise ProviderPayloadInvalid("payment_intent", "is not a PaymentIntent id (pi_...)")
+    livemode = session.get("livemode")
+    if livemode is not None and not isinstance(livemode, bool):
+        raise ProviderPayloadInvalid("livemode", "is not a boolean")
     expires = _optional_int(session, "expires_at", 0, _MAX_EPOCH)
     return SessionSnapshot(
         session_id=session_id,
@@ -114,6 +139,8 @@ def snapshot(session: Mapping[str, Any]) -> SessionSnapshot:
         currency=_optional_text(session, "currency", 16),
         expires_at=(timestamp(dt.datetime.fromtimestamp(expires, dt.UTC))
                     if expires is not None else None),
+        livemode=livemode,
+        provider="stripe",
     )
 
 
@@ -283,40 +310,125 @@ class StripeProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def create_session(self, request: CreateSession, api_key: SecretStr) -> ProviderSession:
+    def valid_session_id(self, session_id: str) -> bool:
+        return SESSION_ID.fullmatch(session_id) is not None
+
+    async def create_session(self, request: CreateSession,
+                             account: AccountCredentials | SecretStr) -> ProviderSession:
+        account = _credentials(account)
         body = await self._call(
-            "create", "POST", "/v1/checkout/sessions", api_key, Priority.CREATE,
+            "create", "POST", "/v1/checkout/sessions", account, Priority.CREATE,
             form=encode_form(create_params(request)), idempotency_key=request.idempotency_key,
         )
-        return provider_session(body)
+        return self._session(body, account)
 
-    async def get_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
+    async def get_session(self, session_id: str,
+                          account: AccountCredentials | SecretStr) -> ProviderSession:
+        account = _credentials(account)
         # The expanded intent is the only way a poll can see an async payment fail.
-        body = await self._call("get", "GET", f"/v1/checkout/sessions/{session_id}", api_key,
-                                Priority.POLL, query=RETRIEVE_QUERY)
-        return provider_session(body)
+        body = await self._call("get", "GET", f"/v1/checkout/sessions/{self._id(session_id)}",
+                                account, Priority.POLL, query=RETRIEVE_QUERY)
+        return self._session(body, account)
 
-    async def expire_session(self, session_id: str, api_key: SecretStr) -> ProviderSession:
+    async def expire_session(self, session_id: str,
+                             account: AccountCredentials | SecretStr) -> ProviderSession:
+        account = _credentials(account)
         try:
             body = await self._call(
-                "expire", "POST", f"/v1/checkout/sessions/{session_id}/expire", api_key,
-                Priority.CANCEL, form=[], idempotency_key=f"paykube:{session_id}:expire",
+                "expire", "POST", f"/v1/checkout/sessions/{self._id(session_id)}/expire",
+                account, Priority.CANCEL, form=[],
+                idempotency_key=f"paykube:{session_id}:expire",
             )
         except ProviderError as exc:
             # Stripe refuses to expire a session that is no longer open: report how it ended.
             if exc.http_status == 400 and exc.code is ErrorCode.PROVIDER_REJECTED:
-                return await self.get_session(session_id, api_key)
+                return await self.get_session(session_id, account)
             raise
-        return provider_session(body)
+        return self._session(body, account)
+
+    async def identify(self, account: AccountCredentials) -> AccountIdentity:
+        """`GET /v1/account` names the account; the mode comes from the balance, the
+        cheapest object that carries `livemode` (Account itself does not)."""
+        body = await self._call("account", "GET", "/v1/account", account, Priority.POLL)
+        account_id = body.get("id")
+        if not isinstance(account_id, str) or not ACCOUNT_ID.fullmatch(account_id):
+            raise ProviderPayloadInvalid("account id", "is not an account id (acct_...)")
+        balance = await self._call("balance", "GET", "/v1/balance", account, Priority.POLL)
+        livemode = balance.get("livemode")
+        if not isinstance(livemode, bool):
+            raise ProviderPayloadInvalid("balance livemode", "is not a boolean")
+        return AccountIdentity(account_id, livemode)
+
+    async def ensure_webhook_endpoint(self, account: AccountCredentials, url: str,
+                                      ) -> WebhookEndpoint:
+        listed = await self._call("webhook_endpoints", "GET", "/v1/webhook_endpoints",
+                                  account, Priority.CREATE, query=(("limit", "100"),))
+        for item in listed.get("data") or ():
+            if isinstance(item, dict) and item.get("url") == url:
+                return WebhookEndpoint(self._endpoint_id(item), url)
+        form = encode_form({"url": url, "enabled_events": sorted(HANDLED_EVENTS),
+                            "api_version": account.api_version or DEFAULT_STRIPE_API_VERSION,
+                            "description": "paykube", "connect": bool(account.connect_account)})
+        # The connect flag says whose events the endpoint receives; the endpoint itself
+        # belongs to the platform account, so no Stripe-Account header on this call.
+        platform = AccountCredentials(account.api_key, account.api_version)
+        created = await self._call("webhook_endpoint_create", "POST", "/v1/webhook_endpoints",
+                                   platform, Priority.CREATE, form=form,
+                                   idempotency_key=f"paykube:{url}:webhook_endpoint")
+        secret = created.get("secret")
+        if not isinstance(secret, str) or not secret.startswith("whsec_"):
+            raise ProviderPayloadInvalid("webhook endpoint secret", "is missing")
+        return WebhookEndpoint(self._endpoint_id(created), url, SecretStr(secret))
+
+    async def delete_webhook_endpoint(self, account: AccountCredentials,
+                                      endpoint_id: str) -> None:
+        if not WEBHOOK_ENDPOINT_ID.fullmatch(endpoint_id):
+            raise ProviderPayloadInvalid("webhook endpoint id", "is not an endpoint id (we_...)")
+        platform = AccountCredentials(account.api_key, account.api_version)
+        try:
+            await self._call("webhook_endpoint_delete", "DELETE",
+                             f"/v1/webhook_endpoints/{quote(endpoint_id, safe='')}", platform,
+                             Priority.CANCEL)
+        except ProviderError as exc:
+            if exc.http_status != 404:  # already gone: what we wanted
+                raise
+
+    @staticmethod
+    def _endpoint_id(item: Mapping[str, Any]) -> str:
+        endpoint_id = item.get("id")
+        if not isinstance(endpoint_id, str) or not WEBHOOK_ENDPOINT_ID.fullmatch(endpoint_id):
+            raise ProviderPayloadInvalid("webhook endpoint id", "is not an endpoint id (we_...)")
+        return endpoint_id
+
+    @staticmethod
+    def _id(session_id: str) -> str:
+        """A session id for a URL path: checked against Stripe's format, then quoted."""
+        if not SESSION_ID.fullmatch(session_id):
+            raise ProviderError("refusing a session id that is not a Checkout Session id",
+                                code=ErrorCode.PAYLOAD_INVALID, param="session id")
+        return quote(session_id, safe="")
+
+    @staticmethod
+    def _session(body: Mapping[str, Any], account: AccountCredentials) -> ProviderSession:
+        session = provider_session(body)
+        if account.connect_account:
+            snap = dataclasses.replace(session.snapshot, account=account.connect_account)
+            session = ProviderSession(session.phase, snap)
+        return session
 
     async def _call(
-        self, operation: str, method: str, path: str, api_key: SecretStr, priority: Priority, *,
+        self, operation: str, method: str, path: str, account: AccountCredentials,
+        priority: Priority, *,
         form: list[tuple[str, str]] | None = None, idempotency_key: str | None = None,
         query: tuple[tuple[str, str], ...] | None = None,
     ) -> dict[str, Any]:
+        api_key = account.api_key
         if not api_key:
             raise ProviderError("no Stripe API key configured", code=ErrorCode.CREDENTIALS_MISSING)
-        headers = {"Authorization": f"Bearer {api_key.get()}", "Stripe-Version": "2024-06-20"}
+        headers = {"Authorization": f"Bearer {api_key.get()}",
+                   "Stripe-Version": account.api_version or DEFAULT_STRIPE_API_VERSION}
+        if account.connect_account:
+            headers["Stripe-Account"] = account.connect_account
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         content = None
@@ -358,3 +470,8 @@ class StripeProvider:
                 await asyncio.sleep(delay)
         assert last is not None
         raise last
+
+
+def _credentials(account: AccountCredentials | SecretStr) -> AccountCredentials:
+    """A bare key means the key's own account at the default API version."""
+    return account if isinstance(account, AccountCredentials) else AccountCredentials(account)

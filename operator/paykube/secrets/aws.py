@@ -261,6 +261,18 @@ class SecretsManagerSource:
 
         return self._read(secret_id, stage, build)
 
+    def secret_values(self, secret_id: str, field: str, *,
+                      stage: str = CURRENT) -> tuple[SecretStr, ...]:
+        """One field of a JSON secret: a string (comma-separated values) or a list."""
+        return self._read(secret_id, stage,
+                          lambda doc: self._secret_list(secret_id, doc.fields, field,
+                                                        required=True))
+
+    async def asecret_values(self, secret_id: str, field: str) -> tuple[SecretStr, ...]:
+        if self._fresh(secret_id, CURRENT):
+            return self.secret_values(secret_id, field)
+        return await asyncio.to_thread(self.secret_values, secret_id, field)
+
     def database_credentials(self, secret_id: str, *, host: str | None = None,
                              port: int | None = None, dbname: str | None = None,
                              engine: str | None = None,

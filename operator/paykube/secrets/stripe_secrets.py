@@ -30,6 +30,9 @@ class StripeSecrets:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._aws = aws if settings.aws_stripe_secret_id else None
+        # The webhook's signing secrets have their own secret id: the webhook's IAM role
+        # may read that one and never the document that holds the API key.
+        self._aws_webhook = aws if settings.aws_webhook_secret_id else None
 
         self._api_key = SecretSetting(settings.stripe_api_key, settings.stripe_api_key_file,
                                       settings.secrets_ttl, clock)
@@ -44,9 +47,9 @@ class StripeSecrets:
         return self._api_key() or None
 
     async def webhook_secrets(self) -> tuple[SecretStr, ...]:
-        if self._aws is not None:
-            creds = await self._aws.astripe_credentials(
-                self._settings.aws_stripe_secret_id, require_api_key=False,
+        if self._aws_webhook is not None:
+            creds = await self._aws_webhook.astripe_credentials(
+                self._settings.aws_webhook_secret_id, require_api_key=False,
                 require_webhook_secrets=True)
             return creds.webhook_secrets
         if self._webhook_file is not None:

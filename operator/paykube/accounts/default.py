@@ -1,4 +1,5 @@
-"""Which provider API key an object uses: its `credentialsRef` Secret, else the default."""
+"""The operator's default account: the key from the environment, a mounted file, AWS
+Secrets Manager, or a Secret named in the settings (`PAYKUBE_STRIPE_CREDENTIALS_SECRET`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from paykube.settings import SecretStr, Settings
 API_KEY_FIELD = "apiKey"
 
 
-class CredentialResolver:
-    """Resolves API keys, caching Secrets for `ttl` seconds so rotation needs no restart."""
+class DefaultCredentials:
+    """Resolves the default key, caching a Secret for `ttl` seconds (rotation, no restart)."""
 
     def __init__(self, settings: Settings, kube: KubeClient, stripe: StripeSecrets, *,
                  ttl: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -23,20 +24,17 @@ class CredentialResolver:
         self._kube = kube
         self._ttl = ttl
         self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, SecretStr]] = {}
+        self._cached: tuple[float, SecretStr] | None = None
 
     @property
     def ttl(self) -> float:
         return self._ttl
 
-    async def api_key(self, namespace: str, secret_name: str | None) -> SecretStr:
-        if secret_name:
-            return await self._from_secret(namespace, secret_name)
+    async def api_key(self) -> SecretStr:
         try:
             default = await self._stripe.api_key()
             if not default and self._settings.stripe_credentials_secret:
-                ns, _, name = self._settings.stripe_credentials_secret.partition("/")
-                default = await self._from_secret(ns, name)
+                default = await self._from_secret(self._settings.stripe_credentials_secret)
         except PaykubeError as exc:
             if exc.retryable:
                 raise
@@ -47,12 +45,12 @@ class CredentialResolver:
         if default:
             return default
         raise CredentialsError("no default Stripe API key is configured and the object has "
-                               "no spec.credentialsRef", code=ErrorCode.CREDENTIALS_MISSING)
+                               "no spec.providerRef", code=ErrorCode.CREDENTIALS_MISSING)
 
-    async def _from_secret(self, namespace: str, name: str) -> SecretStr:
-        cached = self._cache.get((namespace, name))
-        if cached and self._clock() - cached[0] < self._ttl:
-            return cached[1]
+    async def _from_secret(self, where: str) -> SecretStr:
+        if self._cached and self._clock() - self._cached[0] < self._ttl:
+            return self._cached[1]
+        namespace, _, name = where.partition("/")
         try:
             data = await self._kube.get_secret(namespace, name)
         except NotFound:
@@ -61,7 +59,6 @@ class CredentialResolver:
         except ApiRejected as exc:
             if exc.http_status != 403:
                 raise
-            # RBAC keeps the operator from this Secret: the reference is not usable as is.
             raise CredentialsError(f"Secret {namespace}/{name} cannot be read (forbidden)",
                                    code=ErrorCode.CREDENTIALS_INVALID) from None
         value = data.get(API_KEY_FIELD, "").strip()
@@ -69,5 +66,5 @@ class CredentialResolver:
             raise CredentialsError(f"Secret {namespace}/{name} has no {API_KEY_FIELD!r} key",
                                    code=ErrorCode.CREDENTIALS_MISSING)
         key = SecretStr(value)
-        self._cache[(namespace, name)] = (self._clock(), key)
+        self._cached = (self._clock(), key)
         return key

@@ -1,0 +1,1 @@
+"""Provider accounts: resolving them, their credentials and their webhook routes."""
