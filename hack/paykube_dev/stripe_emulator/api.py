@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -18,7 +17,7 @@ from . import errors
 from .accounts import IdempotentResult, Scope
 from .appkeys import DISPATCHER, OBJECT_ID, PARAMS, REQUEST_ID, SCOPE, STATE
 from .errors import StripeError
-from .faults import Fault, Held
+from .faults import Fault, after_handling
 from .forms import Params, parse_pairs
 from .model import JsonObject, RequestRecord, mask_key, new_id
 from .state import EmulatorState
@@ -87,18 +86,9 @@ async def stripe_middleware(request: web.Request, handler: Handler) -> web.Strea
     if record.account_id is not None and record.stripe_account is not None:
         response.headers["Stripe-Account"] = record.account_id
     response.headers["Stripe-Version"] = record.stripe_version or state.api_version
-    if fault is not None and fault.kind == "garbage" and isinstance(response, web.Response):
-        body = response.body if isinstance(response.body, bytes) else b""
-        garbled = web.Response(status=response.status, body=body[: len(body) // 2],
-                               content_type="application/json", charset="utf-8")
-        garbled.headers.update({k: v for k, v in response.headers.items()
-                                if k not in ("Content-Type", "Content-Length")})
-        response = garbled
-    if fault is not None and fault.kind == "hold":
-        await _hold(state, fault, request, response.status)
-    if fault is not None and fault.kind == "drop" and request.transport is not None:
-        request.transport.abort()
-    return response
+    return await after_handling(
+        state.faults, fault, request, response, request_id, request.get(OBJECT_ID),
+    )
 
 
 def _authenticate(state: EmulatorState, request: web.Request, record: RequestRecord) -> Scope:
@@ -123,22 +113,6 @@ async def _early_fault(fault: Fault) -> None:
     elif fault.kind == "stripe_error":
         raise errors.StripeError(fault.status, fault.message, code=fault.code,
                                  param=fault.param)
-
-
-async def _hold(state: EmulatorState, fault: Fault, request: web.Request, status: int) -> None:
-    book = state.faults
-    held = Held(
-        request_id=request[REQUEST_ID], method=request.method, path=request.path,
-        status=status, object_id=request.get(OBJECT_ID), at=time.time(),
-    )
-    book.held.append(held)
-    try:
-        await asyncio.wait_for(held.released.wait(), fault.seconds)
-    except TimeoutError:
-        pass
-    finally:
-        with contextlib.suppress(ValueError):
-            book.held.remove(held)
 
 
 async def _read_params(request: web.Request) -> Params:

@@ -10,7 +10,7 @@ from aiohttp import web
 from .accounts import Account, AccountBook, is_live, is_secret_key
 from .appkeys import DISPATCHER, STATE
 from .delivery import event_payload
-from .faults import Fault, FaultSpecError
+from .faults import FAULT_KINDS, RATE_LIMIT_REASONS, Fault, FaultSpecError
 from .model import JsonObject, WebhookEndpoint
 from .state import ACTIONS, Action, TransitionError
 
@@ -218,7 +218,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 async def add_fault(request: web.Request) -> web.Response:
     """`{"kind", "count"?, "method"?, "path"?, "path_prefix"?, "seconds"?, ...}`."""
     try:
-        fault = Fault.from_json(await _body(request))
+        fault = Fault.from_json(await _body(request), FAULT_KINDS, RATE_LIMIT_REASONS)
     except (FaultSpecError, TypeError, ValueError) as exc:
         return _fail(400, str(exc))
     return _ok(request.app[STATE].faults.add(fault).to_api())

@@ -1,21 +1,18 @@
-"""Sends events to webhook endpoints, signed like Stripe, and records every attempt."""
+"""Sends events to webhook endpoints, signed like Stripe, and records every attempt
+(posting, retries and records are the shared `paykube_dev.psp_emulator.delivery`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
-import aiohttp
+from paykube_dev.psp_emulator.delivery import WebhookSender, next_attempt
 
 from .model import Delivery, Event, WebhookEndpoint
 from .signing import sign_payload_multi
 from .state import EmulatorState
-
-log = logging.getLogger(__name__)
 
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 
@@ -31,19 +28,13 @@ class Dispatcher:
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
-        self._http: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.sender = WebhookSender()
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(auto_decompress=True)
+        await self.sender.start()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self.sender.close()
 
     async def dispatch_now_or_later(self, event: Event, wait: bool) -> list[Delivery]:
         """The first attempts' results when `wait`, else nothing (delivered in background)."""
@@ -54,20 +45,25 @@ class Dispatcher:
 
     def dispatch_later(self, event: Event) -> None:
         """Deliver in the background, the way Stripe does after an API call."""
-        task = asyncio.get_running_loop().create_task(self.dispatch(event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.sender.spawn(self.dispatch(event))
 
     async def dispatch(self, event: Event) -> list[Delivery]:
         """First attempt to every endpoint that wants the event; retries go on in background."""
         endpoints = [e for e in self.state.endpoints.values() if e.wants(event)]
         results = await asyncio.gather(*(self._attempt(event, e, 1) for e in endpoints))
         for endpoint, delivery in zip(endpoints, results, strict=True):
-            if not delivery.ok and endpoint.retry_delays:
-                task = asyncio.get_running_loop().create_task(self._retry(event, endpoint))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if not delivery.ok:
+                self._retry(event, endpoint)
         return list(results)
+
+    def _retry(self, event: Event, endpoint: WebhookEndpoint) -> None:
+        async def attempt(number: int) -> Delivery:
+            return await self._attempt(event, endpoint, number)
+
+        def wanted() -> bool:
+            return endpoint.id in event.pending and endpoint.id in self.state.endpoints
+
+        self.sender.retry_later(endpoint.retry_delays, attempt, wanted)
 
     async def redeliver(
         self, event: Event, *, url: str | None = None, secrets: Sequence[str] | None = None,
@@ -93,32 +89,16 @@ class Dispatcher:
                     api_version=endpoint.api_version, account_id=endpoint.account_id,
                 )
                 target.id = endpoint.id
+            number = next_attempt(self.state.deliveries, event.id, endpoint.id)
             attempts.append(
-                self._attempt(event, target, self._next_attempt(event, endpoint.id),
-                              timestamp=timestamp, manual=True)
+                self._attempt(event, target, number, timestamp=timestamp, manual=True)
             )
         return list(await asyncio.gather(*attempts))
-
-    def _next_attempt(self, event: Event, endpoint_id: str) -> int:
-        return 1 + sum(
-            1 for d in self.state.deliveries
-            if d.event_id == event.id and d.endpoint_id == endpoint_id
-        )
-
-    async def _retry(self, event: Event, endpoint: WebhookEndpoint) -> None:
-        for number, delay in enumerate(endpoint.retry_delays, start=2):
-            await asyncio.sleep(delay)
-            if endpoint.id not in event.pending or endpoint.id not in self.state.endpoints:
-                return
-            delivery = await self._attempt(event, endpoint, number)
-            if delivery.ok:
-                return
 
     async def _attempt(
         self, event: Event, endpoint: WebhookEndpoint, attempt: int, *,
         timestamp: int | None = None, manual: bool = False,
     ) -> Delivery:
-        assert self._http is not None, "dispatcher not started"
         api_version = endpoint.api_version or event.api_version
         payload = event_payload(event, api_version)
         ts = self.state.clock.now_int() if timestamp is None else timestamp
@@ -134,21 +114,7 @@ class Dispatcher:
             "User-Agent": USER_AGENT, "Accept": "*/*; q=0.5, application/xml",
             "Cache-Control": "no-cache",
         }
-        started = time.monotonic()
-        try:
-            async with self._http.post(
-                endpoint.url, data=payload, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
-            ) as response:
-                delivery.status = response.status
-                delivery.response_body = (await response.text(errors="replace"))[:2000]
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            delivery.error = f"{type(exc).__name__}: {exc}"
-        delivery.duration_ms = round((time.monotonic() - started) * 1000, 1)
+        await self.sender.post(delivery, payload, headers, endpoint.timeout)
         if delivery.ok and endpoint.id:
             event.pending.discard(endpoint.id)
-        log.info(
-            "delivered %s %s to %s: %s", event.id, event.type, endpoint.url,
-            delivery.status if delivery.status is not None else delivery.error,
-        )
         return delivery

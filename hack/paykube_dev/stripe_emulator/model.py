@@ -3,45 +3,24 @@
 from __future__ import annotations
 
 import copy
-import secrets
-import string
-import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-JsonObject = dict[str, Any]
+from paykube_dev.psp_emulator.clock import Clock as Clock
+from paykube_dev.psp_emulator.clock import JsonObject as JsonObject
+from paykube_dev.psp_emulator.clock import new_id as new_id
+from paykube_dev.psp_emulator.delivery import Delivery as Delivery
+
 SessionStatus = Literal["open", "complete", "expired"]
 PaymentStatus = Literal["paid", "unpaid", "no_payment_required"]
 IntentStatus = Literal["requires_payment_method", "processing", "succeeded", "canceled"]
-
-_ALNUM = string.ascii_letters + string.digits
-
-
-def new_id(prefix: str, length: int = 24) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
 
 
 def mask_key(key: str) -> str:
     """`sk_test_****abcd`, the way Stripe quotes keys back."""
     prefix, _, rest = key.rpartition("_")
     return f"{prefix}_****{rest[-4:]}" if prefix else f"****{key[-4:]}"
-
-
-class Clock:
-    """Wall time plus an offset that tests move forward (`POST /_emulator/clock`)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def now_int(self) -> int:
-        return int(self.now())
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @dataclass
@@ -265,39 +244,6 @@ class WebhookEndpoint:
             body["secret"] = self.secrets[0]
         body.update({"status": "disabled" if self.disabled else "enabled", "url": self.url})
         return body
-
-
-@dataclass
-class Delivery:
-    event_id: str
-    endpoint_id: str | None
-    url: str
-    attempt: int
-    timestamp: int
-    signature: str
-    automatic: bool
-    at: float
-    status: int | None = None
-    error: str | None = None
-    duration_ms: float = 0.0
-    response_body: str = ""
-    api_version: str | None = None
-    account_id: str | None = None
-    id: str = field(default_factory=lambda: new_id("dl_"))
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-    def to_api(self) -> JsonObject:
-        return {
-            "id": self.id, "event": self.event_id, "endpoint": self.endpoint_id,
-            "url": self.url, "attempt": self.attempt, "timestamp": self.timestamp,
-            "signature": self.signature, "automatic": self.automatic, "at": self.at,
-            "status": self.status, "ok": self.ok, "error": self.error,
-            "duration_ms": self.duration_ms, "response_body": self.response_body,
-            "api_version": self.api_version, "account_id": self.account_id,
-        }
 
 
 @dataclass

@@ -32,6 +32,17 @@ async def retrieve_account(request: web.Request) -> web.Response:
     return json_response(target.to_api())
 
 
+async def retrieve_balance(request: web.Request) -> web.Response:
+    """Stripe's balance: the cheapest object that says which mode a key is in."""
+    check_params(request[PARAMS], ["expand"])
+    livemode = request[SCOPE].livemode
+    return json_response({"object": "balance", "livemode": livemode,
+                          "available": [{"amount": 0, "currency": "usd",
+                                         "source_types": {"card": 0}}],
+                          "pending": [{"amount": 0, "currency": "usd",
+                                       "source_types": {"card": 0}}]})
+
+
 async def create_endpoint(request: web.Request) -> web.Response:
     endpoint = request.app[STATE].create_endpoint(request[SCOPE], request[PARAMS])
     request[OBJECT_ID] = endpoint.id
@@ -71,6 +82,7 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/v1/account", retrieve_own_account)
     r.add_get("/v1/accounts/{id}", retrieve_account)
+    r.add_get("/v1/balance", retrieve_balance)
     r.add_post("/v1/webhook_endpoints", create_endpoint)
     r.add_get("/v1/webhook_endpoints", list_endpoints)
     r.add_get("/v1/webhook_endpoints/{id}", retrieve_endpoint)
