@@ -2,6 +2,7 @@
 # paykube: one image, two programs.
 #   operator (default):  the image's CMD, `paykube-operator`
 #   webhook:             command: [paykube-webhook]   (the Helm chart sets both explicitly)
+#   dashboard:           command: [paykube-dashboard] (optional, read-only mirror view)
 #
 # Stage 1 builds wheels for paykube and every dependency; the final stage installs them,
 # offline, into a virtualenv on a fresh slim base, then removes the base's pip, setuptools
@@ -17,6 +18,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY webhook/ webhook/
+COPY dashboard/ dashboard/
 # paykube's own wheel plus wheels of all its dependencies (binary wheels where they exist).
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
@@ -47,6 +49,6 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 # a read-only root filesystem and a writable emptyDir on /tmp.
 USER 10001:10001
 WORKDIR /tmp
-# operator: liveness 8081 (/healthz), metrics 9090; webhook: 8443.
-EXPOSE 8081 9090 8443
+# operator: liveness 8081 (/healthz), metrics 9090; webhook: 8443; dashboard: 8080.
+EXPOSE 8081 9090 8443 8080
 CMD ["paykube-operator"]

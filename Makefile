@@ -4,7 +4,7 @@ PAYKUBE_CACHE ?= $(HOME)/.cache/paykube
 export PAYKUBE_CACHE
 VENV := $(PAYKUBE_CACHE)/venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/webhook:$(CURDIR)/hack
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/webhook:$(CURDIR)/dashboard:$(CURDIR)/hack
 export GOTOOLCHAIN := local
 PYTEST_ARGS ?=
 
@@ -14,7 +14,7 @@ setup:
 	@hack/setup.sh
 
 lint: setup
-	$(VENV)/bin/ruff check operator webhook hack tests bench
+	$(VENV)/bin/ruff check operator webhook dashboard hack tests bench
 	$(VENV)/bin/lint-imports
 	hack/sync-crds.sh --check
 	hack/lint-dockerfile.sh

@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.plugins.services_fixtures",
     "tests.plugins.paykube_fixtures",
     "tests.plugins.chart_fixtures",
+    "tests.plugins.dashboard_fixtures",
 ]
 
 

@@ -1,0 +1,368 @@
+"""The dashboard's reads over the mirror (SQLAlchemy Core, synchronous: the handlers run
+them in a thread). Read-only: nothing here writes, and the engine's user has SELECT only.
+
+Window aggregates read `ix_payment_sessions_dashboard` (covering, led by `created_at`);
+lists are keyset-paginated by (created_at, uid), newest first, never OFFSET. Revision 0003
+adds these indexes; tests/integration/test_dashboard_queries.py checks them with EXPLAIN.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    case,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
+
+from paykube.api.types import Phase
+from paykube.mirror.schema import payment_session_transitions as transitions_table
+from paykube.mirror.schema import payment_sessions as sessions_table
+from paykube.mirror.store import database_errors
+from paykube_dashboard.windows import Window
+
+PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
+ENDED: tuple[str, ...] = tuple(p.value for p in Phase if p.terminal)
+_S = sessions_table
+_T = transitions_table
+
+
+class CursorError(ValueError):
+    """A `cursor` parameter that this dashboard did not produce."""
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overview:
+    window: Window
+    by_phase: dict[str, int]
+    collected: dict[str, int]  # currency -> sum of amount_total (else amount) of Paid
+    series: list[dict[str, int]]  # per bucket: phase -> sessions created in it
+    by_provider: dict[str, dict[str, int]]  # provider -> phase -> count
+    by_namespace: dict[str, dict[str, int]]  # namespace -> phase -> count (top ones)
+    namespaces_total: int
+
+    @property
+    def created(self) -> int:
+        return sum(self.by_phase.values())
+
+    @property
+    def ended(self) -> int:
+        return sum(self.by_phase.get(p, 0) for p in ENDED)
+
+    def ratio(self, phase: str) -> float | None:
+        """Share of the ended sessions that ended in `phase`; None when none ended."""
+        return self.by_phase.get(phase, 0) / self.ended if self.ended else None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    uid: str
+    namespace: str
+    name: str
+    phase: str
+    provider: str
+    amount: int
+    currency: str
+    created_at: dt.datetime
+    deleted: bool
+    error_code: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttentionList:
+    total: int
+    rows: list[SessionSummary]
+
+
+@dataclass(frozen=True)
+class Attention:
+    expired_open: AttentionList
+    stuck_processing: AttentionList
+    errors: AttentionList
+    deleted_away: AttentionList
+    outbox: AttentionList
+
+
+@dataclass(frozen=True)
+class Filters:
+    namespace: str | None = None
+    phase: str | None = None
+    provider: str | None = None
+    currency: str | None = None
+    created_from: dt.datetime | None = None
+    created_to: dt.datetime | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    rows: list[SessionSummary]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    phase: str
+    at: dt.datetime | None
+    source: str | None
+    event_id: str | None
+    recorded_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class SessionDetail:
+    row: dict[str, Any]
+    steps: list[Step]
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    code: str
+    provider_code: str | None
+    count: int
+    amounts: dict[str, int]  # currency -> sum of spec.amount of the affected sessions
+    explanation: str | None = None
+    doc_url: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Facets:
+    namespaces: list[str]
+    providers: list[str]
+    currencies: list[str]
+
+
+# -- cursors ---------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: dt.datetime, uid: str) -> str:
+    raw = json.dumps([created_at.isoformat(), uid]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, uid = json.loads(raw)
+        return dt.datetime.fromisoformat(str(created)), str(uid)
+    except (ValueError, TypeError) as exc:
+        raise CursorError("this page link is not valid (start again from the first page)") \
+            from exc
+
+
+# -- queries ---------------------------------------------------------------------------
+
+
+def _in_window(window: Window) -> tuple[ColumnElement[bool], ...]:
+    return (_S.c.created_at >= window.start, _S.c.created_at < window.end)
+
+
+def _summary(row: Any, **extra: Any) -> SessionSummary:
+    return SessionSummary(uid=row.uid, namespace=row.namespace, name=row.name,
+                          phase=row.phase, provider=row.provider, amount=int(row.amount),
+                          currency=row.currency, created_at=row.created_at,
+                          deleted=bool(row.deleted), error_code=row.error_code, extra=extra)
+
+
+_SUMMARY_COLUMNS = (_S.c.uid, _S.c.namespace, _S.c.name, _S.c.phase, _S.c.provider,
+                    _S.c.amount, _S.c.currency, _S.c.created_at, _S.c.deleted,
+                    _S.c.error_code)
+
+
+class DashboardQueries:
+    def __init__(self, engine: Engine, *, top_namespaces: int = 10) -> None:
+        self.engine = engine
+        self.top_namespaces = top_namespaces
+
+    def ping(self) -> None:
+        with database_errors("dashboard ping"), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def overview(self, window: Window) -> Overview:
+        """Sessions created in the window, by their phase now: two passes over the covering
+        index (one grouped by phase/currency/provider/namespace, one by time bucket)."""
+        paid = func.sum(case((_S.c.phase == Phase.PAID.value,
+                              func.coalesce(_S.c.amount_total, _S.c.amount)), else_=0))
+        groups = (select(_S.c.phase, _S.c.currency, _S.c.provider, _S.c.namespace,
+                         func.count().label("n"), paid.label("paid"))
+                  .where(*_in_window(window))
+                  .group_by(_S.c.phase, _S.c.currency, _S.c.provider, _S.c.namespace))
+        seconds = int(window.bucket.total_seconds())
+        bucket = (func.timestampdiff(text("SECOND"), literal(window.start), _S.c.created_at)
+                  .op("DIV")(seconds)).label("bucket")
+        series_query = (select(bucket, _S.c.phase, func.count().label("n"))
+                        .where(*_in_window(window)).group_by(bucket, _S.c.phase))
+        with database_errors("dashboard overview"), self.engine.connect() as conn:
+            rows = conn.execute(groups).all()
+            buckets = conn.execute(series_query).all()
+        by_phase: dict[str, int] = {}
+        collected: dict[str, int] = {}
+        by_provider: dict[str, dict[str, int]] = {}
+        by_namespace: dict[str, dict[str, int]] = {}
+        for r in rows:
+            n = int(r.n)
+            by_phase[r.phase] = by_phase.get(r.phase, 0) + n
+            if r.phase == Phase.PAID.value:
+                collected[r.currency] = collected.get(r.currency, 0) + int(r.paid or 0)
+            for key, into in ((r.provider, by_provider), (r.namespace, by_namespace)):
+                phases = into.setdefault(key, {})
+                phases[r.phase] = phases.get(r.phase, 0) + n
+        series: list[dict[str, int]] = [{} for _ in range(window.buckets)]
+        for b in buckets:
+            index = int(b.bucket)
+            if 0 <= index < len(series):
+                series[index][b.phase] = series[index].get(b.phase, 0) + int(b.n)
+        ranked = sorted(by_namespace.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        return Overview(window=window, by_phase=by_phase, collected=collected, series=series,
+                        by_provider=dict(sorted(by_provider.items())),
+                        by_namespace=dict(ranked[: self.top_namespaces]),
+                        namespaces_total=len(by_namespace))
+
+    def attention(self, now: dt.datetime, processing_threshold: dt.timedelta,
+                  window: Window, limit: int = 50) -> Attention:
+        live = _S.c.deleted.is_(False)
+        with database_errors("dashboard attention"), self.engine.connect() as conn:
+            expired = self._listing(
+                conn, (_S.c.phase == Phase.OPEN.value, _S.c.expires_at < now, live),
+                order=(_S.c.expires_at,), limit=limit, extra=(_S.c.expires_at,))
+            entered = (select(_T.c.uid, _T.c.at).where(_T.c.phase == Phase.PROCESSING.value)
+                       .subquery("entered"))
+            stuck_where = (_S.c.phase == Phase.PROCESSING.value, live,
+                           or_(entered.c.at < now - processing_threshold,
+                               and_(entered.c.at.is_(None),
+                                    _S.c.created_at < now - processing_threshold)))
+            joined = _S.outerjoin(entered, entered.c.uid == _S.c.uid)
+            stuck_total = int(conn.execute(select(func.count()).select_from(joined)
+                                           .where(*stuck_where)).scalar_one())
+            stuck_rows = conn.execute(
+                select(*_SUMMARY_COLUMNS, entered.c.at.label("since")).select_from(joined)
+                .where(*stuck_where).order_by(entered.c.at, _S.c.created_at).limit(limit)).all()
+            errors = self._listing(
+                conn, (*_in_window(window), live,
+                       or_(_S.c.error_code.is_not(None), _S.c.synced.is_(False))),
+                order=(_S.c.created_at.desc(), _S.c.uid.desc()), limit=limit,
+                extra=(_S.c.synced, _S.c.synced_reason, _S.c.error_message))
+            away = self._listing(
+                conn, (_S.c.deleted_while_away.is_(True),),
+                order=(_S.c.deleted_at.desc(),), limit=limit, extra=(_S.c.deleted_at,))
+            outbox = self._listing(
+                conn, (_S.c.outbox_since.is_not(None),), order=(_S.c.outbox_since,),
+                limit=limit, extra=(_S.c.outbox_since, _S.c.outbox_pending))
+        stuck = AttentionList(stuck_total, [_summary(r, since=r.since) for r in stuck_rows])
+        return Attention(expired, stuck, errors, away, outbox)
+
+    @staticmethod
+    def _listing(conn: Any, where: Sequence[ColumnElement[bool]], *,
+                 order: Sequence[Any], limit: int, extra: Sequence[Any] = ()) -> AttentionList:
+        total = int(conn.execute(select(func.count()).select_from(_S).where(*where))
+                    .scalar_one())
+        rows = conn.execute(select(*_SUMMARY_COLUMNS, *extra).where(*where)
+                            .order_by(*order).limit(limit)).all()
+        names = [c.name for c in extra]
+        return AttentionList(total, [_summary(r, **{n: getattr(r, n) for n in names})
+                                     for r in rows])
+
+    def sessions(self, filters: Filters, cursor: str | None, limit: int) -> SessionPage:
+        conditions: list[ColumnElement[bool]] = []
+        for column, value in ((_S.c.namespace, filters.namespace), (_S.c.phase, filters.phase),
+                              (_S.c.provider, filters.provider),
+                              (_S.c.currency, filters.currency)):
+            if value:
+                conditions.append(column == value)
+        if filters.created_from is not None:
+            conditions.append(_S.c.created_at >= filters.created_from)
+        if filters.created_to is not None:
+            conditions.append(_S.c.created_at < filters.created_to)
+        if filters.search:
+            conditions.append(_search(filters.search))
+        if cursor:
+            created, uid = decode_cursor(cursor)
+            conditions.append(or_(_S.c.created_at < created,
+                                  and_(_S.c.created_at == created, _S.c.uid < uid)))
+        query: Select[Any] = (select(*_SUMMARY_COLUMNS).where(*conditions)
+                              .order_by(_S.c.created_at.desc(), _S.c.uid.desc())
+                              .limit(limit + 1))
+        with database_errors("dashboard sessions"), self.engine.connect() as conn:
+            rows = [_summary(r) for r in conn.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].uid) if more else None
+        return SessionPage(rows, next_cursor)
+
+    def session(self, uid: str) -> SessionDetail | None:
+        with database_errors("dashboard session"), self.engine.connect() as conn:
+            row = conn.execute(select(_S).where(_S.c.uid == uid)).mappings().first()
+            if row is None:
+                return None
+            steps = conn.execute(select(_T).where(_T.c.uid == uid)
+                                 .order_by(_T.c.at.is_(None), _T.c.at, _T.c.phase_rank)).all()
+        return SessionDetail(dict(row), [Step(s.phase, s.at, s.source, s.event_id,
+                                              s.recorded_at) for s in steps])
+
+    def errors(self, window: Window, limit: int = 20) -> list[ErrorGroup]:
+        """The most frequent error codes of the sessions created in the window."""
+        query = (select(_S.c.error_code, _S.c.error_provider_code, _S.c.currency,
+                        func.count().label("n"), func.sum(_S.c.amount).label("amount"))
+                 .where(*_in_window(window), _S.c.error_code.is_not(None))
+                 .group_by(_S.c.error_code, _S.c.error_provider_code, _S.c.currency))
+        with database_errors("dashboard errors"), self.engine.connect() as conn:
+            grouped: dict[tuple[str, str | None], dict[str, int]] = {}
+            counts: dict[tuple[str, str | None], int] = {}
+            for r in conn.execute(query):
+                key = (r.error_code, r.error_provider_code)
+                counts[key] = counts.get(key, 0) + int(r.n)
+                amounts = grouped.setdefault(key, {})
+                amounts[r.currency] = amounts.get(r.currency, 0) + int(r.amount or 0)
+            top = sorted(counts, key=lambda k: (-counts[k], k[0], k[1] or ""))[:limit]
+            out = []
+            for code, provider_code in top:
+                # One example of the error's words: the newest session that has them.
+                example = conn.execute(
+                    select(_S.c.error_explanation, _S.c.error_doc_url, _S.c.error_message)
+                    .where(_S.c.error_code == code,
+                           _S.c.error_provider_code.is_(None) if provider_code is None
+                           else _S.c.error_provider_code == provider_code,
+                           _S.c.error_explanation.is_not(None))
+                    .limit(1)).first()
+                out.append(ErrorGroup(
+                    code, provider_code, counts[(code, provider_code)],
+                    dict(sorted(grouped[(code, provider_code)].items())),
+                    example.error_explanation if example else None,
+                    example.error_doc_url if example else None,
+                    example.error_message if example else None))
+        return out
+
+    def facets(self) -> Facets:
+        """The values the list filters offer (loose index scans: one entry per value)."""
+        with database_errors("dashboard facets"), self.engine.connect() as conn:
+            values = [sorted(str(v) for v in conn.execute(
+                select(distinct(column)).order_by(column)).scalars())
+                for column in (_S.c.namespace, _S.c.provider, _S.c.currency)]
+        return Facets(*values)
+
+
+def _search(term: str) -> ColumnElement[bool]:
+    """An exact uid, session id or payment intent id, or the start of a name."""
+    term = term.strip()
+    prefix = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(_S.c.uid == term, _S.c.session_id == term, _S.c.payment_intent_id == term,
+               _S.c.name.like(prefix, escape="\\"))
