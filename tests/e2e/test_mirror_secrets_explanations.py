@@ -21,6 +21,7 @@ from paykube_dev.stripe_emulator import sign_payload
 from paykube_dev.stripe_emulator.model import mask_key
 from tests.plugins.openai_server import ANSWER, threaded_openai
 from tests.plugins.paykube_fixtures import (
+    provider_ref,
     API_KEY,
     METRICS_AUTH,
     WEBHOOK_SECRET,
@@ -244,7 +245,7 @@ def test_errors_are_explained_by_catalog_at_once_and_by_the_model_later(
             stack.kube.kubectl("create", "secret", "generic", "revoked", "-n", solo.namespace,
                                f"--from-literal=apiKey={revoked}")
             asked = len(model.requests)
-            stack.apply(solo.namespace, "catalog", credentialsRef={"name": "revoked"})
+            stack.apply(solo.namespace, "catalog", providerRef=provider_ref("revoked"))
             error = stack.wait_phase(solo.namespace, "catalog", "Failed")["status"]["error"]
             assert error["providerCode"] == "api_key_expired"
             assert error["explanation"], "the curated catalog answers with no network"

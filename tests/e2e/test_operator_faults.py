@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from paykube.accounts.default import DefaultCredentials
+from paykube.accounts.resolver import AccountResolver
+from paykube.api.providers import ProviderId, SecretSource
 from paykube.api.types import ObjectRef
 from paykube.errors import ApiRejected, CredentialsError, ErrorCode
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
-from paykube.operator.credentials import CredentialResolver
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import Settings
 from paykube_dev.manifests import session_list
@@ -59,7 +61,7 @@ async def test_api_server_refusals_are_permanent(stack: Stack, unmanaged_namespa
                                                  kube_client: KubeClient,
                                                  tmp_path: Path) -> None:
     """A 422 (invalid) or 403 (forbidden) from the API server will not pass on a retry: a
-    permanent code, not the retryable default; a forbidden credentialsRef Secret is
+    permanent code, not the retryable default; a forbidden provider key Secret is
     CredentialsInvalid. (A namespace no operator writes to: no 409 gets first.)"""
     namespace = unmanaged_namespace
     obj = stack.apply(namespace, "refused-status")
@@ -78,9 +80,11 @@ async def test_api_server_refusals_are_permanent(stack: Stack, unmanaged_namespa
                                                        tmp_path / "sa.kubeconfig")
     settings = Settings.from_env({})
     async with KubeClient(KubeConfig.from_file(kubeconfig)) as limited:
-        resolver = CredentialResolver(settings, limited, StripeSecrets(settings, None))
+        resolver = AccountResolver(limited, DefaultCredentials(
+            settings, limited, StripeSecrets(settings, None)), None, cluster_namespace="x")
         with pytest.raises(CredentialsError) as forbidden:
-            await resolver.api_key(namespace, "stripe-key")
+            await resolver.secret_values(ProviderId("PaymentProvider", namespace, "stripe-key"),
+                                         SecretSource(secret_name="stripe-key"))
     assert forbidden.value.code is ErrorCode.CREDENTIALS_INVALID
     assert not forbidden.value.retryable
     assert "sk_test_forbidden" not in forbidden.value.message

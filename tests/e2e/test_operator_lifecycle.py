@@ -8,7 +8,14 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.plugins.paykube_fixtures import Stack, create_secret, phase_of, solo_operator
+from tests.plugins.paykube_fixtures import (
+    API_KEY,
+    Stack,
+    create_secret,
+    phase_of,
+    provider_ref,
+    solo_operator,
+)
 
 
 def open_session(stack: Stack, namespace: str, name: str, **spec: object) -> str:
@@ -55,7 +62,7 @@ def test_rejected_credentials_end_failed_with_error_and_event(stack: Stack,
     revoked = f"sk_test_revoked_{uuid.uuid4().hex[:8]}"
     stack.emulator.revoke_key(revoked)
     create_secret(stack.kube, namespace, "revoked", revoked)
-    stack.apply(namespace, "bad-key", credentialsRef={"name": "revoked"})
+    stack.apply(namespace, "bad-key", providerRef=provider_ref("revoked"))
     failed = stack.wait_phase(namespace, "bad-key", "Failed")
     error = failed["status"]["error"]
     assert error["code"] == "CredentialsInvalid"
@@ -67,17 +74,32 @@ def test_rejected_credentials_end_failed_with_error_and_event(stack: Stack,
 
 
 def test_missing_credentials_secret_fails_clearly(stack: Stack, namespace: str) -> None:
-    stack.apply(namespace, "no-secret", credentialsRef={"name": "does-not-exist"})
+    create_secret(stack.kube, namespace, "keyless", "sk_test_unused")
+    stack.kube.kubectl("delete", "secret", "keyless", "-n", namespace)
+    stack.apply(namespace, "no-secret", providerRef=provider_ref("keyless"))
     failed = stack.wait_phase(namespace, "no-secret", "Failed")
     assert failed["status"]["error"]["code"] == "CredentialsMissing"
-    assert "does-not-exist" in failed["status"]["error"]["message"]
+    assert f"Secret {namespace}/keyless not found" in failed["status"]["error"]["message"]
+
+
+def test_a_missing_provider_waits_and_is_used_once_created(stack: Stack,
+                                                           namespace: str) -> None:
+    """GitOps may apply a session before its provider: it waits (Synced False,
+    ProviderNotFound), and opens once the provider exists."""
+    stack.apply(namespace, "early", providerRef=provider_ref("later"))
+    waiting = stack.wait_for(namespace, "early", lambda o: any(
+        c["type"] == "Synced" and c["reason"] == "ProviderNotFound"
+        for c in o.get("status", {}).get("conditions", [])), what="ProviderNotFound")
+    assert waiting["status"]["phase"] == "Pending"
+    create_secret(stack.kube, namespace, "later", API_KEY)
+    stack.wait_phase(namespace, "early", "Open", timeout=90)
 
 
 def test_poll_is_the_backstop_for_lost_webhooks(stack: Stack, namespace: str) -> None:
     # Another account's key: the emulator sends no webhooks for it, only polling sees it.
     key = f"sk_test_poll_{uuid.uuid4().hex[:8]}"
     create_secret(stack.kube, namespace, "other-account", key)
-    session = open_session(stack, namespace, "polled", credentialsRef={"name": "other-account"})
+    session = open_session(stack, namespace, "polled", providerRef=provider_ref("other-account"))
     stack.emulator.pay(session)
     paid = stack.wait_phase(namespace, "polled", "Paid", timeout=60)
     assert history(paid)[-1] == ("Paid", "poll")
@@ -226,7 +248,7 @@ def test_deleting_when_stripe_refuses_our_key_holds_until_expiry(
     key = f"sk_test_gone_{uuid.uuid4().hex[:8]}"
     create_secret(stack.kube, namespace, "revoked-later", key)
     session = open_session(stack, namespace, "refused",
-                           credentialsRef={"name": "revoked-later"})
+                           providerRef=provider_ref("revoked-later"))
     stack.emulator.revoke_key(key)
     stack.kube.kubectl("delete", "paysess", "refused", "-n", namespace, "--wait=false")
     wait_warning(stack, namespace, "refused", "CredentialsInvalid", "could still be paid")

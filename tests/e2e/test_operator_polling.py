@@ -1,7 +1,7 @@
 """Polling alone ends async payments: no webhook is delivered for these sessions.
 
 The shared stack's emulator delivers webhooks only for the default account's key, so
-sessions made with another account's key (spec.credentialsRef) are seen by polling alone,
+sessions of another account (a PaymentProvider in spec.providerRef) are seen by polling alone,
 as after a lost webhook. After an async failure Stripe still reports the session
 complete/unpaid; only its PaymentIntent tells, and the poll expands it.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 
-from tests.plugins.paykube_fixtures import Manifest, Stack, create_secret
+from tests.plugins.paykube_fixtures import Manifest, Stack, create_secret, provider_ref
 
 SECRET = "unhooked-account"
 
 
 def open_unhooked(stack: Stack, namespace: str, name: str) -> str:
     create_secret(stack.kube, namespace, SECRET, f"sk_test_poll_{uuid.uuid4().hex[:8]}")
-    stack.apply(namespace, name, credentialsRef={"name": SECRET})
+    stack.apply(namespace, name, providerRef=provider_ref(SECRET))
     session_id: str = stack.wait_phase(namespace, name, "Open")["status"]["sessionId"]
     return session_id
 

@@ -29,7 +29,13 @@ from paykube_dev.proc import wait_until
 from paykube_dev.programs import Program, start_webhook
 from paykube_dev.services import ActiveMQ
 from paykube_dev.stripe_emulator import sign_payload
-from tests.plugins.paykube_fixtures import METRICS_AUTH, WEBHOOK_SECRET, Stack
+from tests.plugins.paykube_fixtures import (
+    METRICS_AUTH,
+    WEBHOOK_SECRET,
+    Stack,
+    create_secret,
+    provider_ref,
+)
 from tests.plugins.tcp_proxy import TcpProxy
 
 Manifest = dict[str, Any]
@@ -254,9 +260,10 @@ def events_for(stack: Stack, managed: Managed, *actions: Action) -> list[str]:
     return ids
 
 
-def deliver(stack: Stack, event_id: str) -> int:
-    deliveries = stack.emulator.deliver(event_id, url=f"{stack.webhook.url}/webhooks/stripe",
-                                        secret=WEBHOOK_SECRET)
+def deliver(stack: Stack, event_id: str, *, path: str = "/webhooks/stripe",
+            secret: str = WEBHOOK_SECRET) -> int:
+    deliveries = stack.emulator.deliver(event_id, url=f"{stack.webhook.url}{path}",
+                                        secret=secret)
     status: int = deliveries[-1]["status"]
     return status
 
@@ -568,18 +575,19 @@ def test_webhook_and_poll_racing_converge(stack: Stack, namespace: str) -> None:
     """Sessions of a second account get no automatic webhooks; the test delivers the event
     itself while the operator's poll (every ~2 s) also sees the payment."""
     key = f"sk_test_race_{uuid.uuid4().hex[:8]}"
-    stack.kube.kubectl("create", "secret", "generic", "race", "-n", namespace,
-                       f"--from-literal=apiKey={key}")
+    signing = f"whsec_race_{uuid.uuid4().hex}"
+    create_secret(stack.kube, namespace, "race", key, signing_secret=signing)
     names = [f"race-{i}" for i in range(3)]
     sessions = {}
     for name in names:
-        stack.apply(namespace, name, credentialsRef={"name": "race"})
+        stack.apply(namespace, name, providerRef=provider_ref("race"))
     for name in names:
         sessions[name] = stack.wait_phase(namespace, name, "Open")["status"]["sessionId"]
     for name in names:
         event = stack.emulator.pay(sessions[name])["event"]["id"]
         time.sleep(random.uniform(0, 2.5))
-        assert deliver(stack, event) == 200
+        assert deliver(stack, event, path=f"/webhooks/stripe/ns/{namespace}/race",
+                       secret=signing) == 200
     for name in names:
         obj = stack.wait_phase(namespace, name, "Paid")
         phases = [h["phase"] for h in obj["status"]["history"]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,14 +98,17 @@ class Solo:
 
 
 @contextlib.contextmanager
-def solo_operator(stack: Stack, directory: Path, **env: str) -> Iterator[Solo]:
+def solo_operator(stack: Stack, directory: Path, *, kubeconfig: Path | None = None,
+                  **env: str) -> Iterator[Solo]:
+    """`kubeconfig`: the operator's own (else the admin's)."""
     namespace = make_namespace(stack.kube, "solo")
+    kubeconfig = kubeconfig or stack.kube.kubeconfig
     with EmulatorProcess(directory / "emulator.log") as emulator:
         settings = stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
                                       PAYKUBE_NAMESPACES=namespace, **env)
-        operator = start_operator(stack.kube.kubeconfig, directory / "operator.log", settings)
+        operator = start_operator(kubeconfig, directory / "operator.log", settings)
         solo = Solo(namespace, EmulatorControl(emulator.base_url), emulator.base_url,
-                    operator, stack.kube.kubeconfig, settings)
+                    operator, kubeconfig, settings)
         try:
             yield solo
         finally:
@@ -117,9 +121,46 @@ def phase_of(obj: Manifest) -> str | None:
     return phase
 
 
-def create_secret(kube: ControlPlane, namespace: str, name: str, api_key: str) -> None:
-    """A Stripe credentials Secret, as `spec.credentialsRef` names it."""
-    create_secret_data(kube, namespace, name, {"apiKey": api_key})
+def create_secret(kube: ControlPlane, namespace: str, name: str, api_key: str, *,
+                  signing_secret: str | None = None) -> dict[str, str]:
+    """A PaymentProvider `name` of its own Stripe account: its API key in Secret `name`, its
+    signing secret in Secret `name-signing` (apart, as the trust rules want). Returns the
+    `spec.providerRef` that names it."""
+    create_provider(kube, namespace, name, api_key, signing_secret=signing_secret)
+    return provider_ref(name)
+
+
+def provider_ref(name: str, kind: str = "PaymentProvider") -> dict[str, str]:
+    return {"kind": kind, "name": name}
+
+
+def create_provider(kube: ControlPlane, namespace: str | None, name: str, api_key: str, *,
+                    signing_secret: str | None = None, secrets_namespace: str | None = None,
+                    **spec: Any) -> None:
+    """A PaymentProvider (or, with `namespace` None, a ClusterPaymentProvider whose Secrets
+    live in `secrets_namespace`) with its key and signing-secret Secrets."""
+    where = namespace or secrets_namespace
+    assert where is not None
+    create_secret_data(kube, where, name, {"apiKey": api_key})
+    create_secret_data(kube, where, f"{name}-signing",
+                       {"webhookSecrets": signing_secret or f"whsec_{name}_{uuid.uuid4().hex}"})
+    body: Manifest = {
+        "apiVersion": "payments.paykube.dev/v1alpha1",
+        "kind": "PaymentProvider" if namespace else "ClusterPaymentProvider",
+        "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+        "spec": {"type": "stripe", "apiKey": {"secretRef": {"name": name}},
+                 "signingSecrets": {"secretRef": {"name": f"{name}-signing"}}, **spec},
+    }
+    kube.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+CLUSTER_NAMESPACE = "paykube-system"
+
+
+def make_cluster_namespace(kube: ControlPlane) -> None:
+    """The operator's own namespace: ClusterPaymentProviders' Secrets and the webhook's
+    route table live there."""
+    kube.kubectl("create", "namespace", CLUSTER_NAMESPACE, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -141,12 +182,19 @@ def stack(kube: ControlPlane, crd_installed: Path, activemq: ActiveMQ,
             "PAYKUBE_BROKER_URLS": f"127.0.0.1:{activemq.stomp_port}",
             "PAYKUBE_BROKER_DESTINATION": EVENTS_TOPIC,
             "PAYKUBE_OUTBOX_INTERVAL": "2",
+            "PAYKUBE_CLUSTER_NAMESPACE": CLUSTER_NAMESPACE,
+            "PAYKUBE_PROVIDER_RESYNC": "3",
+            "PAYKUBE_ROUTES_TTL": "2",
+            "PAYKUBE_SECRETS_TTL": "2",
         }
+        make_cluster_namespace(kube)
         webhook = start_webhook(kube.kubeconfig, directory / "webhook.log", env)
+        # The operator registers providers' endpoints (webhook.register) at this address.
+        env["PAYKUBE_WEBHOOK_PUBLIC_URL"] = webhook.url
         operator = start_operator(kube.kubeconfig, directory / "operator.log", env)
         control = EmulatorControl(emulator.base_url)
-        # Only the default account's events are delivered: sessions made with another key
-        # (spec.credentialsRef) reach their phases through the operator's polling alone.
+        # Only the default account's events are delivered: sessions of another account
+        # (spec.providerRef) reach their phases through the operator's polling alone.
         control.add_webhook_endpoint(f"{webhook.url}/webhooks/stripe", WEBHOOK_SECRET,
                                      api_key=API_KEY)
         try:

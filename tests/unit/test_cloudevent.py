@@ -12,6 +12,7 @@ from paykube.api.types import ErrorInfo, HistoryEntry, ObjectRef, Phase, Source,
 from paykube.events import BrokerUnavailableError, CloudEvent, NullPublisher, build_event
 from paykube.events.cloudevent import STRUCTURED_CONTENT_TYPE, event_id, event_type
 from paykube.events.outbox import publish_pending
+from paykube.events.stomp import destination_for
 from paykube.lifecycle import mark_published, unpublished
 
 REF = ObjectRef(namespace="shop", name="order-42", uid="5d1c7d0e-8a5b-4a57-9d0c-0c6b1f2e3a4b")
@@ -101,11 +102,14 @@ def test_data_carries_the_public_fields() -> None:
     assert paid.data == {
         "namespace": "shop", "name": "order-42", "uid": REF.uid,
         "phase": "Paid", "currentPhase": "Paid", "source": "webhook", "eventId": "evt_3",
-        "sessionId": "cs_test_a1", "url": "https://checkout.stripe.com/c/pay/cs_test_a1",
+        "provider": "stripe", "sessionId": "cs_test_a1",
         "paymentIntentId": "pi_1", "paymentStatus": "paid",
         "amount": 4000, "amountTotal": 4200, "currency": "eur",
         "expiresAt": "2025-03-02T10:00:00Z",
     }
+    # The checkout URL only when configured: whoever holds it can open the payment page.
+    with_url = build_event(REF, st, st.history[-1], include_url=True)
+    assert with_url.data["url"] == "https://checkout.stripe.com/c/pay/cs_test_a1"
     pending = events(st)[0]
     assert pending.data["source"] == "operator" and pending.data["eventId"] is None
     assert pending.data["currentPhase"] == "Paid"  # built later from a newer status
@@ -180,3 +184,11 @@ async def test_outbox_stops_at_the_first_failure() -> None:
     assert await publish_pending(st, REF, flaky) == (Phase.OPEN,)
     assert flaky.sent == [f"{REF.uid}/open"]  # Paid was not attempted after the failure
     assert BrokerUnavailableError("x").retryable
+
+
+def test_a_destination_may_carry_the_namespace() -> None:
+    event = events(status())[-1]
+    assert destination_for("/topic/VirtualTopic.payments.{namespace}", event) == (
+        "/topic/VirtualTopic.payments.shop")
+    assert destination_for("/topic/VirtualTopic.payments", event) == (
+        "/topic/VirtualTopic.payments")

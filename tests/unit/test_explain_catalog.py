@@ -89,7 +89,7 @@ def test_catalog_covers_the_common_checkout_codes() -> None:
     (stripe_error("amount_too_small", param="line_items"), "minimum"),
     (stripe_error("amount_too_large", param="line_items"), "99,999,999"),
     (stripe_error("email_invalid", param="customer_email"), "spec.customerEmail"),
-    (stripe_error("api_key_expired", status=401), "spec.credentialsRef"),
+    (stripe_error("api_key_expired", status=401), "spec.providerRef"),
     (stripe_error("secret_key_required", status=401), "publishable"),
     (stripe_error("testmode_charges_only"), "test key"),
     (stripe_error("livemode_mismatch"), "mode"),
@@ -159,7 +159,7 @@ def test_paykube_codes_are_explained_too() -> None:
     info = ErrorInfo(code="CredentialsMissing", message="no default Stripe API key")
     text = Explainer().explain_now(info)
     assert text is not None
-    assert "spec.credentialsRef" in text
+    assert "spec.providerRef" in text
 
 
 def test_unknown_codes_are_left_to_the_model() -> None:
@@ -281,7 +281,7 @@ def test_redact_caps_the_length() -> None:
     assert len(out) <= 300
 
 
-def test_prompt_carries_only_type_code_param_and_the_redacted_message() -> None:
+def test_prompt_carries_only_type_code_and_param() -> None:
     message = ("Invalid value for metadata[customer_name]: 'Jane Doe' (jane@example.com) "
                "key sk_live_abcDEF123456 secret whsec_XYZ789 url https://shop.example.com/ok "
                "uid 0f8fad5b-d9cb-469f-a165-70867728950e card 4000056655665556")
@@ -298,16 +298,17 @@ def test_prompt_carries_only_type_code_param_and_the_redacted_message() -> None:
     assert "Error code: parameter_weird_new_code" in user
     assert "Parameter: metadata[*]" in user
     assert "Error type: invalid_request_error" in user
+    assert "Message" not in user  # no free text from the provider, redacted or not
 
 
-def test_prompt_carries_no_unquoted_name_or_address() -> None:
+def test_prompt_carries_no_text_of_the_providers_message() -> None:
+    """Tenants share the model and its cache: another team's words never reach it."""
     error = stripe_error("weird_new_code", "Customer Jane Doe at 12 Main Street cannot pay "
                          "with this account.")
     _, messages = build_messages(ErrorDetails.of(error))
     prompt = "\n".join(str(m["content"]) for m in messages)
-    for value in ("Jane", "Doe", "12", "Main", "Street"):
+    for value in ("Jane", "Doe", "12", "Main", "Street", "Customer", "cannot pay"):
         assert value not in prompt, value
-    assert "Customer <name> at <number> <name> cannot pay with this account." in prompt
 
 
 def test_codeless_errors_get_distinct_cache_keys_without_values() -> None:

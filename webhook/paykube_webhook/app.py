@@ -216,7 +216,8 @@ class WebhookService:
         if not needs_relay(self.publisher):
             return
         try:
-            phases = await relay_outbox(self.kube, ref, self.publisher, written)
+            phases = await relay_outbox(self.kube, ref, self.publisher, written,
+                                        include_url=self.settings.events_include_url)
         except PaykubeError as exc:
             self.metrics.publishes.labels("deferred").inc()
             log.warning("outbox not relayed", extra={"code": exc.code.value,

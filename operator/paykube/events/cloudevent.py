@@ -14,8 +14,10 @@ What `data` carries, and what it never carries:
   expiry, the phase of this event and the session's current phase (an event re-published
   after a broker outage is built from a newer status), where the transition came from
   (`operator` | `webhook` | `poll`) and the provider event id behind it;
-- the checkout URL (`status.url`): not a secret, already visible to anyone who can read the
-  object, short-lived, and what a notification service needs to send the customer the link;
+- the checkout URL (`status.url`) only when configured (`PAYKUBE_EVENTS_INCLUDE_URL`): it is
+  what a notification service needs to send the customer the link, but whoever holds it can
+  pay (or see the page), and the bus may be shared by many tenants;
+- the provider (`stripe`) the payment lives at;
 - on `Failed`, the error's catalog code, the provider's code and its doc URL, but not the
   error message: provider messages may quote request values (an e-mail address);
 - never `spec.metadata` (free-form, may hold personal data), nor the customer e-mail, the
@@ -82,6 +84,7 @@ class CloudEvent:
 def build_event(
     ref: ObjectRef, status: Status, entry: HistoryEntry, *,
     spec_amount: int | None = None, spec_currency: str | None = None,
+    include_url: bool = False,
 ) -> CloudEvent:
     """The event for one history entry of the object `ref` whose status is `status`.
 
@@ -98,8 +101,8 @@ def build_event(
         "currentPhase": status.phase.value,
         "source": entry.source.value,
         "eventId": entry.event_id,
+        "provider": status.provider or "stripe",
         "sessionId": status.session_id,
-        "url": status.url,
         "paymentIntentId": status.payment_intent_id,
         "paymentStatus": status.payment_status,
         "amount": spec_amount,
@@ -107,6 +110,8 @@ def build_event(
         "currency": status.currency or spec_currency,
         "expiresAt": status.expires_at,
     }
+    if include_url:
+        data["url"] = status.url
     if phase is Phase.FAILED and status.error is not None:
         error: dict[str, Any] = {"code": status.error.code}
         if status.error.provider_code is not None:

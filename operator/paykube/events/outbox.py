@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 async def publish_pending(
     status: Status, ref: ObjectRef, publisher: EventPublisher, *,
     spec_amount: int | None = None, spec_currency: str | None = None,
+    include_url: bool = False,
 ) -> tuple[Phase, ...]:
     """Publish one event per unpublished history entry, in history order.
 
@@ -31,7 +32,7 @@ async def publish_pending(
     done: list[Phase] = []
     for entry in unpublished(status):
         event = build_event(ref, status, entry, spec_amount=spec_amount,
-                            spec_currency=spec_currency)
+                            spec_currency=spec_currency, include_url=include_url)
         try:
             await publisher.publish(event)
         except BrokerUnavailableError as exc:

@@ -34,7 +34,8 @@ def settle_outbox(status: Status, publisher: EventPublisher) -> Status:
 
 
 async def relay_outbox(kube: KubeClient, ref: ObjectRef, publisher: EventPublisher,
-                       obj: Manifest | None = None) -> tuple[Phase, ...]:
+                       obj: Manifest | None = None, *,
+                       include_url: bool = False) -> tuple[Phase, ...]:
     """Publish the object's unpublished phase events, then mark them published in status.
 
     `obj` is the object as just written, if the caller has it (saves a read). Never raises
@@ -49,7 +50,8 @@ async def relay_outbox(kube: KubeClient, ref: ObjectRef, publisher: EventPublish
     spec = obj.get("spec", {})
     phases = await publish_pending(status, ref_of(obj), publisher,
                                    spec_amount=spec.get("amount"),
-                                   spec_currency=spec.get("currency"))
+                                   spec_currency=spec.get("currency"),
+                                   include_url=include_url)
     if phases:
         def mark(_obj: Manifest, current: Status) -> Status:
             for phase in phases:

@@ -56,6 +56,14 @@ DEFAULT_DESTINATION = "/topic/VirtualTopic.paykube.payments"
 _LISTENER = "paykube-publisher"
 
 
+def destination_for(template: str, event: CloudEvent) -> str:
+    """The destination of one event: `{namespace}` in the configured destination becomes
+    the object's namespace (a DNS label, so it cannot inject a path), so that broker ACLs
+    can give each tenant its own topic."""
+    namespace = str(event.data.get("namespace") or "")
+    return template.replace("{namespace}", namespace)
+
+
 class _Receipt:
     __slots__ = ("done", "error")
 
@@ -211,8 +219,8 @@ class StompPublisher:
         headers = {"persistent": "true", "receipt": receipt_id,
                    "JMSXGroupID": event.data.get("uid") or event.subject, **attributes}
         try:
-            conn.send(self._destination, event.to_json(), content_type=STRUCTURED_CONTENT_TYPE,
-                      headers=headers)
+            conn.send(destination_for(self._destination, event), event.to_json(),
+                      content_type=STRUCTURED_CONTENT_TYPE, headers=headers)
         except (StompException, OSError) as exc:
             listener.forget(receipt_id)
             raise self._failed(conn, f"send failed: {exc!r}") from exc

@@ -19,7 +19,8 @@ from paykube.explain.details import ErrorDetails
 
 IMMUTABLE = ("The spec cannot be changed after creation: delete the PaymentSession and "
              "create it again with the corrected value.")
-KEY_PLACES = ("the Secret named in spec.credentialsRef (key apiKey), or the operator's "
+KEY_PLACES = ("the API key Secret of the provider account in spec.providerRef (its "
+              "spec.apiKey), or the operator's "
               "default key (PAYKUBE_STRIPE_API_KEY, the Secret in "
               "PAYKUBE_STRIPE_CREDENTIALS_SECRET, or the apiKey field of the AWS Secrets "
               "Manager secret); paykube picks up a changed key within its cache TTL, without "
@@ -88,7 +89,7 @@ _BY_CODE_PARAM: dict[tuple[str, str], str] = {
     ("resource_missing", "session"): (
         "Stripe does not know the Checkout Session in status.sessionId for this API key. The "
         "key now belongs to another Stripe account or mode than the one that created the "
-        "session (the Secret in spec.credentialsRef or the operator's default key changed). "
+        "session (the key of the spec.providerRef account or the operator's default key changed). "
         "Restore the original key, or delete and recreate the PaymentSession."),
 }
 
@@ -138,7 +139,7 @@ _BY_CODE: dict[str, str] = {
     "resource_missing": (
         "Stripe does not know an object paykube refers to ({field}), usually the Checkout "
         "Session in status.sessionId. The API key now belongs to another Stripe account or "
-        "mode than the one that created it (spec.credentialsRef's Secret or the default key "
+        "mode than the one that created it (the spec.providerRef account's key or the default key "
         "changed), or PAYKUBE_STRIPE_API_BASE points elsewhere. Restore the original key, or "
         "delete and recreate the PaymentSession."),
     "rate_limit": (
@@ -169,7 +170,7 @@ _BY_CODE: dict[str, str] = {
         "(sk_test_) in " + KEY_PLACES + "."),
     "livemode_mismatch": (
         "Test and live mode were mixed: the Checkout Session was created with a test key and "
-        "is now read with a live key, or the other way round (spec.credentialsRef's Secret "
+        "is now read with a live key, or the other way round (the spec.providerRef account's key "
         "or the default key changed mode). Restore a key of the original mode, or delete and "
         "recreate the PaymentSession."),
     "payment_method_unactivated": (
@@ -274,10 +275,20 @@ _BY_TYPE: dict[str, str] = {
 # paykube's own codes, for errors that did not come from the provider's answer.
 _BY_PAYKUBE_CODE: dict[str, str] = {
     "CredentialsMissing": (
-        "No Stripe API key is configured for this PaymentSession. Set spec.credentialsRef to "
-        "a Secret in the namespace with the key apiKey, or configure the operator's default "
+        "No Stripe API key is configured for this PaymentSession. Point spec.providerRef at "
+        "a PaymentProvider whose spec.apiKey names a Secret holding the key (check that the "
+        "Secret and its key exist), or configure the operator's default "
         "(PAYKUBE_STRIPE_API_KEY, PAYKUBE_STRIPE_CREDENTIALS_SECRET, or the apiKey field of "
         "the AWS Secrets Manager secret)."),
+    "ProviderNotAllowed": (
+        "This namespace may not use the ClusterPaymentProvider in spec.providerRef: its "
+        "namespaceSelector does not admit the namespace. Ask the platform team to admit it, "
+        "or use a PaymentProvider of this namespace; the spec is immutable, so recreate the "
+        "PaymentSession."),
+    "ProviderNotFound": (
+        "The provider account named in spec.providerRef does not exist (yet). Create the "
+        "PaymentProvider (or ClusterPaymentProvider); the session waits and goes on by "
+        "itself once it exists."),
     "CredentialsInvalid": (
         "Stripe refused the configured API key (HTTP 401/403). Put a valid secret key into "
         + KEY_PLACES + "."),

@@ -46,13 +46,15 @@ SYSTEM_PROMPT = (
     "minor currency unit), currency (ISO 4217, lower case), description, lineItems "
     "(name, unitAmount, quantity; their sum equals amount), successUrl, cancelUrl, "
     "customerEmail, expiresAfter (30m to 24h), metadata (at most 20 string keys), cancel, "
-    "deletionPolicy, credentialsRef (a Secret with key apiKey holding the Stripe key). The "
+    "deletionPolicy, providerRef (the PaymentProvider or ClusterPaymentProvider account whose "
+    "API key Secret is used; without it the operator's default account). The "
     "spec is immutable except cancel, so fixing it means recreating the object. Operator "
     "settings include PAYKUBE_STRIPE_API_KEY, PAYKUBE_STRIPE_CREDENTIALS_SECRET, "
     "PAYKUBE_STRIPE_RATE_LIMIT and PAYKUBE_STRIPE_API_BASE. Stripe parameters map to spec "
     "fields as follows: "
     + "; ".join(f"{param} -> {field}" for param, field in PARAM_FIELDS.items())
-    + ". Values in the error message were replaced by placeholders such as <value>. "
+    + ". You are given the error's type, code and parameter only, never the provider's "
+    "message (it may quote another team's data). "
     "Answer in at most three short sentences of plain text, no markdown: say what is "
     "wrong and what to change in the manifest, the Secret or the operator settings. If "
     "nothing there can fix it, say so and say whether retrying helps."
@@ -107,7 +109,6 @@ def build_messages(details: ErrorDetails) -> tuple[ExplanationKey, Messages]:
         f"Error type: {details.error_type or 'unknown'}",
         f"Error code: {details.code or 'none'}",
         f"Parameter: {details.param or 'none'}",
-        f"Message (redacted): {message or 'none'}",
     ]
     return key, [
         {"role": "system", "content": SYSTEM_PROMPT},

@@ -87,6 +87,7 @@ class Reconciler:
     explainer: Explainer
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     processing_recheck: float = 10.0  # seconds between polls of a deleted Processing session
+    include_url: bool = False  # checkout URLs in payment events (PAYKUBE_EVENTS_INCLUDE_URL)
 
     async def reconcile(self, ref: ObjectRef) -> Status:
         """Bring the object to what its spec asks: a session exists; canceled if asked."""
@@ -242,7 +243,8 @@ class Reconciler:
     async def relay(self, ref: ObjectRef, obj: Manifest | None = None) -> None:
         """Publish the outbox; a broker outage leaves it for the next run."""
         try:
-            await relay_outbox(self.kube, ref, self.publisher, obj)
+            await relay_outbox(self.kube, ref, self.publisher, obj,
+                               include_url=self.include_url)
         except PaykubeError as exc:
             log.warning("outbox not relayed: %s", exc.message,
                         extra={"object": f"{ref.namespace}/{ref.name}"})

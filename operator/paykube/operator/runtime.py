@@ -78,7 +78,8 @@ class Runtime:
                                    ttl=settings.secrets_ttl)
         choose = provider_factory(providers)
         reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer,
-                                processing_recheck=settings.poll_min_interval)
+                                processing_recheck=settings.poll_min_interval,
+                                include_url=settings.events_include_url)
         routes = RouteTableWriter(kube, settings.cluster_namespace, settings.route_table_secret)
         provider_accounts = ProviderAccounts(kube, accounts, choose, routes, metrics, settings)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
