@@ -36,11 +36,12 @@ ENV PATH=/opt/paykube/bin:$PATH \
 # wheels of stage 1 only (--no-index), through a bind mount so no wheel lands in a layer.
 # Then the base image's own packaging tools go (pip last, as it does the uninstalling),
 # with ensurepip's bundled wheels: nothing in the final image can build or install.
+# (By then `python` on the PATH is /opt/paykube's, which has no pip: name the base's.)
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv --without-pip /opt/paykube \
  && pip --python /opt/paykube/bin/python install --no-cache-dir --no-index \
         --find-links=/wheels "paykube==${PAYKUBE_VERSION}" \
- && python -m pip uninstall --no-cache-dir -y setuptools wheel pip \
+ && /usr/local/bin/python -m pip uninstall --no-cache-dir -y setuptools wheel pip \
  && rm -rf /usr/local/lib/python3*/ensurepip/_bundled \
  && groupadd --system --gid 10001 paykube \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -32,9 +32,18 @@ $java_ok || missing+=(default-jre-headless)
 # build-k8s.sh fetches go.mod files with curl; Debian's python3 needs python3-venv for venvs.
 have curl || missing+=(curl)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+# The local node (hack/paykube_dev/node): image build, containerd + CNI, kube-proxy's
+# iptables, the loopback registry, the pause image's init. See docs/node.md.
+for pkg in buildah:buildah runc:runc skopeo:skopeo debootstrap:debootstrap \
+    containerd:containerd iptables:iptables conntrack:conntrack \
+    docker-registry:docker-registry catatonit:catatonit; do
+  have "${pkg%%:*}" || missing+=("${pkg#*:}")
+done
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] \
+  || missing+=(containernetworking-plugins)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "ActiveMQ, MariaDB, Java, curl and venv support already installed"
+  log "ActiveMQ, MariaDB, Java, curl, venv support and the node's packages already installed"
   exit 0
 fi
 
@@ -69,7 +78,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # The packages enable their units for the next boot; we never want them.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-  for unit in mariadb.service activemq.service; do
+  for unit in mariadb.service activemq.service containerd.service docker-registry.service; do
     if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
       log "disabling system unit $unit (paykube runs private instances)"
       "${as_root[@]}" systemctl disable --quiet "$unit" || true
