@@ -1,38 +1,17 @@
-"""Typed clients for the `/_emulator` control endpoints: sync (httpx) and async."""
+"""Typed clients for the Stripe emulator's `/_emulator` control endpoints: sync (httpx) and
+async, over the shared `paykube_dev.psp_emulator.client` base."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-import httpx
+from paykube_dev.psp_emulator.client import BaseAsyncControl, BaseControl, P, fault_call
+from paykube_dev.psp_emulator.client import Call as _Call
+from paykube_dev.psp_emulator.client import EmulatorControlError as EmulatorControlError
+from paykube_dev.psp_emulator.client import drop_none as _drop_none
 
 from .model import JsonObject
 from .state import Action
-
-P = "/_emulator"
-
-
-class EmulatorControlError(RuntimeError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class _Call:
-    method: str
-    path: str
-    json: JsonObject | None = None
-    params: dict[str, str] | None = None
-
-
-def _drop_none(**values: Any) -> JsonObject:
-    return {k: v for k, v in values.items() if v is not None}
 
 
 class _Calls:
@@ -97,62 +76,20 @@ class _Calls:
         reason: str | None, should_retry: bool | None, probability: float | None = None,
         error: dict[str, Any] | None = None, retry_after_date: bool | None = None,
     ) -> _Call:
-        body = _drop_none(
-            kind=kind, method=method, path=path, path_prefix=path_prefix, seconds=seconds,
-            retry_after=retry_after, reason=reason, should_retry=should_retry,
-            probability=probability, retry_after_date=retry_after_date, **(error or {}),
-        )
-        body["count"] = count
-        return _Call("POST", f"{P}/faults", body)
+        fields = {
+            "method": method, "path": path, "path_prefix": path_prefix, "seconds": seconds,
+            "retry_after": retry_after, "reason": reason, "should_retry": should_retry,
+            "probability": probability, "retry_after_date": retry_after_date,
+        }
+        return fault_call(kind, count, fields, error)
 
 
-def _decode(response: httpx.Response) -> JsonObject:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"error": {"message": response.text}}
-    if response.is_error:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise EmulatorControlError(response.status_code, str(error.get("message", body)))
-    assert isinstance(body, dict)
-    return body
-
-
-class EmulatorControl:
+class EmulatorControl(BaseControl):
     """Sync control client: `EmulatorControl("http://127.0.0.1:port")`.
 
     Do not call it from the event loop that runs the emulator (it would block that loop);
     use `AsyncEmulatorControl` there.
     """
-
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _do(self, call: _Call) -> JsonObject:
-        response = self._http.request(call.method, call.path, json=call.json, params=call.params)
-        return _decode(response)
-
-    def health(self) -> JsonObject:
-        return self._do(_Call("GET", f"{P}/health"))
-
-    def reset(self) -> None:
-        self._do(_Call("POST", f"{P}/reset"))
-
-    def stats(self) -> JsonObject:
-        return self._do(_Call("GET", f"{P}/stats"))
 
     def sessions_created(self) -> int:
         return int(self.stats()["sessions_created"])
@@ -215,10 +152,6 @@ class EmulatorControl:
         call = _Calls.deliver(event_id, url, secret, timestamp, endpoint_id)
         return list(self._do(call)["data"])
 
-    def deliveries(self, event_id: str | None = None) -> list[JsonObject]:
-        params = _drop_none(event=event_id)
-        return list(self._do(_Call("GET", f"{P}/deliveries", params=params))["data"])
-
     def add_webhook_endpoint(
         self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
         api_key: str | None = None, enabled_events: list[str] | None = None,
@@ -256,31 +189,6 @@ class EmulatorControl:
             kind, count, method, path, path_prefix, seconds, retry_after, reason, should_retry,
             probability, error, retry_after_date,
         ))
-
-    def faults(self) -> list[JsonObject]:
-        return list(self._do(_Call("GET", f"{P}/faults"))["data"])
-
-    def clear_faults(self) -> None:
-        self._do(_Call("DELETE", f"{P}/faults"))
-
-    def held(self) -> list[JsonObject]:
-        return list(self._do(_Call("GET", f"{P}/held"))["data"])
-
-    def wait_for_held(self, count: int = 1, timeout: float = 10.0) -> list[JsonObject]:
-        deadline = time.monotonic() + timeout
-        while True:
-            held = self.held()
-            if len(held) >= count or time.monotonic() > deadline:
-                if len(held) < count:
-                    raise TimeoutError(f"{len(held)} held responses after {timeout}s")
-                return held
-            time.sleep(0.05)
-
-    def release(self, count: int | None = None) -> int:
-        return int(self._do(_Call("POST", f"{P}/release", _drop_none(count=count)))["released"])
-
-    def advance_clock(self, seconds: float) -> JsonObject:
-        return self._do(_Call("POST", f"{P}/clock", {"advance": seconds}))
 
     def set_rate_limit(self, per_second: float | None) -> None:
         self._do(_Call("POST", f"{P}/rate-limit", {"per_second": per_second}))
@@ -320,36 +228,8 @@ class EmulatorControl:
         return self._do(_Call("DELETE", f"{P}/accounts/{platform_id}/connected/{account_id}"))
 
 
-class AsyncEmulatorControl:
+class AsyncEmulatorControl(BaseAsyncControl):
     """The same operations for async code (the emulator may share the caller's loop)."""
-
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def _do(self, call: _Call) -> JsonObject:
-        response = await self._http.request(
-            call.method, call.path, json=call.json, params=call.params,
-        )
-        return _decode(response)
-
-    async def reset(self) -> None:
-        await self._do(_Call("POST", f"{P}/reset"))
-
-    async def stats(self) -> JsonObject:
-        return await self._do(_Call("GET", f"{P}/stats"))
 
     async def session(self, session_id: str) -> JsonObject:
         return await self._do(_Call("GET", f"{P}/sessions/{session_id}"))
@@ -378,10 +258,6 @@ class AsyncEmulatorControl:
     ) -> list[JsonObject]:
         call = _Calls.deliver(event_id, url, secret, timestamp, endpoint_id)
         return list((await self._do(call))["data"])
-
-    async def deliveries(self, event_id: str | None = None) -> list[JsonObject]:
-        params = _drop_none(event=event_id)
-        return list((await self._do(_Call("GET", f"{P}/deliveries", params=params)))["data"])
 
     async def add_webhook_endpoint(
         self, url: str, secret: str | None = None, *, secrets: list[str] | None = None,
@@ -439,21 +315,3 @@ class AsyncEmulatorControl:
             probability, None, retry_after_date,
         ))
 
-    async def clear_faults(self) -> None:
-        await self._do(_Call("DELETE", f"{P}/faults"))
-
-    async def held(self) -> list[JsonObject]:
-        return list((await self._do(_Call("GET", f"{P}/held")))["data"])
-
-    async def wait_for_held(self, count: int = 1) -> list[JsonObject]:
-        """Poll until `count` responses are held; bound it with `asyncio.timeout`."""
-        while len(held := await self.held()) < count:  # noqa: ASYNC110 (remote state)
-            await asyncio.sleep(0.05)
-        return held
-
-    async def release(self, count: int | None = None) -> int:
-        body = await self._do(_Call("POST", f"{P}/release", _drop_none(count=count)))
-        return int(body["released"])
-
-    async def advance_clock(self, seconds: float) -> JsonObject:
-        return await self._do(_Call("POST", f"{P}/clock", {"advance": seconds}))

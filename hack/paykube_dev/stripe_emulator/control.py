@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 from aiohttp import web
 
+from paykube_dev.psp_emulator import control as common
+
 from .accounts import Account, AccountBook, is_live, is_secret_key
 from .appkeys import DISPATCHER, STATE
 from .delivery import event_payload
-from .faults import FAULT_KINDS, RATE_LIMIT_REASONS, Fault, FaultSpecError
 from .model import JsonObject, WebhookEndpoint
-from .state import ACTIONS, Action, TransitionError
+from .state import ACTIONS, Action, EmulatorState, TransitionError
 
 PREFIX = "/_emulator"
 
 
-def _ok(obj: JsonObject, status: int = 200) -> web.Response:
-    return web.json_response(obj, status=status, dumps=lambda o: json.dumps(o, indent=2))
-
-
-def _fail(status: int, message: str) -> web.Response:
-    return _ok({"error": {"message": message}}, status)
-
-
-async def _body(request: web.Request) -> JsonObject:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except json.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
-    return cast(JsonObject, body)
+_ok, _fail, _body = common.ok, common.fail, common.read_body
 
 
 async def health(request: web.Request) -> web.Response:
@@ -48,20 +31,6 @@ async def reset(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     return _ok(request.app[STATE].stats())
-
-
-async def requests_log(request: web.Request) -> web.Response:
-    """`?path=&account=&key_account=&method=`: each given filter must match."""
-    records = request.app[STATE].requests
-    wanted = {
-        "path": request.query.get("path"), "account_id": request.query.get("account"),
-        "key_account_id": request.query.get("key_account"),
-        "method": (request.query.get("method") or "").upper() or None,
-    }
-    data = [r.to_api() for r in records]
-    return _ok({"data": [
-        r for r in data if all(v is None or r[k] == v for k, v in wanted.items())
-    ]})
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -154,15 +123,6 @@ async def deliver(request: web.Request) -> web.Response:
     return _ok({"data": [d.to_api() for d in deliveries]})
 
 
-async def list_deliveries(request: web.Request) -> web.Response:
-    event = request.query.get("event")
-    data = [
-        d.to_api() for d in request.app[STATE].deliveries
-        if event is None or d.event_id == event
-    ]
-    return _ok({"data": data})
-
-
 async def add_endpoint(request: web.Request) -> web.Response:
     """`{"url", "secret" | "secrets", "api_key"?, "account_id"?, "livemode"?, "connect"?,
     "api_version"?, "enabled_events"?, "retry_delays"?, "timeout"?}`.
@@ -213,35 +173,6 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     if removed is None:
         return _fail(404, f"no webhook endpoint {request.match_info['id']}")
     return _ok({"deleted": True, "id": removed.id})
-
-
-async def add_fault(request: web.Request) -> web.Response:
-    """`{"kind", "count"?, "method"?, "path"?, "path_prefix"?, "seconds"?, ...}`."""
-    try:
-        fault = Fault.from_json(await _body(request), FAULT_KINDS, RATE_LIMIT_REASONS)
-    except (FaultSpecError, TypeError, ValueError) as exc:
-        return _fail(400, str(exc))
-    return _ok(request.app[STATE].faults.add(fault).to_api())
-
-
-async def list_faults(request: web.Request) -> web.Response:
-    return _ok({"data": [f.to_api() for f in request.app[STATE].faults.faults]})
-
-
-async def clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
-    return _ok({"ok": True})
-
-
-async def list_held(request: web.Request) -> web.Response:
-    held = request.app[STATE].faults.held
-    return _ok({"data": [h.to_api() for h in held if not h.released.is_set()]})
-
-
-async def release(request: web.Request) -> web.Response:
-    body = await _body(request)
-    count = body.get("count")
-    return _ok({"released": request.app[STATE].faults.release(count)})
 
 
 async def clock(request: web.Request) -> web.Response:
@@ -365,11 +296,12 @@ async def disconnect(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    state: EmulatorState = app[STATE]
+    common.add_routes(app, state)
     r = app.router
     r.add_get(f"{PREFIX}/health", health)
     r.add_post(f"{PREFIX}/reset", reset)
     r.add_get(f"{PREFIX}/stats", stats)
-    r.add_get(f"{PREFIX}/requests", requests_log)
     r.add_get(f"{PREFIX}/sessions", list_sessions)
     r.add_get(f"{PREFIX}/sessions/{{id}}", get_session)
     r.add_post(f"{PREFIX}/sessions/{{id}}/{{action}}", transition)
@@ -377,15 +309,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/events/{{id}}", get_event)
     r.add_get(f"{PREFIX}/events/{{id}}/payload", event_body)
     r.add_post(f"{PREFIX}/events/{{id}}/deliver", deliver)
-    r.add_get(f"{PREFIX}/deliveries", list_deliveries)
     r.add_post(f"{PREFIX}/webhook-endpoints", add_endpoint)
     r.add_get(f"{PREFIX}/webhook-endpoints", list_endpoints)
     r.add_delete(f"{PREFIX}/webhook-endpoints/{{id}}", delete_endpoint)
-    r.add_post(f"{PREFIX}/faults", add_fault)
-    r.add_get(f"{PREFIX}/faults", list_faults)
-    r.add_delete(f"{PREFIX}/faults", clear_faults)
-    r.add_get(f"{PREFIX}/held", list_held)
-    r.add_post(f"{PREFIX}/release", release)
     r.add_get(f"{PREFIX}/clock", clock)
     r.add_post(f"{PREFIX}/clock", clock)
     r.add_post(f"{PREFIX}/rate-limit", rate_limit)

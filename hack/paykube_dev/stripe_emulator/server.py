@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import os
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from aiohttp import web
-
-from paykube_dev.proc import free_port, port_open, start_process, stop_process, wait_until
+from paykube_dev.psp_emulator.server import AppServer, LoopThread, ModuleProcess
 
 from .app import build_app
 from .appkeys import DISPATCHER
 from .client import EmulatorControl
 from .model import Delivery, Event, WebhookEndpoint
 from .state import DEFAULT_API_VERSION, DEFAULT_CHECKOUT_URL_BASE, Action, EmulatorState
-
-HACK_DIR = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -78,26 +69,18 @@ class StripeEmulator:
             retry_delays=self.config.webhook_retry_delays,
         )
         self.app = build_app(self.state, sweep_interval=self.config.sweep_interval)
-        self._runner: web.AppRunner | None = None
+        self._server = AppServer(self.app, self.config.host, self.config.port)
         self.base_url = ""
 
     async def start(self) -> str:
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port)
-        await site.start()
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = await self._server.start()
         if self.config.hosted_checkout:
             self.state.checkout_url_base = f"{self.base_url}/c/pay/"
         return self.base_url
 
     async def stop(self) -> None:
         self.state.faults.release()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -117,27 +100,7 @@ class StripeEmulator:
         return event, await self.app[DISPATCHER].dispatch_now_or_later(event, wait)
 
 
-class _StartedInWith:
-    """`with x:` starts it and stops it again."""
-
-    def start(self) -> object:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class EmulatorThread(_StartedInWith):
+class EmulatorThread(LoopThread):
     """The emulator on its own loop in a daemon thread, for sync tests: `with ... as emu:`.
 
     Talk to it over HTTP (`control`, the Stripe SDK); its `state` belongs to its thread.
@@ -150,16 +113,8 @@ class EmulatorThread(_StartedInWith):
         self.emulator = StripeEmulator(
             config, webhook_url=webhook_url, webhook_secret=webhook_secret,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="stripe-emulator", daemon=True)
+        super().__init__(self.emulator, "stripe-emulator")
         self._control: EmulatorControl | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.emulator.base_url
 
     @property
     def control(self) -> EmulatorControl:
@@ -168,68 +123,26 @@ class EmulatorThread(_StartedInWith):
         return self._control
 
     def start(self, timeout: float = 15.0) -> str:
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError("stripe emulator thread did not start")
-        if self._error is not None:
-            raise RuntimeError("stripe emulator failed to start") from self._error
+        super().start(timeout)
         self._control = EmulatorControl(self.base_url)
         return self.base_url
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        try:
-            await self.emulator.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            raise
-        self._ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            await self.emulator.stop()
 
     def stop(self, timeout: float = 15.0) -> None:
         if self._control is not None:
             self._control.close()
             self._control = None
-        if self._loop is not None and self._stopping is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(timeout)
+        super().stop(timeout)
 
 
-class EmulatorProcess(_StartedInWith):
+class EmulatorProcess(ModuleProcess):
     """`python -m paykube_dev.stripe_emulator` as a child process (own process group)."""
 
     def __init__(
         self, log: Path, *, port: int | None = None, webhook_url: str | None = None,
         webhook_secret: str | None = None, extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.argv = [sys.executable, "-m", "paykube_dev.stripe_emulator", "--port", str(self.port)]
+        args: list[str] = []
         if webhook_url:
-            self.argv += ["--webhook-url", webhook_url, "--webhook-secret", webhook_secret or ""]
-        self.argv += list(extra_args)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> str:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HACK_DIR), env.get("PYTHONPATH")]))
-        proc = start_process(self.argv, log=self.log, env=env)
-        self.proc = proc
-        wait_until(
-            lambda: port_open(self.port), timeout=timeout, what="stripe emulator", proc=proc,
-            log=self.log,
-        )
-        return self.base_url
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+            args += ["--webhook-url", webhook_url, "--webhook-secret", webhook_secret or ""]
+        super().__init__("paykube_dev.stripe_emulator", log, port=port,
+                         args=[*args, *extra_args], what="stripe emulator")

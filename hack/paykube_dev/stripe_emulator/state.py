@@ -7,16 +7,16 @@ import copy
 from collections.abc import Iterable
 from typing import Literal, get_args
 
+from paykube_dev.psp_emulator.control import EmulatorCore
+
 from . import errors
 from .accounts import Account, AccountBook, Scope
 from .checkout import build_session
 from .endpoints import build_endpoint
 from .errors import StripeError
-from .faults import FaultBook
+from .faults import FAULT_KINDS, RATE_LIMIT_REASONS, FaultBook
 from .forms import Params
 from .model import (
-    Clock,
-    Delivery,
     Event,
     JsonObject,
     PaymentIntent,
@@ -46,16 +46,21 @@ class TransitionError(Exception):
 MAX_ENDPOINTS_PER_MODE = 16
 
 
-class EmulatorState:
+class EmulatorState(EmulatorCore[RequestRecord]):
+    fault_kinds = FAULT_KINDS
+    rate_limit_reasons = RATE_LIMIT_REASONS
+    request_filters = {"path": "path", "account": "account_id",
+                       "key_account": "key_account_id", "method": "method"}
+
     def __init__(
         self, *, api_version: str = DEFAULT_API_VERSION,
         checkout_url_base: str = DEFAULT_CHECKOUT_URL_BASE,
         webhook_endpoints: Iterable[WebhookEndpoint] = (), rate_limit: float | None = None,
         retry_delays: Iterable[float] = (),
     ) -> None:
+        super().__init__()
         self.api_version = api_version
         self.checkout_url_base = checkout_url_base
-        self.clock = Clock()
         self._initial_endpoints = list(webhook_endpoints)
         self._initial_rate_limit = rate_limit
         self.retry_delays = list(retry_delays)
@@ -73,8 +78,8 @@ class EmulatorState:
         self.endpoints: dict[str, WebhookEndpoint] = {
             e.id: copy.deepcopy(e) for e in self._initial_endpoints
         }
-        self.deliveries: list[Delivery] = []
-        self.requests: list[RequestRecord] = []
+        self.deliveries = []
+        self.requests = []
         self.rate_limit = self._initial_rate_limit
 
     # --- accounts and keys -------------------------------------------------------------
