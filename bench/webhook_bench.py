@@ -6,7 +6,12 @@
     through the real API server and publishing to the real ActiveMQ; there are
     duration x --expected-rate objects, and the report says if they ran out early (then
     the duration was not held: raise --expected-rate);
-(b) events with invalid signatures (the cheap rejection path).
+(b) events with invalid signatures (the cheap rejection path);
+(c) with --slow-clients N: N anonymous uploads that announce a 1 MiB body, send part of it
+    and stall, against the webhook as configured (a body read deadline and a bounded number
+    of readers) and against the first release's behaviour (no deadline, no bound; the same
+    code with both set out of reach). Reports the webhook's peak RSS, how many uploads the
+    server closed and when, and whether a valid request still got through meanwhile.
 Each phase runs for the fixed duration. Reports the rate and p50/p99/p999 latency of the
 expected answers (2xx for (a), 400 for (b); anything else counts as an error), the
 webhook's CPU seconds and its RSS during the phase (sampled), and for (a) how many objects
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import json
 import math
+import socket
 import subprocess
 import sys
 import threading
@@ -210,6 +216,68 @@ async def count_phases(plane: ControlPlane, namespace: str) -> dict[str, int]:
     return phases
 
 
+def stall(host: str, port: int, count: int, sent: int) -> list[socket.socket]:
+    """`count` connections that each announce a 1 MiB body, send `sent` bytes of it and
+    stop: the slow (or hostile) senders no signature is needed for."""
+    head = (f"POST /webhooks/stripe HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n").encode()
+    conns = []
+    for _ in range(count):
+        conn = socket.create_connection((host, port), timeout=5)
+        conn.sendall(head + b" " * sent)
+        conns.append(conn)
+    return conns
+
+
+def closed_by_server(conns: list[socket.socket]) -> int:
+    closed = 0
+    for conn in conns:
+        conn.setblocking(False)
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            continue
+        except OSError:
+            closed += 1
+            continue
+        closed += 1 if data == b"" or data.startswith(b"HTTP/1.1 4") else 0
+    return closed
+
+
+def slow_clients(plane: ControlPlane, directory: Path, count: int, hold: float) -> None:
+    """(c): peak RSS and closed uploads, bounded (as configured) vs the first release."""
+    configs = {"first release (no deadline, no bound)": {
+                   "PAYKUBE_WEBHOOK_READ_TIMEOUT": "3600",
+                   "PAYKUBE_WEBHOOK_MAX_READERS": "1000000"},
+               "bounded (defaults: 10 s deadline, 64 readers)": {}}
+    for label, extra in configs.items():
+        env = {"PAYKUBE_WEBHOOK_SECRETS": SECRET, "PAYKUBE_LOG_LEVEL": "WARNING", **extra}
+        webhook = start_webhook(plane.kubeconfig, directory / f"slow-{len(extra)}.log", env)
+        host, port = webhook.url.removeprefix("http://").rsplit(":", 1)
+        try:
+            with RssSampler(webhook.proc.pid, interval=0.5) as rss:
+                conns = stall(host, int(port), count, 1024 * 1024 - 1)
+                started = time.monotonic()
+                served = httpx.post(f"{webhook.url}/webhooks/stripe", content=b"{}",
+                                    headers={"Content-Type": "application/json"},
+                                    timeout=30).status_code
+                waited, closed = 0.0, 0
+                while time.monotonic() - started < hold:
+                    time.sleep(1.0)
+                    closed = closed_by_server(conns)
+                    waited = time.monotonic() - started
+                    if closed == count:
+                        break
+                for conn in conns:
+                    conn.close()
+            print(f"(c) {count} stalled 1 MiB uploads, {label}:")
+            print(f"    RSS {rss.samples[0]:.0f} MiB at rest -> peak {max(rss.samples):.0f} MiB; "
+                  f"closed by the server: {closed}/{count} after {waited:.0f} s "
+                  f"(held up to {hold:g} s); an anonymous request meanwhile: HTTP {served}")
+        finally:
+            webhook.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--load":
@@ -224,7 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--expected-rate", type=float, default=250.0,
                         help="events/s that (a) is expected to reach; sizes its object list")
+    parser.add_argument("--slow-clients", type=int, default=0,
+                        help="run only (c) with this many stalled uploads")
+    parser.add_argument("--hold", type=float, default=60.0,
+                        help="(c): seconds to wait for the server to close them")
     args = parser.parse_args(argv)
+    if args.slow_clients:
+        with platform() as (plane, directory):
+            slow_clients(plane, directory, args.slow_clients, args.hold)
+        return 0
     objects_wanted = math.ceil(args.duration * args.expected_rate)
     with platform() as (plane, directory), start_activemq(directory / "activemq") as broker:
         namespace = "bench-webhook"

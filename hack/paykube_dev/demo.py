@@ -29,6 +29,10 @@ from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 API_KEY = "sk_test_paykube_demo"
 WEBHOOK_SECRET = "whsec_paykube_demo"
 NAMESPACE = "shop"
+TENANT = "team-b"  # a namespace with its own Stripe account, registered by the operator
+TENANT_KEY = "sk_test_paykube_demo_team_b"
+OWN_KEY = "sk_test_paykube_demo_shop_own"
+CLUSTER_NAMESPACE = "paykube-system"
 EVENTS_QUEUE = "/queue/Consumer.demo.VirtualTopic.paykube.payments"
 
 
@@ -44,8 +48,8 @@ def show(plane: ControlPlane, *args: str) -> str:
     return output
 
 
-def phase(plane: ControlPlane, name: str) -> str | None:
-    out = plane.kubectl("get", "paysess", name, "-n", NAMESPACE, "-o", "json").stdout
+def phase(plane: ControlPlane, name: str, namespace: str = NAMESPACE) -> str | None:
+    out = plane.kubectl("get", "paysess", name, "-n", namespace, "-o", "json").stdout
     obj: dict[str, Any] = json.loads(out)
     value: str | None = obj.get("status", {}).get("phase")
     return value
@@ -73,6 +77,48 @@ class EventTap:
         return out
 
 
+def tenant_payment(plane: ControlPlane, control: EmulatorControl) -> str:
+    """A second namespace brings its own Stripe account: the operator checks the key,
+    registers the webhook endpoint at Stripe (the emulator) and keeps its signing secret;
+    the payment reaches Paid through that account's own webhook route."""
+    say(f"Namespace {TENANT} brings its own Stripe account as a PaymentProvider "
+        "(webhook.register: true)")
+    plane.kubectl("create", "namespace", TENANT)
+    plane.kubectl("create", "secret", "generic", "stripe-api-key", "-n", TENANT,
+                  f"--from-literal=apiKey={TENANT_KEY}")
+    provider = {"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentProvider",
+                "metadata": {"name": "stripe", "namespace": TENANT},
+                "spec": {"type": "stripe", "apiKey": {"secretRef": {"name": "stripe-api-key"}},
+                         "webhook": {"register": True}}}
+    plane.kubectl("apply", "-f", "-", input=json.dumps(provider))
+
+    def ready() -> bool:
+        out = plane.kubectl("get", "payprov", "stripe", "-n", TENANT, "-o",
+                            "jsonpath={.status.webhookEndpointId}", check=False).stdout
+        return out.startswith("we_")
+
+    wait_until(ready, timeout=60, what=f"{TENANT}'s provider registered", interval=0.3)
+    show(plane, "get", "payprov", "-n", TENANT, "-o", "wide")
+    order = {"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentSession",
+             "metadata": {"name": "order-b-7", "namespace": TENANT},
+             "spec": {"providerRef": {"kind": "PaymentProvider", "name": "stripe"},
+                      "amount": 4900, "currency": "eur",
+                      "successUrl": "https://team-b.example.com/thanks",
+                      "cancelUrl": "https://team-b.example.com/cart"}}
+    plane.kubectl("apply", "-f", "-", input=json.dumps(order))
+    wait_until(lambda: phase(plane, "order-b-7", TENANT) == "Open", timeout=60,
+               what="order-b-7 Open", interval=0.3)
+    session = plane.kubectl("get", "paysess", "order-b-7", "-n", TENANT, "-o",
+                            "jsonpath={.status.sessionId}").stdout
+    control.pay(session)
+    wait_until(lambda: phase(plane, "order-b-7", TENANT) == "Paid", timeout=60,
+               what="order-b-7 Paid", interval=0.3)
+    show(plane, "get", "paysess", "-A", "-o", "wide")
+    return plane.kubectl("get", "paysess", "order-b-7", "-n", TENANT, "-o",
+                         "jsonpath={.status.history[?(@.phase==\"Paid\")].source}"
+                         ).stdout.strip()
+
+
 def run(directory: Path, keep: bool) -> None:
     started = time.monotonic()
     say("Starting the local control plane (etcd, kube-apiserver with RBAC, controller-manager),"
@@ -85,27 +131,36 @@ def run(directory: Path, keep: bool) -> None:
         print(f"platform up in {time.monotonic() - started:.1f}s")
         tap = EventTap(broker)
         print(f"export KUBECONFIG={plane.kubeconfig}")
-        say("Installing the PaymentSession CRD")
-        show(plane, "apply", "--server-side", "-f", str(REPO / "crds" / "paymentsession.yaml"))
-        plane.kubectl("wait", "--for=condition=Established",
-                      "crd/paymentsessions.payments.paykube.dev")
+        say("Installing the CRDs: PaymentSession, PaymentProvider, ClusterPaymentProvider")
+        for crd in ("paymentsession", "paymentprovider", "clusterpaymentprovider"):
+            plane.install_crd(REPO / "crds" / f"{crd}.yaml")
+        show(plane, "get", "crd")
+        plane.kubectl("create", "namespace", CLUSTER_NAMESPACE)
         env = {"PAYKUBE_STRIPE_API_BASE": emulator.base_url, "PAYKUBE_STRIPE_API_KEY": API_KEY,
                "PAYKUBE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
                # The webhook brings Paid; the backstop poll would only race it here.
                "PAYKUBE_POLL_MIN_INTERVAL": "30",
                "PAYKUBE_BROKER_URLS": f"127.0.0.1:{broker.stomp_port}",
-               "PAYKUBE_DATABASE_URL": database.url}
+               "PAYKUBE_DATABASE_URL": database.url,
+               "PAYKUBE_CLUSTER_NAMESPACE": CLUSTER_NAMESPACE,
+               "PAYKUBE_PROVIDER_RESYNC": "5"}
         say("Starting the paykube webhook and operator")
         webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
-        operator = start_operator(plane.kubeconfig, directory / "operator.log", env)
+        operator = start_operator(plane.kubeconfig, directory / "operator.log",
+                                  {**env, "PAYKUBE_WEBHOOK_PUBLIC_URL": webhook.url})
         control = EmulatorControl(emulator.base_url)
         control.add_webhook_endpoint(f"{webhook.url}/webhooks/stripe", WEBHOOK_SECRET)
         print(f"webhook at {webhook.url}/webhooks/stripe, logs in {directory}")
         try:
             say(f"Applying crds/examples/ in namespace {NAMESPACE}")
             plane.kubectl("create", "namespace", NAMESPACE)
-            plane.kubectl("create", "secret", "generic", "stripe-credentials", "-n", NAMESPACE,
-                          f"--from-literal=apiKey={API_KEY}")
+            # The shop's own account for invoice-2024-0042 (crds/examples/providers/).
+            plane.kubectl("create", "secret", "generic", "stripe-api-key", "-n", NAMESPACE,
+                          f"--from-literal=apiKey={OWN_KEY}")
+            plane.kubectl("create", "secret", "generic", "stripe-webhook-signing", "-n",
+                          NAMESPACE, "--from-literal=webhookSecrets=whsec_paykube_demo_own")
+            show(plane, "apply", "-n", NAMESPACE, "-f",
+                 str(REPO / "crds" / "examples" / "providers" / "paymentprovider.yaml"))
             show(plane, "apply", "-n", NAMESPACE, "-f", str(REPO / "crds" / "examples"))
             say("An invalid manifest is refused by the API server itself")
             show(plane, "apply", "-n", NAMESPACE, "-f",
@@ -141,8 +196,10 @@ def run(directory: Path, keep: bool) -> None:
                 for row in rows:
                     print(f"payment_sessions: {row.name:20s} {row.phase:8s} {row.amount:>7} "
                           f"{row.currency}")
+            tenant_paid_by = tenant_payment(plane, control)
             say(f"Demo done in {time.monotonic() - started:.1f}s: order-1001 went Pending -> "
-                f"Open -> Paid (through the {paid_by})")
+                f"Open -> Paid (through the {paid_by}); {TENANT}'s order through its own "
+                f"account and route ({tenant_paid_by})")
             if keep:
                 print(f"Still running; try: export KUBECONFIG={plane.kubeconfig}; "
                       "kubectl get paysess -A. Ctrl-C stops everything.")

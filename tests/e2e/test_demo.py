@@ -21,6 +21,9 @@ def test_demo_pays_a_session_through_the_webhook(tmp_path: Path) -> None:
     assert done.returncode == 0, f"demo failed:\n{out[-3000:]}\n{done.stderr[-3000:]}"
     assert "Paid was recorded by: webhook" in out
     assert "went Pending -> Open -> Paid (through the webhook)" in out
+    # A namespace with its own account, registered by the operator, paid through its route.
+    assert "team-b's order through its own account and route (webhook)" in out
+    assert "/webhooks/stripe/ns/team-b/stripe" in out
     assert 'is invalid' in out or "Invalid value" in out, "the invalid manifest was not refused"
     published = [line.split()[0] for line in out.splitlines()
                  if line.startswith("dev.paykube.paymentsession.")]

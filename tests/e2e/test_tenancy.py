@@ -367,9 +367,9 @@ def test_webhook_registration_creates_and_deletes_the_endpoint(stack: Stack) -> 
         assert [e["id"] for e in endpoints] == [endpoint_id]
         route = f"/webhooks/stripe/ns/{namespace}/registered"
         assert endpoints[0]["url"] == f"{stack.webhook.url}{route}"
-        secret = stack.kube.kubectl("get", "secret", "registered-webhook-signing", "-n",
-                                    namespace, "-o", "json").stdout
-        assert json.loads(secret)["metadata"]["ownerReferences"][0]["name"] == "registered"
+        # The endpoint's secret lives in the operator's own namespace, not the tenant's.
+        secret_name = provider["status"]["webhookSecretName"]
+        stack.kube.kubectl("get", "secret", secret_name, "-n", "paykube-system")
         tenant = Tenant(namespace, "registered", key, "", account)
         obj = open_for(stack, tenant, "via-registered")
         stack.emulator.pay(obj["status"]["sessionId"])
@@ -378,5 +378,8 @@ def test_webhook_registration_creates_and_deletes_the_endpoint(stack: Stack) -> 
         stack.kube.kubectl("delete", "paymentprovider", "registered", "-n", namespace,
                            "--timeout=60s")
         assert stack.emulator.webhook_endpoints(account) == []
+        gone = stack.kube.kubectl("get", "secret", secret_name, "-n", "paykube-system",
+                                  check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr
     finally:
         stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -79,10 +79,51 @@ def test_valid_example_is_accepted(kube: ControlPlane, namespace: str, path: Pat
     got = kube.kubectl("get", "paymentsession", meta["name"], "-n", namespace, "-o", "json")
     spec = json.loads(got.stdout)["spec"]
     # The defaults the schema declares are applied by the API server.
-    assert spec["provider"] == "stripe"
+    assert "provider" not in spec  # the PSP is the type of the referenced account
     assert spec["cancel"] is False
     assert spec["deletionPolicy"] in ("Expire", "Orphan")
     assert spec["expiresAfter"]
+
+
+PROVIDERS = EXAMPLES / "providers"
+
+
+@pytest.mark.parametrize("path", sorted(PROVIDERS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_provider_example_is_accepted_and_shows_its_columns(
+        kube: ControlPlane, namespace: str, path: Path) -> None:
+    apply(kube, namespace, path.read_text())
+    body = manifest(path)
+    meta = body["metadata"]
+    assert isinstance(meta, dict)
+    kind = str(body["kind"]).lower()
+    scope = [] if kind == "clusterpaymentprovider" else ["-n", namespace]
+    table = kube.kubectl("get", kind, meta["name"], *scope, "-o", "wide").stdout
+    for column in ("TYPE", "READY", "ACCOUNT", "MODE", "WEBHOOK"):
+        assert column in table
+    if not scope:
+        kube.kubectl("delete", kind, meta["name"], "--wait=false")
+
+
+@pytest.mark.parametrize("path", sorted((PROVIDERS / "invalid").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_invalid_provider_is_refused(kube: ControlPlane, namespace: str, path: Path) -> None:
+    refused(apply(kube, namespace, path.read_text(), check=False), expected_message(path))
+
+
+def test_provider_type_and_connect_account_are_immutable(kube: ControlPlane,
+                                                         namespace: str) -> None:
+    original = (PROVIDERS / "paymentprovider.yaml").read_text()
+    apply(kube, namespace, original)
+    connected = original.replace("  type: stripe\n", "  type: stripe\n  connectAccount: acct_1X\n")
+    refused(apply(kube, namespace, connected, check=False), "spec.connectAccount is immutable")
+
+
+def test_provider_ref_is_immutable(kube: ControlPlane, namespace: str) -> None:
+    own = (EXAMPLES / "paymentsession-own-account.yaml").read_text()
+    apply(kube, namespace, own)
+    other = own.replace("name: stripe\n", "name: another-account\n")
+    assert other != own
+    refused(apply(kube, namespace, other, check=False), "spec.providerRef is immutable")
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)

@@ -4,7 +4,9 @@ with a real call, publish its signing secrets to the webhook's route table, and 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,10 +35,11 @@ def provider_id(body: Manifest) -> ProviderId:
 
 
 def registered_secret_name(provider: ProviderId) -> str:
-    """The Secret holding the endpoint secret the operator registered (its own)."""
-    if provider.namespace:
-        return f"{provider.name}-webhook-signing"[:253]
-    return f"paykube-cluster-{provider.name}-webhook-signing"[:253]
+    """The Secret, in the operator's own namespace, holding the signing secret of the
+    endpoint the operator registered for `provider`: there, the operator needs no write
+    access to tenants' Secrets. A digest keeps distinct accounts' names distinct."""
+    digest = hashlib.sha256(provider.route_key.encode()).hexdigest()[:10]
+    return f"paykube-whsec-{provider.name[:200]}-{digest}"
 
 
 @dataclass
@@ -115,7 +118,7 @@ class ProviderAccounts:
             raise CredentialsError("webhook.register is set but the operator has no public "
                                    "webhook URL (PAYKUBE_WEBHOOK_PUBLIC_URL)",
                                    code=ErrorCode.CREDENTIALS_MISSING)
-        namespace = self.accounts.secrets_namespace(provider)
+        namespace = self.accounts.cluster_namespace
         name = registered_secret_name(provider)
         old = body.get("status") or {}
         try:
@@ -134,14 +137,10 @@ class ProviderAccounts:
             await psp.delete_webhook_endpoint(account.credentials, endpoint.id)
             endpoint = await psp.ensure_webhook_endpoint(account.credentials, url)
         assert endpoint.secret is not None
-        meta = body["metadata"]
-        owner = {"apiVersion": body["apiVersion"], "kind": body["kind"],
-                 "name": meta["name"], "uid": meta["uid"], "controller": True,
-                 "blockOwnerDeletion": False}
         await self.kube.put_secret(namespace, name, {REGISTERED_SECRET_KEY:
                                                      endpoint.secret.get()},
-                                   labels={"app.kubernetes.io/part-of": "paykube"},
-                                   owner=owner)
+                                   labels={"app.kubernetes.io/part-of": "paykube",
+                                           "payments.paykube.dev/route": provider.route_key})
         log.info("webhook endpoint registered", extra={"provider": str(provider),
                                                        "endpoint": endpoint.id})
         status |= {"webhookEndpointId": endpoint.id, "webhookSecretName": name}
@@ -163,5 +162,9 @@ class ProviderAccounts:
                 # The key is gone or refused: nothing more can be done from here.
                 log.warning("webhook endpoint not deleted: %s", exc.message,
                             extra={"provider": str(provider), "endpoint": endpoint_id})
+        if endpoint_id or (body.get("status") or {}).get("webhookSecretName"):
+            with contextlib.suppress(NotFound):
+                await self.kube.delete_secret(self.accounts.cluster_namespace,
+                                              registered_secret_name(provider))
         await self.routes.withdraw(provider)
         self.accounts.forget(provider)

@@ -1,0 +1,72 @@
+"""The webhook's resource bounds against anonymous senders (no signature needed): stalled
+uploads are closed within the read deadline, a sender that goes away mid-body costs an
+INFO line and no traceback, and the webhook still answers afterwards."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from paykube_dev.programs import start_webhook
+from tests.plugins.paykube_fixtures import Stack
+
+HEAD = ("POST /webhooks/stripe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n").encode()
+
+
+def stalled(port: int, count: int) -> list[socket.socket]:
+    conns = []
+    for _ in range(count):
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        conn.sendall(HEAD + b"{" + b" " * 4096)  # and then nothing more
+        conns.append(conn)
+    return conns
+
+
+def answered_or_closed(conn: socket.socket) -> bool:
+    conn.settimeout(0.05)
+    try:
+        data = conn.recv(4096)
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return data == b"" or data.startswith(b"HTTP/1.1 408")
+
+
+def test_stalled_uploads_are_closed_and_aborts_log_no_traceback(stack: Stack,
+                                                                tmp_path: Path) -> None:
+    env = {**stack.env, "PAYKUBE_WEBHOOK_READ_TIMEOUT": "1",
+           "PAYKUBE_WEBHOOK_MAX_READERS": "4"}
+    log = tmp_path / "webhook.log"
+    webhook = start_webhook(stack.kube.kubeconfig, log, env)
+    port = int(webhook.url.rsplit(":", 1)[1])
+    try:
+        conns = stalled(port, 12)  # three times the reader slots
+        deadline = time.monotonic() + 20
+        pending = list(conns)
+        while pending and time.monotonic() < deadline:
+            pending = [c for c in pending if not answered_or_closed(c)]
+            time.sleep(0.2)
+        assert not pending, f"{len(pending)} of 12 stalled uploads still open after 20 s"
+        for conn in conns:
+            conn.close()
+
+        aborted = socket.create_connection(("127.0.0.1", port), timeout=5)
+        aborted.sendall(HEAD + b"{" + b" " * 1000)
+        time.sleep(0.2)
+        aborted.close()  # gone mid-body
+        time.sleep(0.5)
+
+        answer = httpx.post(f"{webhook.url}/webhooks/stripe", content=b"{}",
+                            headers={"Content-Type": "application/json"}, timeout=10)
+        assert answer.status_code == 400  # served again: no signature
+    finally:
+        webhook.stop()
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert '"levelname": "ERROR"' not in text and '"level": "ERROR"' not in text
+    assert "read_timeout" in text
