@@ -95,8 +95,8 @@ logging. */}}
   value: {{ .Values.secrets.ttl | toString | quote }}
 {{- if eq .Values.secrets.source "aws" }}
 {{- with .Values.secrets.aws }}
-{{- if not (or .stripeSecretId .databaseSecretId) }}
-{{- fail "secrets.source=aws needs secrets.aws.stripeSecretId and/or secrets.aws.databaseSecretId" }}
+{{- if not (or .stripeSecretId .webhookSecretId .databaseSecretId) }}
+{{- fail "secrets.source=aws needs secrets.aws.stripeSecretId, webhookSecretId and/or databaseSecretId" }}
 {{- end }}
 {{- if .region }}
 - name: PAYKUBE_AWS_REGION
@@ -106,12 +106,12 @@ logging. */}}
 - name: PAYKUBE_AWS_ENDPOINT_URL
   value: {{ .endpointUrl | quote }}
 {{- end }}
-{{- if .stripeSecretId }}
-- name: PAYKUBE_AWS_STRIPE_SECRET_ID
-  value: {{ .stripeSecretId | quote }}
 {{- end }}
 {{- end }}
-{{- end }}
+- name: PAYKUBE_CLUSTER_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
+- name: PAYKUBE_ROUTE_TABLE_SECRET
+  value: {{ include "paykube.routeTableSecret" . | quote }}
 {{- with .Values.broker }}
 {{- if .urls }}
 - name: PAYKUBE_BROKER_URLS
@@ -138,6 +138,17 @@ logging. */}}
 {{- end }}
 - name: PAYKUBE_STRIPE_API_BASE
   value: {{ $o.stripeApiBase | quote }}
+{{- with .Values.secrets.aws.stripeSecretId }}
+{{- if eq $.Values.secrets.source "aws" }}
+# The API key's document: the operator's only (the webhook has its own secret id).
+- name: PAYKUBE_AWS_STRIPE_SECRET_ID
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.webhook.publicUrl }}
+- name: PAYKUBE_WEBHOOK_PUBLIC_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- with include "paykube.credentialsSecret" . }}
 - name: PAYKUBE_STRIPE_CREDENTIALS_SECRET
   value: {{ . | quote }}
@@ -203,6 +214,15 @@ logging. */}}
   value: {{ $w.tolerance | int64 | quote }}
 - name: PAYKUBE_WEBHOOK_MAX_BODY
   value: {{ $w.maxBody | int64 | quote }}
+- name: PAYKUBE_WEBHOOK_READ_TIMEOUT
+  value: {{ $w.readTimeout | toString | quote }}
+{{- with .Values.secrets.aws.webhookSecretId }}
+{{- if eq $.Values.secrets.source "aws" }}
+# The signing secrets only: never the document that holds the API key.
+- name: PAYKUBE_AWS_WEBHOOK_SECRET_ID
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- include "paykube.secretFileEnv" (dict "root" . "key" "webhookSecrets" "name" "PAYKUBE_WEBHOOK_SECRETS_FILE") }}
 {{- include "paykube.secretFileEnv" (dict "root" . "key" "metricsUsername" "name" "PAYKUBE_METRICS_USERNAME_FILE") }}
 {{- include "paykube.secretFileEnv" (dict "root" . "key" "metricsPassword" "name" "PAYKUBE_METRICS_PASSWORD_FILE") }}
@@ -253,11 +273,19 @@ With exact operator.namespaces, Roles in those namespaces grant the same reads i
 {{- end }}
 
 {{/* Operator rules on PaymentSessions and Events (in Roles or the ClusterRole). */}}
+{{- define "paykube.routeTableSecret" -}}
+{{ include "paykube.fullname" . }}-webhook-routes
+{{- end }}
+
 {{- define "paykube.operatorRules" -}}
-# Watch and reconcile PaymentSessions; patch for kopf's finalizer and progress annotations.
+# Watch and reconcile PaymentSessions and PaymentProviders; patch for kopf's finalizer and
+# progress annotations.
 - apiGroups: [payments.paykube.dev]
-  resources: [paymentsessions]
+  resources: [paymentsessions, paymentproviders]
   verbs: [get, list, watch, patch]
+- apiGroups: [payments.paykube.dev]
+  resources: [paymentproviders/status]
+  verbs: [get, patch]
 # Status is written only through the status subresource (get adds nothing to the get on
 # the object; kubectl patch --subresource=status reads before it writes).
 - apiGroups: [payments.paykube.dev]
@@ -282,8 +310,22 @@ when paykube.namespacePatterns is true. */}}
   verbs: [list, watch]
 {{- end }}
 
+{{/* Cluster-scoped: ClusterPaymentProviders, and the namespace labels their
+namespaceSelector matches (get only). In every RBAC mode. */}}
+{{- define "paykube.operatorClusterRules" -}}
+- apiGroups: [payments.paykube.dev]
+  resources: [clusterpaymentproviders]
+  verbs: [get, list, watch, patch]
+- apiGroups: [payments.paykube.dev]
+  resources: [clusterpaymentproviders/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get]
+{{- end }}
+
 {{- define "paykube.operatorSecretRules" -}}
-# spec.credentialsRef: one Secret by name, get only (never list or watch).
+# A PaymentProvider's key and signing-secret Secrets: by name, get only (never list/watch).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
@@ -302,6 +344,8 @@ when paykube.namespacePatterns is true. */}}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# No Secrets: the signing secrets come from the route table (one named Secret in the
+# release namespace, its own Role), never an API key.
 {{- end }}
 
 {{/* Pods ----------------------------------------------------------------------------- */}}
