@@ -8,6 +8,7 @@ import pytest
 pytest_plugins = [
     "tests.plugins.kube_fixtures",
     "tests.plugins.stripe_fixtures",
+    "tests.plugins.razorpay_fixtures",
     "tests.plugins.services_fixtures",
     "tests.plugins.paykube_fixtures",
     "tests.plugins.chart_fixtures",
