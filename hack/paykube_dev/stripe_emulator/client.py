@@ -303,6 +303,13 @@ class AsyncEmulatorControl(BaseAsyncControl):
     async def connect_account(self, platform_id: str, account_id: str) -> JsonObject:
         return await self._do(_Calls.connect(platform_id, account_id))
 
+    async def disconnect_account(self, platform_id: str, account_id: str) -> JsonObject:
+        return await self._do(
+            _Call("DELETE", f"{P}/accounts/{platform_id}/connected/{account_id}"))
+
+    async def account(self, account_id: str) -> JsonObject:
+        return await self._do(_Call("GET", f"{P}/accounts/{account_id}"))
+
     async def add_fault(
         self, kind: str, *, count: int | None = 1, method: str | None = None,
         path: str | None = None, path_prefix: str | None = None, seconds: float | None = None,
