@@ -107,15 +107,22 @@ def post(stack: Stack, route: str, body: bytes, secret: str) -> httpx.Response:
 
 
 def unchanged(stack: Stack, tenant: Tenant, name: str, before: Manifest) -> None:
-    """Nothing moved: same resourceVersion, same status."""
+    """Nothing moved: the status is exactly as before (the operator's own bookkeeping in
+    metadata annotations may go on meanwhile)."""
     time.sleep(1.0)  # what the webhook or a confirmation would have written, it has by now
     after = stack.get(tenant.namespace, name)
     assert after["status"] == before["status"]
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
 def account_requests(stack: Stack, tenant: Tenant) -> list[dict[str, Any]]:
     return stack.emulator.requests(account_id=tenant.account_id)
+
+
+def account_writes(stack: Stack, tenant: Tenant) -> list[tuple[str, str]]:
+    """What was done with A's key beyond reading (backstop polls and key checks read):
+    creates, expiries, endpoint changes."""
+    return [(r["method"], r["raw_path"]) for r in account_requests(stack, tenant)
+            if r["method"] != "GET"]
 
 
 def test_tenant_bs_signature_moves_nothing_of_as(stack: Stack,
@@ -126,14 +133,14 @@ def test_tenant_bs_signature_moves_nothing_of_as(stack: Stack,
     obj = open_for(stack, a, "order")
     session = stack.emulator.session(obj["status"]["sessionId"])
     body = forged(session, status="complete", payment_status="paid", amount_total=1)
-    calls = len(account_requests(stack, a))
+    writes = account_writes(stack, a)
     on_a = post(stack, a.route, body, b.signing)
     assert on_a.status_code == 400
     assert on_a.json() == {"error": {"code": "SignatureInvalid"}}
     on_b = post(stack, b.route, body, b.signing)
     assert on_b.status_code == 200 and on_b.json()["outcome"] == "ignored_wrong_account"
     unchanged(stack, a, "order", obj)
-    assert len(account_requests(stack, a)) == calls
+    assert account_writes(stack, a) == writes
     # The unpathed route is the default account's: B's secret is no good there either.
     assert post(stack, "/webhooks/stripe", body, b.signing).status_code == 400
 
@@ -381,5 +388,46 @@ def test_webhook_registration_creates_and_deletes_the_endpoint(stack: Stack) -> 
         gone = stack.kube.kubectl("get", "secret", secret_name, "-n", "paykube-system",
                                   check=False)
         assert gone.returncode != 0 and "NotFound" in gone.stderr
+    finally:
+        stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_session_author_cannot_make_the_operator_read_a_secret(stack: Stack) -> None:
+    """A user who may create PaymentSessions but not providers: PaymentSessions name
+    accounts, never Secrets, so the only lever is a providerRef, and a provider is what
+    that user cannot create. A ref to a Secret's name gets no Secret read."""
+    namespace = make_namespace(stack.kube, "t-author")
+    stack.kube.kubectl("create", "secret", "generic", "team-key", "-n", namespace,
+                       "--from-literal=apiKey=sk_test_not_for_sessions")
+    stack.kube.kubectl("create", "role", "session-author", "-n", namespace,
+                       "--verb=create,get", "--resource=paymentsessions.payments.paykube.dev")
+    stack.kube.kubectl("create", "rolebinding", "session-author", "-n", namespace,
+                       "--role=session-author", "--user=alice")
+    as_alice = ("--as=alice",)
+    try:
+        refused = stack.kube.kubectl(
+            "auth", "can-i", "create", "paymentproviders.payments.paykube.dev", "-n",
+            namespace, *as_alice, check=False)
+        assert refused.stdout.strip() == "no"
+        provider = {"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentProvider",
+                    "metadata": {"name": "team-key", "namespace": namespace},
+                    "spec": {"type": "stripe", "apiKey": {"secretRef": {"name": "team-key"}},
+                             "webhook": {"register": True}}}
+        denied = stack.kube.kubectl("apply", "-f", "-", *as_alice, input=json.dumps(provider),
+                                    check=False)
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+        session = {"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentSession",
+                   "metadata": {"name": "lever", "namespace": namespace},
+                   "spec": {"providerRef": {"kind": "PaymentProvider", "name": "team-key"},
+                            "amount": 1999, "currency": "usd",
+                            "successUrl": "https://shop.example.com/ok",
+                            "cancelUrl": "https://shop.example.com/no"}}
+        stack.kube.kubectl("create", "-f", "-", *as_alice, input=json.dumps(session))
+        waiting = stack.wait_for(namespace, "lever", lambda o: any(
+            c["type"] == "Synced" and c["reason"] == "ProviderNotFound"
+            for c in o.get("status", {}).get("conditions", [])), what="ProviderNotFound")
+        assert waiting["status"]["phase"] == "Pending"
+        key_account = stack.emulator.account_for_key("sk_test_not_for_sessions")["id"]
+        assert stack.emulator.requests(account_id=key_account) == []
     finally:
         stack.kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

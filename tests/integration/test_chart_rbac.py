@@ -74,11 +74,13 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
         sets.append("rbac.namespaced=true")
     docs = [d for d in render(release, release_ns, sets=sets) if d["kind"] in RBAC_KINDS]
     kinds = {d["kind"] for d in docs}
-    # Exact namespace names: no ClusterRole at all when namespaced (kopf's scanning is off,
-    # so nothing cluster-level is needed); Secrets through Roles in either mode.
-    assert kinds == ({"ServiceAccount", "Role", "RoleBinding"} if namespaced
-                     else {"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-                           "ClusterRoleBinding"})
+    # Secrets through Roles in either mode; when namespaced, the only ClusterRole is the
+    # operator's for ClusterPaymentProviders and namespace labels (kopf's scanning is off).
+    assert kinds == {"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                     "ClusterRoleBinding"}
+    if namespaced:
+        cluster_roles = [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"]
+        assert len(cluster_roles) == 1 and cluster_roles[0].endswith("-cluster-providers")
     try:
         kube.kubectl("apply", "--server-side", "--field-manager=paykube-chart-test", "-f", "-",
                      input=as_yaml(docs))
@@ -130,13 +132,29 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
         operator.forbidden("delete", "paymentsession", "rbac-probe", "-n", team_ns)
         operator.forbidden("create", "--dry-run=server", "-f", str(CHART / "crds" /
                                                                    "paymentsession.yaml"))
-        # Secrets: only in the watched namespace, and only the default credentials Secret
-        # elsewhere, in both modes (the namespaces are exact names).
+        # Secrets: in the watched namespace (PaymentProviders'), in its own namespace
+        # (ClusterPaymentProviders' and those it owns: the route table, registered
+        # endpoints' secrets), never listed, and nowhere else (exact namespace names).
         assert not operator.can("get", "secrets", other_ns, name="other-stripe")
-        assert not operator.can("get", "secrets", release_ns, name="unrelated")
         assert not operator.can("get", "secrets", "kube-system")
         operator.forbidden("get", "secret", "other-stripe", "-n", other_ns)
-        operator.forbidden("get", "secret", "unrelated", "-n", release_ns)
+        for verb in ("get", "create", "patch", "delete"):
+            assert operator.can(verb, "secrets", release_ns, name="paykube-routes"), verb
+        for verb in ("list", "watch"):
+            assert not operator.can(verb, "secrets", release_ns), verb
+        # Provider accounts: PaymentProviders where it watches, ClusterPaymentProviders
+        # and namespace labels (get) cluster-wide, status patches; never create or delete.
+        payprov = f"paymentproviders.{GROUP}"
+        cluster_payprov = f"clusterpaymentproviders.{GROUP}"
+        for verb in ("get", "list", "watch", "patch"):
+            assert operator.can(verb, payprov, team_ns), verb
+            assert operator.can(verb, cluster_payprov, None), verb
+        assert operator.can("patch", payprov, team_ns, "status")
+        assert operator.can("patch", cluster_payprov, None, "status")
+        assert operator.can("get", "namespaces", None, name=team_ns)
+        for verb in ("create", "delete"):
+            assert not operator.can(verb, payprov, team_ns), verb
+            assert not operator.can(verb, cluster_payprov, None), verb
         if namespaced:
             # PaymentSessions only in the watched namespace.
             assert not operator.can("list", paysess, None)
@@ -175,6 +193,15 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
             assert not webhook.can(verb, "secrets", release_ns), verb
         webhook.forbidden("get", "secrets", "-n", team_ns)
         webhook.forbidden("get", "secret", "stripe-default", "-n", release_ns)
+        webhook.forbidden("get", "secret", "team-stripe", "-n", team_ns)
+        # Signing secrets only: the one route-table Secret, by name; no provider objects.
+        routes = next(d for d in docs if d["kind"] == "Role"
+                      and d["metadata"]["name"].endswith("-routes"))["rules"][0]
+        assert routes["verbs"] == ["get"] and len(routes["resourceNames"]) == 1
+        assert webhook.can("get", "secrets", release_ns, name=routes["resourceNames"][0])
+        for verb in ("get", "list"):
+            assert not webhook.can(verb, f"paymentproviders.{GROUP}", team_ns), verb
+            assert not webhook.can(verb, f"clusterpaymentproviders.{GROUP}", None), verb
         webhook.forbidden("get", "paymentsessions", "-n", team_ns)
         webhook.forbidden("delete", "paymentsession", "rbac-probe", "-n", team_ns)
         webhook.forbidden("patch", "paymentsession", "rbac-probe", "-n", team_ns,

@@ -192,7 +192,7 @@ def test_printer_columns(kube: ControlPlane, namespace: str) -> None:
 
     wide = kube.kubectl("get", "paysess", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split() == [
-        "NAME", "PHASE", "AMOUNT", "CURRENCY", "SESSION", "AGE", "URL", "EXPIRES",
+        "NAME", "PHASE", "AMOUNT", "CURRENCY", "SESSION", "AGE", "URL", "EXPIRES", "PROVIDER",
     ]
     row = wide[1].split()
     assert row[-2:] == [status["url"], status["expiresAt"]]

@@ -3,6 +3,7 @@ validation) and against the stateful emulator (idempotency, retries, faults)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -14,8 +15,8 @@ import pytest
 
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
 from paykube.errors import ErrorCode, ProviderError
-from paykube.providers.base import CreateSession, ProviderSession
-from paykube.providers.ratelimit import RateLimiter
+from paykube.providers.base import AccountCredentials, CreateSession, ProviderSession
+from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.providers.stripe import StripeProvider
 from paykube.settings import SecretStr
 from paykube_dev.services import StripeMock
@@ -111,10 +112,56 @@ async def test_stripe_mock_errors_map_to_permanent_rejections(stripe_mock: Strip
     stripe = provider(stripe_mock.url)
     try:
         with pytest.raises(ProviderError) as caught:
-            await stripe.get_session("", SecretStr(stripe_mock.api_key))
+            await stripe._call("list", "GET", "/v1/checkout/sessions",
+                               AccountCredentials(SecretStr(stripe_mock.api_key)),
+                               Priority.POLL, query=(("limit", "not-a-number"),))
         assert caught.value.code is ErrorCode.PROVIDER_REJECTED
     finally:
         await stripe.aclose()
+
+
+async def test_stripe_mock_accepts_the_account_check_and_endpoint_calls(
+        stripe_mock: StripeMock) -> None:
+    """The provider-account calls (key check, webhook endpoint list/create/delete) have the
+    shapes Stripe's OpenAPI wants, with the pinned version and the Connect header."""
+    recording = Recording()
+    stripe = provider(stripe_mock.url, transport=recording)
+    account = AccountCredentials(SecretStr(stripe_mock.api_key), "2025-03-31.basil",
+                                 "acct_1Connected")
+    try:
+        with contextlib.suppress(ProviderError):  # stripe-mock's fixtures are not ours
+            await stripe.identify(account)
+        with contextlib.suppress(ProviderError):
+            await stripe.ensure_webhook_endpoint(account, "https://hooks.example/x")
+        await stripe.delete_webhook_endpoint(account, "we_1Abc")
+    finally:
+        await stripe.aclose()
+    sent = [(r.method, r.url.path, status) for r, status in recording.sent]
+    assert all(status == 200 for _, _, status in sent), sent
+    assert {path for _, path, _ in sent} >= {"/v1/account", "/v1/webhook_endpoints",
+                                             "/v1/webhook_endpoints/we_1Abc"}
+    for sent_request, _ in recording.sent:
+        assert sent_request.headers["Stripe-Version"] == "2025-03-31.basil"
+    by_path = {(r.method, r.url.path): r for r, _ in recording.sent}
+    # The key check acts on the connected account; endpoints belong to the platform.
+    assert by_path[("GET", "/v1/account")].headers["Stripe-Account"] == "acct_1Connected"
+    assert "Stripe-Account" not in by_path[("DELETE", "/v1/webhook_endpoints/we_1Abc")].headers
+
+
+@pytest.mark.parametrize("hostile", ["", "cs_test_../../refunds?x=", "cs_test_a/cancel#",
+                                     "pi_123", "../../v1/payment_intents/pi_1/cancel"])
+async def test_ids_of_another_shape_never_reach_a_path(hostile: str) -> None:
+    recording = Recording()
+    stripe = provider("http://127.0.0.1:9", transport=recording)
+    try:
+        for call in (stripe.get_session, stripe.expire_session):
+            with pytest.raises(ProviderError) as caught:
+                await call(hostile, KEY)
+            assert caught.value.code is ErrorCode.PAYLOAD_INVALID
+            assert not caught.value.retryable
+    finally:
+        await stripe.aclose()
+    assert recording.sent == []
 
 
 async def test_create_is_idempotent_per_object(async_stripe_emulator: StripeEmulator,

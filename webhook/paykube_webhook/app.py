@@ -104,7 +104,9 @@ class WebhookService:
             async with asyncio.timeout(self.settings.webhook_read_timeout), self._readers:
                 payload = await _read_body(request, limit)
         except TimeoutError:
-            return self._refuse(408, ErrorCode.PAYLOAD_INVALID, "read_timeout")
+            response = self._refuse(408, ErrorCode.PAYLOAD_INVALID, "read_timeout")
+            response.force_close()  # not a second more for the rest of a stalled body
+            return response
         except (ConnectionError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError):
             # The sender went away mid-body: nobody to answer, nothing to learn.
             self.metrics.requests.labels("client_disconnected").inc()
