@@ -21,12 +21,12 @@ from sqlalchemy import (
     Select,
     and_,
     case,
-    distinct,
     func,
     literal,
     or_,
     select,
     text,
+    true,
 )
 
 from paykube.api.types import Phase
@@ -262,7 +262,8 @@ class DashboardQueries:
                 order=(_S.c.created_at.desc(), _S.c.uid.desc()), limit=limit,
                 extra=(_S.c.synced, _S.c.synced_reason, _S.c.error_message))
             away = self._listing(
-                conn, (_S.c.deleted_while_away.is_(True),),
+                # `= true`, not `IS true`: only the former can use the index.
+                conn, (_S.c.deleted_while_away == true(),),
                 order=(_S.c.deleted_at.desc(),), limit=limit, extra=(_S.c.deleted_at,))
             outbox = self._listing(
                 conn, (_S.c.outbox_since.is_not(None),), order=(_S.c.outbox_since,),
@@ -355,7 +356,7 @@ class DashboardQueries:
         """The values the list filters offer (loose index scans: one entry per value)."""
         with database_errors("dashboard facets"), self.engine.connect() as conn:
             values = [sorted(str(v) for v in conn.execute(
-                select(distinct(column)).order_by(column)).scalars())
+                select(column).distinct().order_by(column)).scalars())
                 for column in (_S.c.namespace, _S.c.provider, _S.c.currency)]
         return Facets(*values)
 

@@ -121,7 +121,9 @@ payment_sessions = Table(
     Index(None, "phase", "expires_at"),
     Index(None, "name"),
     Index(None, "payment_intent_id"),
-    Index(None, "error_code", "error_provider_code"),
+    # The errors page: covering for its per-code counts and amounts.
+    Index("ix_payment_sessions_errors", "error_code", "error_provider_code", "created_at",
+          "currency", "amount"),
     Index(None, "synced"),
     Index(None, "outbox_since"),
     Index(None, "deleted_while_away", "deleted_at"),
