@@ -784,6 +784,8 @@ def test_a_live_key_makes_live_sessions_and_events_invisible_to_test_keys(
     assert test.v1.events.list().data == []
     assert test.v1.accounts.retrieve_current().id == account["id"]
     assert live.v1.accounts.retrieve_current().id == account["id"]
+    assert (live.v1.balance.retrieve().livemode, test.v1.balance.retrieve().livemode) == (
+        True, False), "the balance tells a key's mode"
 
 
 def test_two_keys_of_one_account_act_on_it_until_one_is_revoked(
@@ -1032,9 +1034,11 @@ def test_new_resources_match_stripe_mocks_request_and_answer_shapes(
             hooks.update(endpoint.id, {"disabled": True, "enabled_events": ["*"]}).to_dict(),
             hooks.delete(endpoint.id).to_dict(),
             client.v1.accounts.retrieve_current().to_dict(),
+            client.v1.balance.retrieve().to_dict(),
         ]
-    mock_created, mock_list, mock_updated, mock_deleted, mock_account = answers["mock"]
-    created, listed, updated, deleted, account = answers["emulator"]
+    mock_created, mock_list, mock_updated, mock_deleted, mock_account, mock_balance = (
+        answers["mock"])
+    created, listed, updated, deleted, account, balance = answers["emulator"]
     # stripe-mock's fixture leaves out `secret`, which Stripe sends only in this answer.
     assert set(created) == set(mock_created) | {"secret"}
     assert set(updated) == set(mock_updated)
@@ -1043,3 +1047,4 @@ def test_new_resources_match_stripe_mocks_request_and_answer_shapes(
     assert set(account) <= set(mock_account)
     assert set(account["business_profile"]) <= set(mock_account["business_profile"])
     assert set(account["settings"]) <= set(mock_account["settings"])
+    assert set(balance) <= set(mock_balance)
