@@ -24,6 +24,7 @@ from aiohttp import web
 from paykube_dev.razorpay_emulator import (
     AsyncRazorpayControl,
     EmulatorControlError,
+    RazorpayConfig,
     RazorpayControl,
     RazorpayEmulator,
     RazorpayEmulatorProcess,
@@ -492,3 +493,37 @@ async def test_api_cancel_announces_the_link_in_the_background(
     event = json.loads(receiver.calls[0][0])
     assert event["event"] == "payment_link.cancelled"
     assert event["payload"]["payment_link"]["entity"]["status"] == "cancelled"
+
+
+async def test_hosted_page_pays_and_returns_with_a_signature_the_sdk_verifies(
+    receiver: Receiver,
+) -> None:
+    async with RazorpayEmulator(RazorpayConfig(hosted_links=True)) as emulator, \
+            AsyncRazorpayControl(emulator.base_url) as control, \
+            httpx.AsyncClient(follow_redirects=False) as http:
+        await control.add_webhook(receiver.url, SECRET, key_id=KEY_A[0])
+        link = await create_async(emulator, KEY_A, callback_url="https://shop.example/ok?o=1")
+        assert link["short_url"].startswith(f"{emulator.base_url}/i/")
+        page = await http.get(link["short_url"])
+        assert page.status_code == 200 and "1,499.00 INR" in page.text
+        paid = await http.post(f"{link['short_url']}/pay")
+        assert paid.status_code == 303
+        location = httpx.URL(paid.headers["Location"])
+        assert (location.host, location.params["o"]) == ("shop.example", "1")
+        query = dict(location.params)
+        assert (query["razorpay_payment_link_id"], query["razorpay_payment_link_status"]) == (
+            link["id"], "paid")
+        utility = razorpay.Client(auth=KEY_A).utility
+        assert utility.verify_payment_link_signature({**query, "payment_link_id": link["id"],
+                                                      "payment_link_reference_id": link[
+                                                          "reference_id"],
+                                                      "payment_link_status": "paid"})
+        forged = {**query, "payment_link_id": link["id"], "payment_link_status": "paid",
+                  "payment_link_reference_id": "another-order"}
+        with pytest.raises(razorpay.errors.SignatureVerificationError):
+            utility.verify_payment_link_signature(forged)
+        async with asyncio.timeout(5):
+            await receiver.wait_for(1)
+        assert json.loads(receiver.calls[0][0])["event"] == "payment_link.paid"
+        again = await http.post(f"{link['short_url']}/pay")
+        assert again.status_code == 409

@@ -20,9 +20,14 @@ def parse_args(argv: list[str] | None = None) -> RazorpayConfig:
         "--webhook-retry", type=float, action="append", default=[], metavar="SECONDS",
         help="retry a failed delivery after these delays (repeatable)",
     )
+    parser.add_argument(
+        "--hosted-links", action="store_true",
+        help="short URLs point at the emulator's own /i/<code> payment page",
+    )
     args = parser.parse_args(argv)
     return RazorpayConfig(host=args.host, port=args.port, short_url_base=args.short_url_base,
-                          webhook_retry_delays=tuple(args.webhook_retry))
+                          webhook_retry_delays=tuple(args.webhook_retry),
+                          hosted_links=args.hosted_links)
 
 
 async def serve(config: RazorpayConfig) -> None:

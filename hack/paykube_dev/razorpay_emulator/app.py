@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import api, control
+from . import api, control, page
 from .appkeys import DISPATCHER, STATE
 from .delivery import Dispatcher
 from .state import RazorpayState
@@ -24,6 +24,7 @@ def build_app(state: RazorpayState, *, sweep_interval: float = 0.5) -> web.Appli
     app[DISPATCHER] = Dispatcher(state)
     api.add_routes(app)
     control.add_routes(app)
+    page.add_routes(app)
     app.cleanup_ctx.append(_background(sweep_interval))
     return app
 

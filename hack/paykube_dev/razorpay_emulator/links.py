@@ -26,7 +26,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def build_link(
-    body: JsonObject, *, account_id: str, livemode: bool, now: int, short_url_base: str,
+    body: JsonObject, *, account_id: str, key_id: str, livemode: bool, now: int,
+    short_url_base: str,
 ) -> PaymentLink:
     for name in body:
         if name not in KNOWN:
@@ -74,6 +75,7 @@ def build_link(
         accept_partial=accept_partial, first_min_partial_amount=first_min,
         reminder_enable=_boolean(body, "reminder_enable"),
         short_url=short_url_base + "".join(secrets.choice(ALNUM) for _ in range(7)),
+        key_id=key_id,
     )
 
 

@@ -60,6 +60,7 @@ class PaymentLink:
     first_min_partial_amount: int
     reminder_enable: bool
     short_url: str
+    key_id: str = ""
     status: LinkStatus = "created"
     amount_paid: int = 0
     cancelled_at: int = 0

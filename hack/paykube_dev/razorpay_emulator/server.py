@@ -23,6 +23,7 @@ class RazorpayConfig:
     host: str = "127.0.0.1"
     port: int = 0
     short_url_base: str = DEFAULT_SHORT_URL_BASE
+    hosted_links: bool = False  # short URLs point at the emulator's own /i/<code> page
     sweep_interval: float = 0.5
     webhook_retry_delays: tuple[float, ...] = field(default_factory=tuple)
 
@@ -40,6 +41,8 @@ class RazorpayEmulator:
 
     async def start(self) -> str:
         self.base_url = await self._server.start()
+        if self.config.hosted_links:
+            self.state.short_url_base = f"{self.base_url}/i/"
         return self.base_url
 
     async def stop(self) -> None:

@@ -15,6 +15,7 @@ from . import errors
 from .accounts import AccountBook, Scope
 from .links import build_link
 from .model import Event, Payment, PaymentLink, RequestRecord, WebhookEndpoint
+from .signing import sign_body
 
 DEFAULT_SHORT_URL_BASE = "https://rzp.io/i/"
 FAULT_KINDS = (*COMMON_KINDS, "razorpay_error")
@@ -61,8 +62,9 @@ class RazorpayState(EmulatorCore[RequestRecord]):
     # --- the API --------------------------------------------------------------------------
 
     def create_link(self, scope: Scope, body: JsonObject) -> PaymentLink:
-        link = build_link(body, account_id=scope.account.id, livemode=scope.livemode,
-                          now=self.clock.now_int(), short_url_base=self.short_url_base)
+        link = build_link(body, account_id=scope.account.id, key_id=scope.key_id,
+                          livemode=scope.livemode, now=self.clock.now_int(),
+                          short_url_base=self.short_url_base)
         if link.reference_id is not None and self.find(scope, link.reference_id):
             raise errors.invalid(
                 "reference_id",
@@ -148,6 +150,19 @@ class RazorpayState(EmulatorCore[RequestRecord]):
         link.status = "paid" if link.amount_paid >= link.amount else "partially_paid"
         link.updated_at = now
         return self._record(link, f"payment_link.{link.status}", payment)
+
+    def link_by_short_code(self, code: str) -> PaymentLink | None:
+        for link in self.links.values():
+            if link.short_url.rsplit("/", 1)[-1] == code:
+                return link
+        return None
+
+    def callback_signature(self, link: PaymentLink, payment_id: str) -> str:
+        """`razorpay_signature` of the redirect to `callback_url`: HMAC-SHA256, keyed with
+        the secret of the key that made the link, of `id|reference_id|status|payment_id`."""
+        secret = self.book.accounts[link.account_id].keys.get(link.key_id, "")
+        message = f"{link.id}|{link.reference_id or ''}|{link.status}|{payment_id}"
+        return sign_body(message.encode("utf-8"), secret)
 
     def sweep(self) -> list[Event]:
         """Expire unpaid links whose time has passed, as Razorpay does."""
