@@ -32,6 +32,7 @@ from paykube_dashboard.metrics import DashboardMetrics
 from paykube_dashboard.money import format_amount
 from paykube_dashboard.queries import (
     PHASES,
+    Attention,
     CursorError,
     DashboardQueries,
     Filters,
@@ -137,7 +138,9 @@ class DashboardService:
 
     async def overview(self, request: web.Request) -> web.Response:
         window = self.window(request)
-        data: Overview = await self.run(self.queries.overview, window)
+        groups, series = await asyncio.gather(
+            *(self.run(part) for part in self.queries.overview_parts(window)))
+        data: Overview = self.queries.combine_overview(window, groups, series)
         labels = [_bucket_label(window, i) for i in range(window.buckets)]
         return self.render(
             request, "overview.html", window=window, o=data, labels=labels,
@@ -157,7 +160,9 @@ class DashboardService:
         window = self.window(request)
         threshold = dt.timedelta(seconds=self.settings.processing_threshold)
         now = self.clock()
-        data = await self.run(self.queries.attention, now, threshold, window)
+        data = Attention(*await asyncio.gather(
+            *(self.run(part) for part in self.queries.attention_parts(now, threshold,
+                                                                      window))))
         return self.render(request, "attention.html", window=window, a=data, now=now,
                            threshold=format_age(threshold.total_seconds()),
                            refresh=self.settings.refresh)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,8 +198,14 @@ class DashboardQueries:
             conn.execute(text("SELECT 1"))
 
     def overview(self, window: Window) -> Overview:
+        groups, series = self.overview_parts(window)
+        return self.combine_overview(window, groups(), series())
+
+    def overview_parts(self, window: Window) -> tuple[Callable[[], list[Any]],
+                                                      Callable[[], list[Any]]]:
         """Sessions created in the window, by their phase now: two passes over the covering
-        index (one grouped by phase/currency/provider/namespace, one by time bucket)."""
+        index (one grouped by phase/currency/provider/namespace, one by time bucket), as
+        separate calls that the handler runs side by side."""
         paid = func.sum(case((_S.c.phase == Phase.PAID.value,
                               func.coalesce(_S.c.amount_total, _S.c.amount)), else_=0))
         groups = (select(_S.c.phase, _S.c.currency, _S.c.provider, _S.c.namespace,
@@ -209,11 +215,17 @@ class DashboardQueries:
         seconds = int(window.bucket.total_seconds())
         bucket = (func.timestampdiff(text("SECOND"), literal(window.start), _S.c.created_at)
                   .op("DIV")(seconds)).label("bucket")
-        series_query = (select(bucket, _S.c.phase, func.count().label("n"))
-                        .where(*_in_window(window)).group_by(bucket, _S.c.phase))
-        with database_errors("dashboard overview"), self.engine.connect() as conn:
-            rows = conn.execute(groups).all()
-            buckets = conn.execute(series_query).all()
+        series = (select(bucket, _S.c.phase, func.count().label("n"))
+                  .where(*_in_window(window)).group_by(bucket, _S.c.phase))
+        return (lambda: self._all(groups, "dashboard overview"),
+                lambda: self._all(series, "dashboard overview"))
+
+    def _all(self, query: Select[Any], what: str) -> list[Any]:
+        with database_errors(what), self.engine.connect() as conn:
+            return list(conn.execute(query).all())
+
+    def combine_overview(self, window: Window, rows: list[Any], buckets: list[Any]
+                         ) -> Overview:
         by_phase: dict[str, int] = {}
         collected: dict[str, int] = {}
         by_provider: dict[str, dict[str, int]] = {}
@@ -239,45 +251,60 @@ class DashboardQueries:
 
     def attention(self, now: dt.datetime, processing_threshold: dt.timedelta,
                   window: Window, limit: int = 50) -> Attention:
-        live = _S.c.deleted.is_(False)
-        with database_errors("dashboard attention"), self.engine.connect() as conn:
-            expired = self._listing(
-                conn, (_S.c.phase == Phase.OPEN.value, _S.c.expires_at < now, live),
-                order=(_S.c.expires_at,), limit=limit, extra=(_S.c.expires_at,))
-            entered = (select(_T.c.uid, _T.c.at).where(_T.c.phase == Phase.PROCESSING.value)
-                       .subquery("entered"))
-            stuck_where = (_S.c.phase == Phase.PROCESSING.value, live,
-                           or_(entered.c.at < now - processing_threshold,
-                               and_(entered.c.at.is_(None),
-                                    _S.c.created_at < now - processing_threshold)))
-            joined = _S.outerjoin(entered, entered.c.uid == _S.c.uid)
-            stuck_total = int(conn.execute(select(func.count()).select_from(joined)
-                                           .where(*stuck_where)).scalar_one())
-            stuck_rows = conn.execute(
-                select(*_SUMMARY_COLUMNS, entered.c.at.label("since")).select_from(joined)
-                .where(*stuck_where).order_by(entered.c.at, _S.c.created_at).limit(limit)).all()
-            errors = self._listing(
-                conn, (*_in_window(window), live,
-                       or_(_S.c.error_code.is_not(None), _S.c.synced.is_(False))),
-                order=(_S.c.created_at.desc(), _S.c.uid.desc()), limit=limit,
-                extra=(_S.c.synced, _S.c.synced_reason, _S.c.error_message))
-            away = self._listing(
-                # `= true`, not `IS true`: only the former can use the index.
-                conn, (_S.c.deleted_while_away == true(),),
-                order=(_S.c.deleted_at.desc(),), limit=limit, extra=(_S.c.deleted_at,))
-            outbox = self._listing(
-                conn, (_S.c.outbox_since.is_not(None),), order=(_S.c.outbox_since,),
-                limit=limit, extra=(_S.c.outbox_since, _S.c.outbox_pending))
-        stuck = AttentionList(stuck_total, [_summary(r, since=r.since) for r in stuck_rows])
-        return Attention(expired, stuck, errors, away, outbox)
+        return Attention(*(part() for part in self.attention_parts(
+            now, processing_threshold, window, limit)))
 
-    @staticmethod
-    def _listing(conn: Any, where: Sequence[ColumnElement[bool]], *,
-                 order: Sequence[Any], limit: int, extra: Sequence[Any] = ()) -> AttentionList:
-        total = int(conn.execute(select(func.count()).select_from(_S).where(*where))
-                    .scalar_one())
-        rows = conn.execute(select(*_SUMMARY_COLUMNS, *extra).where(*where)
-                            .order_by(*order).limit(limit)).all()
+    def attention_parts(self, now: dt.datetime, processing_threshold: dt.timedelta,
+                        window: Window, limit: int = 50
+                        ) -> list[Callable[[], AttentionList]]:
+        """The five lists of `Attention`, in its order, as separate calls: the handler
+        runs them side by side, each on its own connection."""
+        live = _S.c.deleted.is_(False)
+        entered = _T.alias("entered")
+
+        def listing(where: Sequence[ColumnElement[bool]], order: Sequence[Any],
+                    extra: Sequence[Any] = ()) -> Callable[[], AttentionList]:
+            return lambda: self._listing(where, order=order, limit=limit, extra=extra)
+
+        def stuck() -> AttentionList:
+            # Few rows are in Processing: the (phase, created_at) index finds them and the
+            # ledger's primary key (uid, phase) gives the time each entered it.
+            joined = _S.outerjoin(entered, and_(entered.c.uid == _S.c.uid,
+                                                entered.c.phase == Phase.PROCESSING.value))
+            cutoff = now - processing_threshold
+            where = (_S.c.phase == Phase.PROCESSING.value, live,
+                     or_(entered.c.at < cutoff,
+                         and_(entered.c.at.is_(None), _S.c.created_at < cutoff)))
+            with database_errors("dashboard attention"), self.engine.connect() as conn:
+                total = int(conn.execute(select(func.count()).select_from(joined)
+                                         .where(*where)).scalar_one())
+                rows = conn.execute(
+                    select(*_SUMMARY_COLUMNS, entered.c.at.label("since")).select_from(joined)
+                    .where(*where).order_by(entered.c.at, _S.c.created_at).limit(limit)).all()
+            return AttentionList(total, [_summary(r, since=r.since) for r in rows])
+
+        return [
+            listing((_S.c.phase == Phase.OPEN.value, _S.c.expires_at < now, live),
+                    (_S.c.expires_at,), (_S.c.expires_at,)),
+            stuck,
+            listing((*_in_window(window), live,
+                     or_(_S.c.error_code.is_not(None), _S.c.synced.is_(False))),
+                    (_S.c.created_at.desc(), _S.c.uid.desc()),
+                    (_S.c.synced, _S.c.synced_reason, _S.c.error_message)),
+            # `= true`, not `IS true`: only the former can use the index.
+            listing((_S.c.deleted_while_away == true(),), (_S.c.deleted_at.desc(),),
+                    (_S.c.deleted_at,)),
+            listing((_S.c.outbox_since.is_not(None),), (_S.c.outbox_since,),
+                    (_S.c.outbox_since, _S.c.outbox_pending)),
+        ]
+
+    def _listing(self, where: Sequence[ColumnElement[bool]], *, order: Sequence[Any],
+                 limit: int, extra: Sequence[Any] = ()) -> AttentionList:
+        with database_errors("dashboard attention"), self.engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(_S).where(*where))
+                        .scalar_one())
+            rows = conn.execute(select(*_SUMMARY_COLUMNS, *extra).where(*where)
+                                .order_by(*order).limit(limit)).all()
         names = [c.name for c in extra]
         return AttentionList(total, [_summary(r, **{n: getattr(r, n) for n in names})
                                      for r in rows])
