@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
@@ -118,3 +118,94 @@ def next_attempt(deliveries: Sequence[Delivery], event_id: str, endpoint_id: str
     return 1 + sum(
         1 for d in deliveries if d.event_id == event_id and d.endpoint_id == endpoint_id
     )
+
+
+class DeliverableEvent(Protocol):
+    id: str
+    pending: set[str]
+
+
+class Endpoint(Protocol):
+    id: str
+    retry_delays: list[float]
+
+    def wants(self, event: Any) -> bool: ...
+
+
+E = TypeVar("E", bound=DeliverableEvent)
+W = TypeVar("W", bound=Endpoint)
+
+
+class Store(Protocol[W]):
+    """Where a dispatcher finds endpoints and notes attempts (an emulator's state, whose
+    collections are replaced on reset, so they are read through it every time)."""
+
+    endpoints: dict[str, W]
+    deliveries: list[Delivery]
+
+
+class BaseDispatcher(Generic[E, W]):
+    """Delivers events: automatically after each change, and again on request. A PSP's
+    dispatcher says how one attempt is signed and sent (`attempt`)."""
+
+    def __init__(self, store: Store[W]) -> None:
+        self.store = store
+        self.sender = WebhookSender()
+
+    async def start(self) -> None:
+        await self.sender.start()
+
+    async def close(self) -> None:
+        await self.sender.close()
+
+    async def attempt(self, event: E, endpoint: W, number: int, *, manual: bool = False,
+                      **options: Any) -> Delivery:
+        raise NotImplementedError
+
+    def targets(self, event: E) -> list[W]:
+        return [e for e in self.store.endpoints.values() if e.wants(event)]
+
+    async def dispatch_now_or_later(self, event: E, wait: bool) -> list[Delivery]:
+        """The first attempts' results when `wait`, else nothing (delivered in background)."""
+        if wait:
+            return await self.dispatch(event)
+        self.dispatch_later(event)
+        return []
+
+    def dispatch_later(self, event: E) -> None:
+        """Deliver in the background, the way a PSP does after an API call."""
+        self.sender.spawn(self.dispatch(event))
+
+    async def dispatch(self, event: E) -> list[Delivery]:
+        """First attempt to every endpoint that wants the event; retries go on in background."""
+        endpoints = self.targets(event)
+        results = await asyncio.gather(*(self.attempt(event, e, 1) for e in endpoints))
+        for endpoint, delivery in zip(endpoints, results, strict=True):
+            if not delivery.ok:
+                self._retry(event, endpoint)
+        return list(results)
+
+    def _retry(self, event: E, endpoint: W) -> None:
+        async def attempt(number: int) -> Delivery:
+            return await self.attempt(event, endpoint, number)
+
+        def wanted() -> bool:
+            return endpoint.id in event.pending and endpoint.id in self.store.endpoints
+
+        self.sender.retry_later(endpoint.retry_delays, attempt, wanted)
+
+    async def redeliver_to(self, event: E, targets: Sequence[tuple[W, str]],
+                           **options: Any) -> list[Delivery]:
+        """Manual attempts, numbered after the earlier ones to the endpoint id given with
+        each target (a target may be a copy with another secret or URL)."""
+        return list(await asyncio.gather(*(
+            self.attempt(event, target,
+                         next_attempt(self.store.deliveries, event.id, endpoint_id),
+                         manual=True, **options)
+            for target, endpoint_id in targets
+        )))
+
+    def sent(self, event: E, endpoint: W, delivery: Delivery) -> None:
+        """Note a successful attempt: the event is no longer pending for that endpoint."""
+        if delivery.ok and endpoint.id:
+            event.pending.discard(endpoint.id)

@@ -1,13 +1,13 @@
 """Sends events to the registered webhooks, signed like Razorpay, and records every
-attempt (posting, retries and records are the shared `psp_emulator.delivery`)."""
+attempt (dispatching, posting, retries and records are the shared `psp_emulator.delivery`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+from typing import Any
 
-from paykube_dev.psp_emulator.delivery import Delivery, WebhookSender, next_attempt
+from paykube_dev.psp_emulator.delivery import BaseDispatcher, Delivery
 
 from .model import Event, WebhookEndpoint
 from .signing import sign_body
@@ -21,43 +21,10 @@ def event_payload(event: Event) -> bytes:
     return json.dumps(event.to_api(), separators=(",", ":")).encode("utf-8")
 
 
-class Dispatcher:
+class Dispatcher(BaseDispatcher[Event, WebhookEndpoint]):
     def __init__(self, state: RazorpayState) -> None:
+        super().__init__(state)
         self.state = state
-        self.sender = WebhookSender()
-
-    async def start(self) -> None:
-        await self.sender.start()
-
-    async def close(self) -> None:
-        await self.sender.close()
-
-    async def dispatch_now_or_later(self, event: Event, wait: bool) -> list[Delivery]:
-        if wait:
-            return await self.dispatch(event)
-        self.dispatch_later(event)
-        return []
-
-    def dispatch_later(self, event: Event) -> None:
-        self.sender.spawn(self.dispatch(event))
-
-    async def dispatch(self, event: Event) -> list[Delivery]:
-        """First attempt to every webhook that wants the event; retries in background."""
-        endpoints = [e for e in self.state.endpoints.values() if e.wants(event)]
-        results = await asyncio.gather(*(self._attempt(event, e, 1) for e in endpoints))
-        for endpoint, delivery in zip(endpoints, results, strict=True):
-            if not delivery.ok:
-                self._retry(event, endpoint)
-        return list(results)
-
-    def _retry(self, event: Event, endpoint: WebhookEndpoint) -> None:
-        async def attempt(number: int) -> Delivery:
-            return await self._attempt(event, endpoint, number)
-
-        def wanted() -> bool:
-            return endpoint.id in event.pending and endpoint.id in self.state.endpoints
-
-        self.sender.retry_later(endpoint.retry_delays, attempt, wanted)
 
     async def redeliver(
         self, event: Event, *, url: str | None = None, secret: str | None = None,
@@ -69,12 +36,10 @@ class Dispatcher:
                 raise ValueError("a secret is needed to deliver to an explicit url")
             target = WebhookEndpoint(url=url, secret=secret, account_id=None, events=["*"])
             target.id = ""
-            return [await self._attempt(event, target, 1, manual=True)]
-        if endpoint_id is not None:
-            endpoints = [self.state.endpoints[endpoint_id]]
-        else:
-            endpoints = [e for e in self.state.endpoints.values() if e.wants(event)]
-        attempts = []
+            return [await self.attempt(event, target, 1, manual=True)]
+        endpoints = ([self.state.endpoints[endpoint_id]] if endpoint_id is not None
+                     else self.targets(event))
+        targets = []
         for endpoint in endpoints:
             target = endpoint
             if secret:
@@ -82,18 +47,18 @@ class Dispatcher:
                                          account_id=endpoint.account_id, events=["*"],
                                          timeout=endpoint.timeout)
                 target.id = endpoint.id
-            number = next_attempt(self.state.deliveries, event.id, endpoint.id)
-            attempts.append(self._attempt(event, target, number, manual=True))
-        return list(await asyncio.gather(*attempts))
+            targets.append((target, endpoint.id))
+        return await self.redeliver_to(event, targets)
 
-    async def _attempt(
-        self, event: Event, endpoint: WebhookEndpoint, attempt: int, *, manual: bool = False,
+    async def attempt(
+        self, event: Event, endpoint: WebhookEndpoint, number: int, *, manual: bool = False,
+        **options: Any,
     ) -> Delivery:
         payload = event_payload(event)
         signature = sign_body(payload, endpoint.secret)
         delivery = Delivery(
             event_id=event.id, endpoint_id=endpoint.id or None, url=endpoint.url,
-            attempt=attempt, timestamp=None, signature=signature, automatic=not manual,
+            attempt=number, timestamp=None, signature=signature, automatic=not manual,
             at=time.time(), account_id=event.account_id,
         )
         self.state.deliveries.append(delivery)
@@ -102,6 +67,5 @@ class Dispatcher:
             "X-Razorpay-Event-Id": event.id, "User-Agent": USER_AGENT,
         }
         await self.sender.post(delivery, payload, headers, endpoint.timeout)
-        if delivery.ok and endpoint.id:
-            event.pending.discard(endpoint.id)
+        self.sent(event, endpoint, delivery)
         return delivery
