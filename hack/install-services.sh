@@ -32,6 +32,11 @@ $java_ok || missing+=(default-jre-headless)
 # build-k8s.sh fetches go.mod files with curl; Debian's python3 needs python3-venv for venvs.
 have curl || missing+=(curl)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+# The dashboard's browser tests: headless Chromium and its WebDriver (Debian's builds, so
+# nothing is downloaded at test time); npm fetches axe-core once into the cache.
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
+have npm || missing+=(npm)
 # The local node (hack/paykube_dev/node): image build, containerd + CNI, kube-proxy's
 # iptables, the loopback registry, the pause image's init. See docs/node.md.
 for pkg in buildah:buildah runc:runc skopeo:skopeo debootstrap:debootstrap \
