@@ -19,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import razorpay
+import requests
 from aiohttp import web
 
 from paykube_dev.razorpay_emulator import (
@@ -316,6 +317,45 @@ def test_a_held_create_exists_before_its_answer(
         assert razorpay_control.release() == 1
         assert pending.result(timeout=10)["id"] == found["id"]
     assert razorpay_control.links_created() == 1
+
+
+def create_exactly_once(client: razorpay.Client, params: dict[str, Any]) -> dict[str, Any]:
+    """Create, and after any failure look the link up by reference before trying again:
+    the crash-safe create Razorpay's API allows (there is no idempotency key)."""
+    for _ in range(50):
+        try:
+            created: dict[str, Any] = client.payment_link.create(params)
+            return created
+        except (razorpay.errors.BadRequestError, razorpay.errors.ServerError,
+                requests.exceptions.ConnectionError, ValueError):
+            pass
+        try:
+            found = client.payment_link.all({"reference_id": params["reference_id"]})
+        except (razorpay.errors.BadRequestError, razorpay.errors.ServerError,
+                requests.exceptions.ConnectionError, ValueError):
+            continue
+        if found["payment_links"]:
+            link: dict[str, Any] = found["payment_links"][0]
+            return link
+    raise AssertionError(f"no link for {params['reference_id']} after 50 attempts")
+
+
+def test_creates_converge_to_one_link_each_under_random_faults(
+    razorpay_client: razorpay.Client, razorpay_control: RazorpayControl,
+) -> None:
+    razorpay_control.add_fault("rate_limit", count=None, probability=0.2)
+    razorpay_control.add_fault("api_error", count=None, probability=0.15)  # of the rest
+    razorpay_control.add_fault("drop", count=None, method="POST", probability=0.2)
+    razorpay_control.add_fault("garbage", count=None, method="POST", probability=0.2)
+    references = [f"order-{i}" for i in range(20)]
+    links = [create_exactly_once(razorpay_client, link_params(reference_id=r))
+             for r in references]
+    razorpay_control.clear_faults()
+    assert [link["reference_id"] for link in links] == references
+    stats = razorpay_control.stats()
+    assert stats["links_by_reference_id"] == dict.fromkeys(references, 1)
+    faults = {r["fault"] for r in razorpay_control.requests() if r["fault"]}
+    assert faults == {"rate_limit", "api_error", "drop", "garbage"}
 
 
 def test_module_entry_point_serves_and_prints_its_url(tmp_path: Path) -> None:
