@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import text
 
 from paykube.mirror.store import make_engine
+from paykube_dev.dashboard_program import DEMO_LOGIN, start_demo_dashboard
 from paykube_dev.kube import REPO, ControlPlane
 from paykube_dev.proc import CACHE_DIR, wait_until
-from paykube_dev.programs import start_operator, start_webhook
+from paykube_dev.programs import Program, start_operator, start_webhook
 from paykube_dev.services import ActiveMQ, start_activemq, start_mariadb
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
@@ -151,6 +152,7 @@ def run(directory: Path, keep: bool) -> None:
         control = EmulatorControl(emulator.base_url)
         control.add_webhook_endpoint(f"{webhook.url}/webhooks/stripe", WEBHOOK_SECRET)
         print(f"webhook at {webhook.url}/webhooks/stripe, logs in {directory}")
+        dashboard: Program | None = None
         try:
             say(f"Applying crds/examples/ in namespace {NAMESPACE}")
             plane.kubectl("create", "namespace", NAMESPACE)
@@ -197,6 +199,9 @@ def run(directory: Path, keep: bool) -> None:
                     print(f"payment_sessions: {row.name:20s} {row.phase:8s} {row.amount:>7} "
                           f"{row.currency}")
             tenant_paid_by = tenant_payment(plane, control)
+            dashboard = start_demo_dashboard(database, directory)
+            say(f"The dashboard: {dashboard.url}/ (login {DEMO_LOGIN[0]} / {DEMO_LOGIN[1]}), "
+                "over the mirror with a few hundred sessions of the last days added")
             say(f"Demo done in {time.monotonic() - started:.1f}s: order-1001 went Pending -> "
                 f"Open -> Paid (through the {paid_by}); {TENANT}'s order through its own "
                 f"account and route ({tenant_paid_by})")
@@ -207,6 +212,8 @@ def run(directory: Path, keep: bool) -> None:
                     while operator.proc.poll() is None and webhook.proc.poll() is None:
                         time.sleep(1)
         finally:
+            if dashboard is not None:
+                dashboard.stop()
             operator.stop()
             webhook.stop()
 

@@ -75,10 +75,12 @@ def container_env(docs: Sequence[Manifest], component: str) -> dict[str, Any]:
 def check_namespaced_rbac(docs: Sequence[Manifest]) -> None:
     roles = sorted((d["metadata"]["namespace"], d["metadata"]["labels"][
         "app.kubernetes.io/component"]) for d in docs if d["kind"] == "Role"
-        and not d["metadata"]["name"].endswith("-credentials"))
+        and not d["metadata"]["name"].endswith(("-credentials", "-own-secrets", "-routes")))
     assert roles == [("payments-a", "operator"), ("payments-a", "webhook"),
                      ("payments-b", "operator"), ("payments-b", "webhook")]
-    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    # The one ClusterRole of namespaced mode: ClusterPaymentProviders and namespace labels.
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [
+        "pk-paykube-operator-cluster-providers"]
     credentials = [d for d in docs if d["kind"] == "Role"
                    and d["metadata"]["name"].endswith("-credentials")]
     assert [c["rules"][0]["resourceNames"] for c in credentials] == [["stripe-default"]]
@@ -93,7 +95,6 @@ def check_aws_irsa(docs: Sequence[Manifest]) -> None:
             f"role/paykube-{component}")
         env = container_env(docs, component)
         assert env["PAYKUBE_SECRETS_SOURCE"] == "aws"
-        assert env["PAYKUBE_AWS_STRIPE_SECRET_ID"] == "paykube/stripe"
         assert env["PAYKUBE_BROKER_TLS"] == "true"
         image = one(docs, "Deployment", component)["spec"]["template"]["spec"][
             "containers"][0]["image"]
@@ -101,6 +102,13 @@ def check_aws_irsa(docs: Sequence[Manifest]) -> None:
     assert container_env(docs, "operator")["PAYKUBE_AWS_DATABASE_SECRET_ID"].startswith(
         "arn:aws:secretsmanager:")
     assert "PAYKUBE_AWS_DATABASE_SECRET_ID" not in container_env(docs, "webhook")
+    # The API key's secret id only for the operator, the signing secrets' only for the
+    # webhook: each IAM role can be limited to its own secret.
+    operator, webhook = container_env(docs, "operator"), container_env(docs, "webhook")
+    assert operator["PAYKUBE_AWS_STRIPE_SECRET_ID"] == "paykube/stripe-api-key"
+    assert "PAYKUBE_AWS_WEBHOOK_SECRET_ID" not in operator
+    assert webhook["PAYKUBE_AWS_WEBHOOK_SECRET_ID"] == "paykube/stripe-webhook"
+    assert "PAYKUBE_AWS_STRIPE_SECRET_ID" not in webhook
 
 
 def check_ingress_servicemonitor(docs: Sequence[Manifest]) -> None:
@@ -141,10 +149,13 @@ def test_ci_value_sets_cover_the_options() -> None:
 
 def test_default_rendering_has_the_expected_shape() -> None:
     docs = render("pk", "paykube")
-    kinds = sorted(d["kind"] for d in docs)
+    kinds = sorted(d["kind"] for d in docs
+                   if "helm.sh/hook" not in d["metadata"].get("annotations", {}))
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole",
         "ClusterRoleBinding", "ClusterRoleBinding", "Deployment", "Deployment",
+        # The operator's own-namespace Secrets, the webhook's route table.
+        "Role", "Role", "RoleBinding", "RoleBinding",
         "Service", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
         "NetworkPolicy", "NetworkPolicy",
     ]), "no Ingress or ServiceMonitor unless enabled"
@@ -185,6 +196,18 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
     "AWS_STRIPE_SECRET_ID": ("secrets.aws.stripeSecretId", "sentinel/stripe",
                              "sentinel/stripe"),
     "AWS_DATABASE_SECRET_ID": ("secrets.aws.databaseSecretId", "sentinel/rds", "sentinel/rds"),
+    "AWS_WEBHOOK_SECRET_ID": ("secrets.aws.webhookSecretId", "sentinel/whsec",
+                              "sentinel/whsec"),
+    "EVENTS_INCLUDE_URL": ("broker.includeUrl", True, "true"),
+    "PROVIDER_RESYNC": ("operator.providerResync", 59, "59"),
+    "WEBHOOK_PUBLIC_URL": ("webhook.publicUrl", "https://hooks.sentinel",
+                           "https://hooks.sentinel"),
+    "WEBHOOK_READ_TIMEOUT": ("webhook.readTimeout", 7, "7"),
+    "WEBHOOK_MAX_READERS": ("webhook.maxReaders", 63, "63"),
+    "ROUTES_TTL": ("webhook.routesTtl", 29, "29"),
+    # Not values: the operator's namespace is the release's, the route table is named after it.
+    "CLUSTER_NAMESPACE": ("<release namespace>", None, "paykube"),
+    "ROUTE_TABLE_SECRET": ("<release name>", None, "pk-paykube-webhook-routes"),
     "BROKER_URLS": ("broker.urls", ["mq-s1:61613", "mq-s2:61614"], "mq-s1:61613,mq-s2:61614"),
     "BROKER_DESTINATION": ("broker.destination", "/topic/sentinel", "/topic/sentinel"),
     "BROKER_USERNAME": ("broker.username", "sentinel-user", "sentinel-user"),
@@ -229,7 +252,8 @@ SETTINGS_WITHOUT_VALUE = {"WEBHOOK_SECRETS", "STRIPE_API_KEY", "DATABASE_URL",
 OPERATOR_ONLY = {"AWS_DATABASE_SECRET_ID", "DATABASE_URL_FILE", "DATABASE_HOST",
                  "DATABASE_PORT", "DATABASE_NAME", "STRIPE_API_KEY_FILE",
                  "STRIPE_CREDENTIALS_SECRET", "NAMESPACES",
-                 "EXPLAIN_API_KEY_FILE", "OPERATOR_HOST"}
+                 "EXPLAIN_API_KEY_FILE", "OPERATOR_HOST", "AWS_STRIPE_SECRET_ID",
+                 "PROVIDER_RESYNC", "WEBHOOK_PUBLIC_URL"}
 
 
 INGRESS_NGINX = {"namespaceSelector": {"matchLabels": {
@@ -272,10 +296,12 @@ def test_settings_map_to_values_one_to_one(tmp_path: Path) -> None:
     assert read, "settings.py reads no PAYKUBE_ variables?"
     assert read >= SETTINGS_WITHOUT_VALUE, "stale SETTINGS_WITHOUT_VALUE"
     assert read - SETTINGS_WITHOUT_VALUE == SETTING_SENTINELS.keys()
-    sentinels = [json.dumps(v) for _, v, _ in SETTING_SENTINELS.values()]
+    from_values = {k: v for k, v in SETTING_SENTINELS.items() if not v[0].startswith("<")}
+    # (Booleans have one non-default value: those are told apart by their names only.)
+    sentinels = [json.dumps(v) for _, v, _ in from_values.values() if not isinstance(v, bool)]
     assert len(set(sentinels)) == len(sentinels), "sentinels must differ"
     values: Manifest = {"secrets": {"existingSecret": SENTINEL_SECRET}}
-    for path, value, _ in SETTING_SENTINELS.values():
+    for path, value, _ in from_values.values():
         *parents, leaf = path.split(".")
         node = values
         for part in parents:
@@ -372,10 +398,22 @@ def test_bad_values_fail_with_a_clear_message(sets: list[str], message: str) -> 
 
 
 def operator_rules(docs: Sequence[Manifest]) -> dict[tuple[str, str, str | None], list[Any]]:
-    """The operator's rules by (kind, name, namespace) of their Role or ClusterRole."""
-    return {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")): d["rules"]
+    """The operator's rules by (kind, name, namespace) of their Role or ClusterRole, without
+    those every rendering has (its own namespace's Secrets, ClusterPaymentProviders)."""
+    return {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")): [
+                r for r in d["rules"] if r not in PROVIDER_RULES]
             for d in docs if d["kind"] in ("Role", "ClusterRole")
-            and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"}
+            and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+            and not d["metadata"]["name"].endswith(("-own-secrets", "-cluster-providers"))}
+
+
+PROVIDER_RULES = [
+    {"apiGroups": ["payments.paykube.dev"], "resources": ["clusterpaymentproviders"],
+     "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["payments.paykube.dev"], "resources": ["clusterpaymentproviders/status"],
+     "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+]
 
 
 CRDS_RULE = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
@@ -440,7 +478,8 @@ def test_secret_reads_can_be_limited_to_the_default_credentials() -> None:
                                          "operator.credentialsSecret=stripe"])
     cluster_rules = one(docs, "ClusterRole", "operator")["rules"]
     assert not any("secrets" in rule["resources"] for rule in cluster_rules)
-    role = one(docs, "Role", "operator")
+    (role,) = [d for d in docs if d["kind"] == "Role"
+               and d["metadata"]["name"].endswith("-operator-credentials")]
     assert role["metadata"]["namespace"] == "paykube"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
                               "resourceNames": ["stripe"], "verbs": ["get"]}]

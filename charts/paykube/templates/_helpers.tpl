@@ -120,6 +120,8 @@ logging. */}}
   value: {{ .destination | quote }}
 - name: PAYKUBE_BROKER_TLS
   value: {{ .tls | toString | quote }}
+- name: PAYKUBE_EVENTS_INCLUDE_URL
+  value: {{ .includeUrl | toString | quote }}
 {{- if .username }}
 - name: PAYKUBE_BROKER_USERNAME
   value: {{ .username | quote }}
@@ -166,6 +168,8 @@ logging. */}}
   value: {{ $o.pollMaxInterval | toString | quote }}
 - name: PAYKUBE_OUTBOX_INTERVAL
   value: {{ $o.outboxInterval | toString | quote }}
+- name: PAYKUBE_PROVIDER_RESYNC
+  value: {{ $o.providerResync | toString | quote }}
 - name: PAYKUBE_OPERATOR_HOST
   value: {{ $o.host | quote }}
 - name: PAYKUBE_HEALTH_PORT
@@ -216,6 +220,10 @@ logging. */}}
   value: {{ $w.maxBody | int64 | quote }}
 - name: PAYKUBE_WEBHOOK_READ_TIMEOUT
   value: {{ $w.readTimeout | toString | quote }}
+- name: PAYKUBE_WEBHOOK_MAX_READERS
+  value: {{ $w.maxReaders | int64 | quote }}
+- name: PAYKUBE_ROUTES_TTL
+  value: {{ $w.routesTtl | toString | quote }}
 {{- with .Values.secrets.aws.webhookSecretId }}
 {{- if eq $.Values.secrets.source "aws" }}
 # The signing secrets only: never the document that holds the API key.
