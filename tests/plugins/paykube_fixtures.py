@@ -98,11 +98,16 @@ class Solo:
 
 
 @contextlib.contextmanager
-def solo_operator(stack: Stack, directory: Path, *, kubeconfig: Path | None = None,
-                  **env: str) -> Iterator[Solo]:
-    """`kubeconfig`: the operator's own (else the admin's)."""
+def solo_operator(stack: Stack, directory: Path, **env: str) -> Iterator[Solo]:
+    with solo_operator_as(stack, directory, stack.kube.kubeconfig, **env) as solo:
+        yield solo
+
+
+@contextlib.contextmanager
+def solo_operator_as(stack: Stack, directory: Path, kubeconfig: Path,
+                     **env: str) -> Iterator[Solo]:
+    """A solo operator that authenticates with `kubeconfig`."""
     namespace = make_namespace(stack.kube, "solo")
-    kubeconfig = kubeconfig or stack.kube.kubeconfig
     with EmulatorProcess(directory / "emulator.log") as emulator:
         settings = stack.operator_env(PAYKUBE_STRIPE_API_BASE=emulator.base_url,
                                       PAYKUBE_NAMESPACES=namespace, **env)

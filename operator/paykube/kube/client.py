@@ -10,22 +10,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from paykube.api.types import GROUP, PLURAL, VERSION, ObjectRef
 from paykube.errors import ApiRejected, ApiServerUnavailable, ConflictError, PaykubeError
-from paykube.kube.config import KubeConfig
-from paykube.secrets.files import SecretFile
+from paykube.kube.config import Credentials, KubeConfig
 
 Manifest = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class NotFound(PaykubeError):
@@ -35,17 +36,14 @@ class NotFound(PaykubeError):
 # Counts of recently recorded Events, by name, for aggregation (as client-go's correlator
 # keeps them): losing them on a restart only restarts a count.
 _EVENT_COUNTS_KEPT = 4096
-_TOKEN_TTL = 60.0
 
 
 class KubeClient:
     def __init__(self, config: KubeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 10.0, max_connections: int = 16) -> None:
         self._config = config
-        # A projected token is rotated by the kubelet: read it again once a minute (as
-        # client-go does), not from disk on every request.
-        self._token_file = (SecretFile(Path(config.token_file), _TOKEN_TTL)
-                            if config.token_file else None)
+        self._transport, self._timeout, self._max_connections = (
+            transport, timeout, max_connections)
         self._event_counts: OrderedDict[str, int] = OrderedDict()
         # Waiting for a free pooled connection is back-pressure, not an outage: no pool timeout.
         # Requests queue on a semaphore rather than in httpcore's pool, whose queue handling
@@ -53,14 +51,26 @@ class KubeClient:
         # semaphore is the only bound: watches hold a connection for minutes outside it, and
         # a pool capped at the same size would let them starve the requests.
         self._slots = asyncio.Semaphore(max_connections)
-        self._http = httpx.AsyncClient(
-            base_url=config.server, verify=config.ssl_context(), transport=transport,
-            timeout=httpx.Timeout(timeout, pool=None),
+        # Credentials (an exec plugin's token, a token file) are fetched again in a thread,
+        # one fetch at a time, when they are due or after a 401; KubeConfig.load fetched
+        # the first ones.
+        self._fetching = asyncio.Lock()
+        credentials = config.auth.current()
+        self._identity = credentials.tls_identity
+        self._http = self._new_http(credentials)
+        self._retired: httpx.AsyncClient | None = None
+
+    def _new_http(self, credentials: Credentials) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self._config.server, verify=self._config.ssl_context(credentials),
+            transport=self._transport, timeout=httpx.Timeout(self._timeout, pool=None),
             limits=httpx.Limits(max_connections=None,
-                                max_keepalive_connections=max_connections),
+                                max_keepalive_connections=self._max_connections),
         )
 
     async def aclose(self) -> None:
+        if self._retired is not None:
+            await self._retired.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> KubeClient:
@@ -69,18 +79,46 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _auth(self) -> dict[str, str]:
-        token = (self._token_file.text().get() if self._token_file is not None
-                 else self._config.token)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+    async def _credentials(self, refused: Credentials | None = None) -> Credentials:
+        """The credentials for the next request; new ones when `refused` got a 401."""
+        held = self._config.auth.fresh() if refused is None else None
+        if held is None:
+            async with self._fetching:
+                auth = self._config.auth
+                fetch = auth.current if refused is None else functools.partial(
+                    auth.renew, refused)
+                held = await asyncio.to_thread(fetch)
+        if held.tls_identity != self._identity:
+            # A plugin handed out a new client certificate: new connections use it. The old
+            # client lives until the next change, so that requests and watches on it end.
+            retired, self._retired = self._retired, self._http
+            self._http, self._identity = self._new_http(held), held.tls_identity
+            if retired is not None:
+                await retired.aclose()
+        return held
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {**kwargs.pop("headers", {}), **self._auth()}
+    async def _send(self, method: str, path: str, credentials: Credentials,
+                    headers: dict[str, str], kwargs: dict[str, Any]) -> httpx.Response:
         try:
             async with self._slots:
-                response = await self._http.request(method, path, headers=headers, **kwargs)
+                return await self._http.request(
+                    method, path, headers={**headers, **_authorization(credentials)}, **kwargs)
         except httpx.TransportError as exc:
             raise ApiServerUnavailable(f"API server unreachable: {type(exc).__name__}") from exc
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        credentials = await self._credentials()
+        response = await self._send(method, path, credentials, headers, kwargs)
+        if response.status_code == 401:
+            # Expired early or revoked: fetch new credentials once and send again.
+            log.info("the API server refused the credentials (HTTP 401): fetching new ones")
+            credentials = await self._credentials(refused=credentials)
+            response = await self._send(method, path, credentials, headers, kwargs)
+        if response.status_code == 401:
+            # Not the object's fault: retryable, as an outage is.
+            raise ApiServerUnavailable(
+                f"{method} {path}: HTTP 401: the API server refused paykube's credentials")
         if response.status_code == 404:
             raise NotFound(f"{method} {path}: not found")
         if response.status_code == 409:
@@ -116,16 +154,26 @@ class KubeClient:
             "watch": "true", "resourceVersion": resource_version,
             "allowWatchBookmarks": "true", "timeoutSeconds": server_timeout}
         read_timeout = server_timeout + 30.0
+        refused: Credentials | None = None
         try:
-            async with self._http.stream(
-                    "GET", _collection(namespace), params=params, headers=self._auth(),
-                    timeout=httpx.Timeout(10.0, read=read_timeout, pool=None)) as response:
-                if response.status_code >= 400:
-                    raise ApiServerUnavailable(f"watch: HTTP {response.status_code}")
-                async for line in response.aiter_lines():
-                    if line:
-                        event = json.loads(line)
-                        yield event["type"], event["object"]
+            while True:
+                credentials = await self._credentials(refused)
+                async with self._http.stream(
+                        "GET", _collection(namespace), params=params,
+                        headers=_authorization(credentials),
+                        timeout=httpx.Timeout(10.0, read=read_timeout, pool=None)) as response:
+                    if response.status_code == 401 and refused is None:
+                        log.info("the API server refused the credentials (HTTP 401): "
+                                 "fetching new ones")
+                        refused = credentials  # once, as for any request
+                        continue
+                    if response.status_code >= 400:
+                        raise ApiServerUnavailable(f"watch: HTTP {response.status_code}")
+                    async for line in response.aiter_lines():
+                        if line:
+                            event = json.loads(line)
+                            yield event["type"], event["object"]
+                    return
         except httpx.TransportError as exc:
             raise ApiServerUnavailable(f"watch interrupted: {type(exc).__name__}") from exc
 
@@ -218,6 +266,10 @@ class KubeClient:
         except PaykubeError:
             return False
         return response.status_code == 200
+
+
+def _authorization(credentials: Credentials) -> dict[str, str]:
+    return {"Authorization": credentials.authorization} if credentials.authorization else {}
 
 
 def _collection(namespace: str | None) -> str:

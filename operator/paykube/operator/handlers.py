@@ -14,6 +14,7 @@ from paykube.kube.client import NotFound
 from paykube.kube.config import KubeConfig
 from paykube.kube.status import ref_of
 from paykube.lifecycle import parse_timestamp, unpublished
+from paykube.operator.login import KopfLogin
 from paykube.operator.polling import next_poll_delay
 from paykube.operator.reconciler import RetryLater
 from paykube.operator.runtime import Runtime
@@ -74,15 +75,11 @@ def _lacks_explanation(body: Any, **_: Any) -> bool:
 def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
+    credentials = KopfLogin(kube_config)
+
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(
-            server=kube_config.server, ca_path=kube_config.ca_file,
-            certificate_path=kube_config.client_cert, private_key_path=kube_config.client_key,
-            token=kube_config.bearer_token(), scheme="Bearer" if kube_config.token or
-            kube_config.token_file else None, insecure=kube_config.insecure,
-            default_namespace=kube_config.namespace,
-        )
+        return credentials()
 
     async def reconcile(body: Any, memo: Any, **_: Any) -> None:
         if body["metadata"].get("deletionTimestamp"):
