@@ -18,6 +18,7 @@ class Ignored(StrEnum):
     """Why an event was acknowledged without a change: a metric label and a log field."""
 
     WRONG_ACCOUNT = "ignored_wrong_account"
+    WRONG_PROVIDER = "ignored_wrong_provider"
     NO_SESSION_YET = "ignored_no_session_yet"
     SESSION_MISMATCH = "ignored_session_mismatch"
     LIVEMODE_MISMATCH = "ignored_livemode_mismatch"
@@ -28,7 +29,7 @@ class Ignored(StrEnum):
 def event_binding(
     *, route: ProviderId, bound: ProviderId, spec: PaymentSessionSpec, status: Status,
     phase: Phase, session: SessionSnapshot, livemode: bool | None,
-    connect_account: str | None,
+    connect_account: str | None, provider_type: str = "stripe",
 ) -> Ignored | None:
     """None when the event may be applied to the object, else why not.
 
@@ -37,6 +38,8 @@ def event_binding(
     """
     if route != bound:
         return Ignored.WRONG_ACCOUNT
+    if (status.provider or "stripe") != provider_type:
+        return Ignored.WRONG_PROVIDER
     if status.session_id is None:
         # Only the operator's own create names the session: an event cannot adopt one.
         return Ignored.NO_SESSION_YET

@@ -15,6 +15,7 @@ from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
 from paykube.settings import Settings
 from paykube_webhook.app import WebhookService, create_app
 from paykube_webhook.metrics import WebhookMetrics
+from paykube_webhook.schemes.registry import webhook_schemes
 
 
 async def build_app(settings: Settings) -> web.Application:
@@ -24,7 +25,7 @@ async def build_app(settings: Settings) -> web.Application:
     routes = RouteTable(kube, settings.cluster_namespace, settings.route_table_secret,
                         ttl=settings.routes_ttl)
     app = create_app(WebhookService(settings, kube, WebhookMetrics(), publisher, secrets,
-                                    routes))
+                                    routes), webhook_schemes(settings))
 
     async def close(_: web.Application) -> None:
         await publisher.aclose()

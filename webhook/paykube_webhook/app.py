@@ -6,12 +6,11 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import functools
 import hmac
-import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,6 @@ from paykube.api.types import (
     PAYMENT_PROVIDER,
     ObjectRef,
     PaymentSessionSpec,
-    Phase,
     Source,
     Status,
 )
@@ -36,14 +34,22 @@ from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, needs_relay, relay_outbox, settle_outbox
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import cancel_requested, write_status
-from paykube.lifecycle import ProviderObserved, SessionSnapshot, advance
-from paykube.providers.stripe import ACCOUNT_ID, HANDLED_EVENTS, event_phase, snapshot
+from paykube.lifecycle import ProviderObserved, advance
 from paykube.secrets.files import SecretSetting
 from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
 from paykube_webhook.metrics import WebhookMetrics
-from paykube_webhook.verify import Failure, SignatureError, verify
+from paykube_webhook.schemes import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    MALFORMED,
+    Applicable,
+    Ignored,
+    MalformedEvent,
+    WebhookScheme,
+)
+from paykube_webhook.verify import Failure, SignatureError
 
 log = logging.getLogger("paykube.webhook")
 COMPONENT = "paykube-webhook"
@@ -87,9 +93,9 @@ class WebhookService:
         log.info("webhook handled", extra={"outcome": outcome, **fields})
         return web.json_response({"received": True, "outcome": outcome})
 
-    async def stripe_webhook(self, request: web.Request) -> web.Response:
-        """One route per account: `/webhooks/stripe` (the default account),
-        `/webhooks/stripe/cluster/<name>` and `/webhooks/stripe/ns/<namespace>/<name>`."""
+    async def receive(self, scheme: WebhookScheme, request: web.Request) -> web.Response:
+        """One route per account and PSP type: `/webhooks/<type>` (the default account),
+        `/webhooks/<type>/cluster/<name>` and `/webhooks/<type>/ns/<namespace>/<name>`."""
         route = _route_of(request.match_info)
         if route is None:
             return self._refuse(404, ErrorCode.PAYLOAD_INVALID, "unknown_route")
@@ -115,7 +121,7 @@ class WebhookService:
         if payload is None:
             return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
         try:
-            await self._verify(route, payload, request.headers.get("Stripe-Signature"))
+            await self._verify(scheme, route, payload, request.headers)
         except PaykubeError as exc:  # our problem, not the sender's: let Stripe retry
             self.metrics.requests.labels("secrets_unavailable").inc()
             # Secret sources put names and causes in their messages, never values.
@@ -127,8 +133,8 @@ class WebhookService:
             return self._refuse(400, ErrorCode.SIGNATURE_INVALID, "signature_invalid",
                                 reason=exc.failure.value)
         try:
-            parsed = parse_event(payload)
-        except _MALFORMED as exc:
+            parsed = scheme.parse(payload, request.headers)
+        except MALFORMED as exc:
             # Signed, yet not an event we can read: only a sender bug does this, and a
             # retry would fail the same way, so it is the sender's 4xx, never our 5xx.
             # The field our own checks name; never the value, which may be personal data.
@@ -138,29 +144,30 @@ class WebhookService:
         if isinstance(parsed, Ignored):
             return self._ok(parsed.outcome, event_id=parsed.event_id,
                             event_type=parsed.event_type)
-        return await self._apply(route, parsed)
+        return await self._apply(scheme.type, route, parsed)
 
-    async def _verify(self, route: ProviderId, payload: bytes, header: str | None) -> None:
+    async def _verify(self, scheme: WebhookScheme, route: ProviderId, payload: bytes,
+                      headers: Mapping[str, str]) -> None:
         """Only the route's own account's secrets count (one HMAC per secret of that
         account, however many tenants there are). A miss on a provider route re-reads the
         route table once (rate-limited), so a new or rotated secret works within seconds."""
         now = self.wall_clock()
-        tolerance = self.settings.webhook_tolerance
         if route.is_default or self.routes is None:
-            secrets = await self.secrets.webhook_secrets() if route.is_default else ()
-            verify(payload, header, secrets, tolerance=tolerance, now=now)
+            # The default account is the operator's configured Stripe account.
+            default = route.is_default and scheme.type == "stripe"
+            secrets = await self.secrets.webhook_secrets() if default else ()
+            scheme.verify(payload, headers, secrets, now=now)
             return
         try:
-            verify(payload, header, await self.routes.secrets(route), tolerance=tolerance,
-                   now=now)
+            scheme.verify(payload, headers, await self.routes.secrets(route), now=now)
         except SignatureError as exc:
             retry = exc.failure in (Failure.MISMATCH, Failure.NO_SECRETS)
             if not retry or not await self.routes.refresh(eager=True):
                 raise
-            verify(payload, header, await self.routes.secrets(route), tolerance=tolerance,
-                   now=now)
+            scheme.verify(payload, headers, await self.routes.secrets(route), now=now)
 
-    async def _apply(self, route: ProviderId, event: Applicable) -> web.Response:
+    async def _apply(self, provider_type: str, route: ProviderId,
+                     event: Applicable) -> web.Response:
         ref, phase, session = event.ref, event.phase, event.session
         started = time.monotonic()
         refused: list[str] = []
@@ -168,6 +175,7 @@ class WebhookService:
         def decide(obj: Manifest, current: Status) -> Status:
             spec = PaymentSessionSpec.from_dict(obj["spec"])
             reason = event_binding(
+                provider_type=provider_type,
                 route=route, bound=ProviderId.bound_to(ref.namespace, spec.provider_ref),
                 spec=spec, status=current, phase=phase, session=session,
                 livemode=event.livemode, connect_account=event.account)
@@ -316,136 +324,19 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return None
 
 
-class MalformedEvent(ValueError):
-    """A verified event whose content paykube cannot use; the message names the field."""
-
-
-# Everything that reading untrusted JSON into our types can raise (RecursionError: deeply
-# nested JSON; OverflowError/OSError: timestamps beyond what datetime can hold).
-_MALFORMED = (ValueError, TypeError, KeyError, RecursionError, OverflowError, OSError)
-_INT64 = 2**63
-_MAX_EXPIRES = 253402300799  # 9999-12-31T23:59:59Z, the last instant RFC 3339 can write
-# Kubernetes: a namespace is a DNS-1123 label, a custom object's name a DNS-1123 subdomain.
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-@dataclass(frozen=True)
-class Ignored:
-    """An event acknowledged without applying it, and why (`outcome`)."""
-
-    event_id: str
-    event_type: str
-    outcome: str
-
-
-@dataclass(frozen=True)
-class Applicable:
-    event_id: str
-    event_type: str
-    ref: ObjectRef
-    phase: Phase
-    session: SessionSnapshot
-    livemode: bool | None = None
-    account: str | None = None  # the Connect account the event is about
-
-
-def parse_event(payload: bytes) -> Ignored | Applicable:
-    """Read a verified event into what the lifecycle needs; raises one of `_MALFORMED`.
-
-    Field types and lengths are checked against the CRD's status schema here, so that a
-    strange but signed event is the sender's 400 and never an API-server 422 or our 500.
-    """
-    event = json.loads(payload)
-    if not isinstance(event, dict):
-        raise MalformedEvent("event is not an object")
-    event_id = _text(event.get("id"), "id", 255)
-    event_type = _text(event.get("type"), "type", 255)
-    data = event.get("data")
-    session = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(session, dict):
-        raise MalformedEvent("data.object is not an object")
-    if event_type not in HANDLED_EVENTS:
-        return Ignored(event_id, event_type, "ignored_type")
-    ref = _object_of(session)
-    if ref is None or "id" not in session:
-        return Ignored(event_id, event_type, "ignored_unmanaged")
-    # Only now: another system's session is ignored, not judged by our mapping's checks.
-    phase = event_phase(event_type, session)
-    if phase is None:
-        return Ignored(event_id, event_type, "ignored_unmanaged")
-    _check_session(session)
-    livemode = event.get("livemode")
-    if livemode is not None and not isinstance(livemode, bool):
-        raise MalformedEvent("livemode: not a boolean")
-    account = event.get("account")
-    if account is not None and (not isinstance(account, str)
-                                or not ACCOUNT_ID.fullmatch(account)):
-        raise MalformedEvent("account: not an account id")
-    return Applicable(event_id, event_type, ref, phase, snapshot(session), livemode, account)
-
-
-def _check_session(session: dict[str, Any]) -> None:
-    _text(session.get("id"), "id", 255)
-    _optional_text(session.get("url"), "url", 8192)
-    _optional_text(session.get("payment_status"), "payment_status", 64)
-    _optional_text(session.get("currency"), "currency", 16)
-    intent = session.get("payment_intent")
-    if isinstance(intent, dict):  # expanded
-        _optional_text(intent.get("id"), "payment_intent.id", 255)
-        _optional_text(intent.get("status"), "payment_intent.status", 64)
-    else:
-        _optional_text(intent, "payment_intent", 255)
-    _integer(session.get("amount_total"), "amount_total", -_INT64, _INT64 - 1)
-    _integer(session.get("expires_at"), "expires_at", 0, _MAX_EXPIRES)
-
-
-def _text(value: Any, field: str, max_length: int) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= max_length:
-        raise MalformedEvent(f"{field}: not a string of 1 to {max_length} characters")
-    value.encode()  # a lone surrogate cannot be sent on: UnicodeEncodeError, a ValueError
-    return value
-
-
-def _optional_text(value: Any, field: str, max_length: int) -> None:
-    if value is not None and value != "":
-        _text(value, field, max_length)
-
-
-def _integer(value: Any, field: str, low: int, high: int) -> None:
-    if value is not None and (type(value) is not int or not low <= value <= high):
-        raise MalformedEvent(f"{field}: not an integer in [{low}, {high}]")
-
-
 def _route_of(match: Mapping[str, str]) -> ProviderId | None:
     """The account a request's path names, or None when the path could not name one."""
     namespace, name = match.get("namespace"), match.get("name")
     if name is None:
         return ProviderId.default()
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name):
         return None
     if namespace is None:
         return ProviderId(CLUSTER_PAYMENT_PROVIDER, "", name)
-    if not _DNS1123_LABEL.fullmatch(namespace):
+    if not DNS1123_LABEL.fullmatch(namespace):
         return None
     return ProviderId(PAYMENT_PROVIDER, namespace, name)
 
-
-def _object_of(session: dict[str, Any]) -> ObjectRef | None:
-    """The object named by paykube's metadata keys, or None when they are absent or could
-    not name a PaymentSession (so never a path built from arbitrary text)."""
-    metadata = session.get("metadata")
-    if not isinstance(metadata, dict):
-        return None
-    namespace = metadata.get("paykube_namespace")
-    name = metadata.get("paykube_name")
-    uid = metadata.get("paykube_uid")
-    if not (isinstance(namespace, str) and isinstance(name, str) and isinstance(uid, str)):
-        return None
-    if (not _DNS1123_LABEL.fullmatch(namespace) or len(name) > 253
-            or not _DNS1123_SUBDOMAIN.fullmatch(name) or not uid.strip()):
-        return None
-    return ObjectRef(namespace, name, uid)
 
 
 @web.middleware
@@ -461,12 +352,16 @@ async def no_stack_traces(request: web.Request, handler: Any) -> web.StreamRespo
     return response
 
 
-def create_app(service: WebhookService) -> web.Application:
+def create_app(service: WebhookService, schemes: Sequence[WebhookScheme]) -> web.Application:
+    """The routes of every scheme (PSP type), probes and metrics."""
     app = web.Application(middlewares=[no_stack_traces],
                           client_max_size=service.settings.webhook_max_body + 1024)
-    app.router.add_post("/webhooks/stripe", service.stripe_webhook)
-    app.router.add_post("/webhooks/stripe/cluster/{name}", service.stripe_webhook)
-    app.router.add_post("/webhooks/stripe/ns/{namespace}/{name}", service.stripe_webhook)
+    for scheme in schemes:
+        handler = functools.partial(service.receive, scheme)
+        base = f"/webhooks/{scheme.type}"
+        app.router.add_post(base, handler)
+        app.router.add_post(f"{base}/cluster/{{name}}", handler)
+        app.router.add_post(f"{base}/ns/{{namespace}}/{{name}}", handler)
     app.router.add_get("/healthz", service.healthz)
     app.router.add_get("/readyz", service.readyz)
     app.router.add_get("/metrics", service.metrics_endpoint)
