@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes) and etcd
-# (go.etcd.io/etcd/server/v3) from the Go module proxy at pinned versions.
+# (go.etcd.io/etcd/server/v3) from the Go module proxy at pinned versions; `node` builds the
+# local node's kubelet, kube-scheduler, kube-proxy and CoreDNS the same way.
 #
 # k8s.io/kubernetes replaces its staging modules with ./staging/... paths, which do not
 # exist in the module zip; a wrapper module re-points each of them at its published v0
@@ -19,10 +20,14 @@ GOPROXY_FIRST="$(go env GOPROXY)"; PROXY="${GOPROXY_FIRST%%,*}"
 
 log() { echo "[build-k8s] $*" >&2; }
 
+# build_kubernetes NAME CMD...: the wrapper module in $CACHE/build/NAME-$K8S_VERSION, the
+# commands into $CACHE/bin/NAME-$K8S_VERSION. The node's commands (kubelet, kube-scheduler,
+# kube-proxy) get a directory of their own, so adding them never rebuilds the control plane.
 build_kubernetes() {
-  local out="$CACHE/bin/kubernetes-$K8S_VERSION"
-  if [ -f "$out/.done" ]; then log "kubernetes $K8S_VERSION cached in $out"; return; fi
-  local work="$CACHE/build/kubernetes-$K8S_VERSION"
+  local name=$1; shift
+  local out="$CACHE/bin/$name-$K8S_VERSION"
+  if [ -f "$out/.done" ]; then log "$name $K8S_VERSION cached in $out"; return; fi
+  local work="$CACHE/build/$name-$K8S_VERSION"
   mkdir -p "$work" "$out"
   local staging_version="v0.${K8S_VERSION#v1.}"
   log "generating wrapper module for k8s.io/kubernetes $K8S_VERSION (staging $staging_version)"
@@ -39,17 +44,12 @@ build_kubernetes() {
       | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > "$work/go.mod"
-  cat > "$work/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  local cmd
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for cmd in "$@"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done
+    printf ')\n'
+  } > "$work/tools.go"
   cd "$work"
   log "resolving modules (go mod tidy)"
   go mod tidy >/dev/null 2>"$work/tidy.log" || { cat "$work/tidy.log"; exit 1; }
@@ -59,8 +59,7 @@ GO
     ldflags="$ldflags -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=1"
     ldflags="$ldflags -X $vpkg.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $vpkg.gitTreeState=clean"
   done
-  local cmd
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "$@"; do
     log "building $cmd (this is the slow part on a cold cache)"
     go build -tags tools -ldflags "$ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
@@ -108,9 +107,15 @@ build_go_tool() { # name module version binary
   touch "$out/.done"
 }
 
+CONTROL_PLANE=(kube-apiserver kube-controller-manager kubectl)
+NODE=(kubelet kube-scheduler kube-proxy)
 what="${1:-all}"
 case "$what" in
-  kubernetes) build_kubernetes ;;
+  kubernetes) build_kubernetes kubernetes "${CONTROL_PLANE[@]}" ;;
+  node)
+    build_kubernetes kubernetes-node "${NODE[@]}"
+    build_go_tool coredns github.com/coredns/coredns "$COREDNS_VERSION"
+    ;;
   etcd) build_etcd ;;
   tools)
     build_go_tool stripe-mock github.com/stripe/stripe-mock "$STRIPE_MOCK_VERSION"
@@ -119,7 +124,7 @@ case "$what" in
   all)
     build_etcd
     build_go_tool stripe-mock github.com/stripe/stripe-mock "$STRIPE_MOCK_VERSION"
-    build_kubernetes
+    build_kubernetes kubernetes "${CONTROL_PLANE[@]}"
     ;;
-  *) echo "usage: $0 [all|kubernetes|etcd|tools]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kubernetes|node|etcd|tools]" >&2; exit 2 ;;
 esac

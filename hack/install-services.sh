@@ -41,7 +41,7 @@ have npm || missing+=(npm)
 # iptables, the loopback registry, the pause image's init. See docs/node.md.
 for pkg in buildah:buildah runc:runc skopeo:skopeo debootstrap:debootstrap \
     containerd:containerd iptables:iptables conntrack:conntrack \
-    docker-registry:docker-registry catatonit:catatonit; do
+    docker-registry:docker-registry catatonit:catatonit nft:nftables; do
   have "${pkg%%:*}" || missing+=("${pkg#*:}")
 done
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] \

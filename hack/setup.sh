@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian/Ubuntu machine lacks, idempotently and fast when warm:
-# system packages for the services, the Python environment, and the Go-built binaries
-# (kube-apiserver, kube-controller-manager, kubectl, etcd, stripe-mock, helm).
+# system packages for the services and the local node, the Python environment, and the
+# Go-built binaries (kube-apiserver, kube-controller-manager, kubectl, etcd, stripe-mock, helm;
+# kubelet, kube-scheduler, kube-proxy, CoreDNS).
 # Everything lands under $PAYKUBE_CACHE (default ~/.cache/paykube), never in the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,3 +46,4 @@ fi
 
 hack/build-k8s.sh all
 hack/build-k8s.sh tools
+hack/build-k8s.sh node   # the local node's kubelet, kube-scheduler, kube-proxy, CoreDNS

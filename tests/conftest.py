@@ -13,12 +13,13 @@ pytest_plugins = [
     "tests.plugins.paykube_fixtures",
     "tests.plugins.chart_fixtures",
     "tests.plugins.dashboard_fixtures",
+    "tests.plugins.node_fixtures",
 ]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.parts
-        for marker in ("unit", "integration", "e2e"):
+        for marker in ("unit", "integration", "e2e", "node"):
             if marker in parts:
                 item.add_marker(getattr(pytest.mark, marker))

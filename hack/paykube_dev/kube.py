@@ -89,23 +89,30 @@ class ControlPlane:
     binaries: Binaries
     apiserver_port: int = 0
     etcd_port: int = 0
+    address: str = "127.0.0.1"
+    """Where the API server listens and what it advertises (a node's pods reach it there)."""
+    for_node: bool = False
+    """Serve a real node (hack/paykube_dev/node): Node authorization, NodeRestriction, the
+    `kubernetes` Service's endpoints, every controller, a kubelet client cert."""
     kubeconfig: Path = field(init=False)
     ca: Path = field(init=False)
+    pki: Pki = field(init=False)
     etcd_client: KeyPair = field(init=False)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @classmethod
     @contextlib.contextmanager
-    def started(cls, directory: Path | None = None) -> Iterator[ControlPlane]:
+    def started(cls, directory: Path | None = None, *, address: str = "127.0.0.1",
+                for_node: bool = False) -> Iterator[ControlPlane]:
         temp = None
         if directory is None:
             temp = tempfile.mkdtemp(prefix="paykube-kube-")
             directory = Path(temp)
-        plane = cls(directory, Binaries.from_cache())
+        plane = cls(directory, Binaries.from_cache(), address=address, for_node=for_node)
         try:
             plane.start()
             yield plane
@@ -117,8 +124,11 @@ class ControlPlane:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         pki = Pki.create(self.directory / "pki")
+        self.pki = pki
         self.ca = pki.ca.cert
-        serving = pki.issue("apiserver", "kube-apiserver", server=True)
+        # 10.96.0.1: the `kubernetes` Service, which pods use.
+        serving = pki.issue("apiserver", "kube-apiserver", server=True,
+                            ips=[self.address, "10.96.0.1"])
         admin = pki.issue("admin", "paykube-admin", organization="system:masters")
         # The local controller manager runs every controller under its own identity.
         manager = pki.issue("controller-manager", "system:kube-controller-manager",
@@ -169,7 +179,7 @@ class ControlPlane:
                 f"--etcd-servers=https://127.0.0.1:{self.etcd_port}",
                 f"--etcd-cafile={ca.cert}", f"--etcd-certfile={self.etcd_client.cert}",
                 f"--etcd-keyfile={self.etcd_client.key}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}", f"--advertise-address={self.address}",
                 f"--secure-port={self.apiserver_port}",
                 f"--cert-dir={self.directory / 'apiserver-certs'}",
                 f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
@@ -177,16 +187,27 @@ class ControlPlane:
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
                 f"--service-account-issuer={SA_ISSUER}", f"--api-audiences={SA_ISSUER}",
-                "--authorization-mode=RBAC",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--enable-priority-and-fairness=false", "--profiling=false",
-                "--endpoint-reconciler-type=none",
+                *(self._node_args(ca) if self.for_node else
+                  ["--authorization-mode=RBAC", "--endpoint-reconciler-type=none"]),
                 "--v=1",
             ],
             log=log,
         )
         self._procs.append(proc)
         self._apiserver = (proc, log)
+
+    def _node_args(self, ca: KeyPair) -> list[str]:
+        kubelet_client = self.pki.issue("apiserver-kubelet-client",
+                                        "kube-apiserver-kubelet-client",
+                                        organization="system:masters")
+        return ["--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+                "--endpoint-reconciler-type=lease",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                f"--kubelet-certificate-authority={ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP"]
 
     def _wait_ready(self, admin: KeyPair) -> None:
         context = ssl.create_default_context(cafile=str(self.ca))
@@ -209,7 +230,8 @@ class ControlPlane:
             [
                 self.binaries.kube_controller_manager,
                 f"--kubeconfig={kubeconfig}",
-                "--controllers=namespace,garbagecollector,serviceaccount",
+                "--controllers=" + ("*" if self.for_node
+                                    else "namespace,garbagecollector,serviceaccount"),
                 "--leader-elect=false", "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 f"--service-account-private-key-file={sa.key}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +81,9 @@ class Pki:
 
     def issue(
         self, stem: str, common_name: str, *, organization: str | None = None,
-        server: bool = False,
+        server: bool = False, ips: Sequence[str] = (),
     ) -> KeyPair:
-        """Issue a leaf cert; `server` adds loopback SANs and serverAuth."""
+        """Issue a leaf cert; `server` adds loopback SANs (and `ips`) and serverAuth."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         usage = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
@@ -104,6 +105,7 @@ class Pki:
                     x509.DNSName("localhost"),
                     x509.DNSName("kubernetes.default.svc"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips),
                 ]),
                 critical=False,
             )

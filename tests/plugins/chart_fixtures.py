@@ -41,14 +41,15 @@ KUBE_VERSION = PINS["K8S_VERSION"]
 # -- helpers ------------------------------------------------------------------------------
 
 
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def helm(*args: str, check: bool = True,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
     if not HELM.exists():
         pytest.fail(f"helm is missing at {HELM}: run hack/build-k8s.sh tools (hack/setup.sh)")
     # Helm's own state stays in the cache, never in the user's ~/.config or ~/.cache.
     env = {**os.environ, "HELM_CACHE_HOME": str(CACHE_DIR / "helm" / "cache"),
            "HELM_CONFIG_HOME": str(CACHE_DIR / "helm" / "config"),
            "HELM_DATA_HOME": str(CACHE_DIR / "helm" / "data")}
-    result = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120,
+    result = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=timeout,
                             check=False, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {shlex.join(args)} failed:\n{result.stdout}{result.stderr}")

@@ -32,8 +32,6 @@ RUNC = "/usr/sbin/runc"
 BASE_IMAGE = "localhost/paykube-base:bookworm"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 PAYKUBE_IMAGE = "docker.io/library/paykube"
-# What the Dockerfile's build stage reads (its COPY lines; .dockerignore allows no more).
-BUILD_INPUTS = ("pyproject.toml", "README.md", "operator", "webhook")
 # Packages of the local base: Python, venv support (ensurepip's wheels), the CA bundle pip
 # needs for PyPI, and what the Dockerfile's final stage runs (groupadd/useradd: passwd).
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")
@@ -172,13 +170,20 @@ def _hash_tree(digest: hashlib._Hash, path: Path) -> None:
         digest.update(file.read_bytes() + b"\0")
 
 
+def build_inputs() -> list[str]:
+    """What reaches the build context: the allow-list of .dockerignore (`!path` lines)."""
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return sorted(line[1:].strip().rstrip("/") for line in lines if line.startswith("!"))
+
+
 def paykube_cache_key(base_id: str) -> str:
     """What the image depends on: the Dockerfile, the dependency declarations
     (pyproject.toml: the lock inputs), the sources the build copies, and the base."""
     digest = hashlib.sha256()
     digest.update(base_id.encode() + b"\0")
-    for name in ("Dockerfile", ".dockerignore", *BUILD_INPUTS):
-        _hash_tree(digest, REPO / name)
+    for name in ("Dockerfile", ".dockerignore", *build_inputs()):
+        if (REPO / name).exists():
+            _hash_tree(digest, REPO / name)
     return digest.hexdigest()[:16]
 
 
