@@ -70,8 +70,10 @@ class ProviderError(PaykubeError):
         self, message: str, *, code: ErrorCode, provider_code: str | None = None,
         doc_url: str | None = None, param: str | None = None, http_status: int | None = None,
         retry_after: float | None = None, error_type: str | None = None,
+        provider: str | None = None,
     ) -> None:
         super().__init__(message, code=code)
+        self.provider = provider  # the PSP type that answered (None: Stripe, the first)
         self.provider_code = provider_code
         self.doc_url = doc_url
         self.param = param

@@ -75,7 +75,8 @@ class AccountResolver:
 
     async def for_provider(self, provider: ProviderId, spec: ProviderSpec) -> Account:
         values = await self.secret_values(provider, spec.api_key)
-        credentials = AccountCredentials(values[0], spec.api_version, spec.connect_account)
+        credentials = AccountCredentials(values[0], spec.api_version, spec.connect_account,
+                                         spec.account_id)
         return Account(provider, spec.type, credentials, spec)
 
     async def provider_object(self, provider: ProviderId) -> Manifest:

@@ -27,7 +27,7 @@ API_KEY_FIELD = "apiKey"
 SIGNING_SECRETS_FIELD = "webhookSecrets"
 # The Stripe API version paykube is tested with; a provider may pin another.
 DEFAULT_STRIPE_API_VERSION = "2024-06-20"
-PROVIDER_TYPES = ("stripe",)
+PROVIDER_TYPES = ("stripe", "razorpay")
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,8 @@ class ProviderSpec:
     api_version: str = DEFAULT_STRIPE_API_VERSION
     register_webhook: bool = False
     namespace_selector: Mapping[str, Any] | None = None
+    # The account the key belongs to, where the PSP's API cannot tell it (Razorpay: acc_...)
+    account_id: str | None = None
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> ProviderSpec:
@@ -149,6 +151,7 @@ class ProviderSpec:
             api_version=str(spec.get("apiVersion") or DEFAULT_STRIPE_API_VERSION),
             register_webhook=bool((spec.get("webhook") or {}).get("register", False)),
             namespace_selector=spec.get("namespaceSelector"),
+            account_id=spec.get("accountId"),
         )
 
 

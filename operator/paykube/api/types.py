@@ -131,6 +131,33 @@ class ProviderRef:
 
 
 @dataclass(frozen=True)
+class RazorpayOptions:
+    """`spec.razorpay`: what only a Razorpay Payment Link has (ignored by other PSPs)."""
+
+    accept_partial: bool = False
+    first_min_partial_amount: int | None = None
+    customer_name: str | None = None
+    customer_contact: str | None = None
+    notify_email: bool = False
+    notify_sms: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RazorpayOptions:
+        data = data or {}
+        customer = data.get("customer") or {}
+        notify = data.get("notify") or {}
+        minimum = data.get("firstMinPartialAmount")
+        return cls(
+            accept_partial=bool(data.get("acceptPartial", False)),
+            first_min_partial_amount=int(minimum) if minimum is not None else None,
+            customer_name=customer.get("name"),
+            customer_contact=customer.get("contact"),
+            notify_email=bool(notify.get("email", False)),
+            notify_sms=bool(notify.get("sms", False)),
+        )
+
+
+@dataclass(frozen=True)
 class PaymentSessionSpec:
     amount: int
     currency: str
@@ -144,6 +171,7 @@ class PaymentSessionSpec:
     cancel: bool = False
     deletion_policy: str = "Expire"
     provider_ref: ProviderRef | None = None
+    razorpay: RazorpayOptions = field(default_factory=RazorpayOptions)
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> PaymentSessionSpec:
@@ -164,6 +192,7 @@ class PaymentSessionSpec:
             cancel=bool(spec.get("cancel", False)),
             deletion_policy=str(spec.get("deletionPolicy", "Expire")),
             provider_ref=ProviderRef.from_dict(spec.get("providerRef")),
+            razorpay=RazorpayOptions.from_dict(spec.get("razorpay")),
         )
 
 

@@ -300,6 +300,84 @@ _BY_PAYKUBE_CODE: dict[str, str] = {
 }
 
 
+# Razorpay answers nearly every refusal with code BAD_REQUEST_ERROR: its `field` says what
+# it objects to, so the entries are keyed by field (the adapter reduces notes.<key>, which
+# is user data, to notes).
+RAZORPAY_KEY_PLACES = (
+    "the API key Secret of the razorpay provider account in spec.providerRef (its "
+    "spec.apiKey: one value key_id:key_secret, for example rzp_test_AbC123:s3cr3t); paykube "
+    "picks up a changed key within its cache TTL, without a restart")
+_RAZORPAY_BY_FIELD: dict[str, str] = {
+    "amount": (
+        "Razorpay refused spec.amount: a Payment Link takes at least 100 in the currency's "
+        "smallest unit (1.00 INR) and at most the account's per-transaction limit. "
+        + IMMUTABLE),
+    "currency": (
+        "Razorpay does not accept spec.currency for this account. Use a currency enabled on "
+        "the Razorpay account (inr everywhere; others only with international payments "
+        "enabled). " + IMMUTABLE),
+    "expire_by": (
+        "Razorpay refused the link's expiry: it must be at least 15 minutes after the "
+        "create reaches Razorpay. spec.expiresAfter (30m..24h) satisfies that unless the "
+        "create waited long in a backlog; recreate the PaymentSession."),
+    "notes": (
+        "spec.metadata does not fit Razorpay's notes: at most 15 notes including paykube's "
+        "three (so at most 12 keys in spec.metadata), each value up to 256 characters. "
+        + IMMUTABLE),
+    "description": (
+        "spec.description (or the line items summed up into it) is too long for a Razorpay "
+        "Payment Link (2048 characters). " + IMMUTABLE),
+    "callback_url": (
+        "Razorpay refused spec.successUrl as the link's callback URL. Use an absolute "
+        "https:// URL. " + IMMUTABLE),
+    "customer.email": (
+        "Razorpay refused spec.customerEmail. Use a valid email address. " + IMMUTABLE),
+    "customer.contact": (
+        "Razorpay refused spec.razorpay.customer.contact. Use a phone number with its "
+        "country code, for example +919000090000. " + IMMUTABLE),
+    "first_min_partial_amount": (
+        "Razorpay refused spec.razorpay.firstMinPartialAmount: it must be at most "
+        "spec.amount, and only with spec.razorpay.acceptPartial: true. " + IMMUTABLE),
+    "reference_id": (
+        "Razorpay already has a Payment Link with this object's uid as reference_id, and "
+        "paykube could not find it again with this key (another key of another account "
+        "made it?). Check spec.providerRef's account; recreate the PaymentSession."),
+    "id": (
+        "Razorpay does not know this Payment Link for the configured key: the provider "
+        "account's key now belongs to another account or mode than the one that created "
+        "it. Put the original account's key back in " + "the provider's spec.apiKey."),
+}
+_RAZORPAY_BY_CODE: dict[str, str] = {
+    "TOO_MANY_NOTES": _RAZORPAY_BY_FIELD["notes"],
+    "SERVER_ERROR": (
+        "Razorpay had an internal error. paykube retries with backoff; nothing to change "
+        "unless it persists (see status.razorpay.com)."),
+    "GATEWAY_ERROR": (
+        "Razorpay's gateway failed. paykube retries with backoff; nothing to change unless "
+        "it persists (see status.razorpay.com)."),
+}
+_RAZORPAY_BY_MESSAGE: tuple[_Pattern, ...] = (
+    _p(r"api key provided is invalid|authentication failed", (
+        "Razorpay refused the key id or secret (mistyped, regenerated, or of the other "
+        "mode). Put a valid key into " + RAZORPAY_KEY_PLACES + ".")),
+    _p(r"provide your api key", (
+        "No Razorpay key was sent. Put the key into " + RAZORPAY_KEY_PLACES + ".")),
+)
+_RAZORPAY_BY_PAYKUBE_CODE: dict[str, str] = {
+    "CredentialsInvalid": (
+        "Razorpay refused the configured key (HTTP 401), or the value is not "
+        "key_id:key_secret. Put a valid key into " + RAZORPAY_KEY_PLACES + "."),
+    "CredentialsMissing": (
+        "The razorpay provider account lacks its key or its spec.accountId. Check that "
+        "spec.apiKey names an existing Secret and key holding key_id:key_secret, and that "
+        "spec.accountId (acc_..., on the Razorpay Dashboard) is set."),
+    "ProviderUnavailable": _RAZORPAY_BY_CODE["SERVER_ERROR"],
+    "RateLimited": (
+        "Razorpay is rate-limiting this account. paykube waits and retries; lower "
+        "PAYKUBE_RAZORPAY_RATE_LIMIT if it happens often."),
+}
+
+
 def _tail(param: str) -> str:
     """The last name in a param: `line_items[*][price_data][currency]` → `currency`."""
     parts = [p for p in param.replace("]", "").split("[") if p and p != "*"]
@@ -326,6 +404,10 @@ class Catalog:
             found = self._stripe(error)
             if found:
                 return found
+        if error.provider == "razorpay":
+            found = self._razorpay(error)
+            if found:
+                return found
         if error.paykube_code:
             return _BY_PAYKUBE_CODE.get(error.paykube_code)
         return None
@@ -350,6 +432,17 @@ class Catalog:
         if not code and error.error_type:
             return _BY_TYPE.get(error.error_type)
         return None
+
+    @staticmethod
+    def _razorpay(error: ErrorDetails) -> str | None:
+        if error.code and error.code in _RAZORPAY_BY_CODE:
+            return _RAZORPAY_BY_CODE[error.code]
+        if error.param and error.param in _RAZORPAY_BY_FIELD:
+            return _RAZORPAY_BY_FIELD[error.param]
+        for rule in _RAZORPAY_BY_MESSAGE:
+            if rule.pattern.search(error.message):
+                return rule.explanation
+        return _RAZORPAY_BY_PAYKUBE_CODE.get(error.paykube_code or "")
 
     @staticmethod
     def codes() -> frozenset[str]:

@@ -55,6 +55,7 @@ class ErrorDetails:
         if isinstance(error, ErrorDetails):
             return error
         if isinstance(error, ProviderError):
+            provider = error.provider or provider  # the PSP that answered wins
             provider_code = error.provider_code
             param = param if param is not None else error.param
             error_type = error_type or error.error_type

@@ -45,6 +45,8 @@ class AccountCredentials:
     api_key: SecretStr
     api_version: str | None = None  # Stripe-Version (pinned per provider account)
     connect_account: str | None = None  # Stripe-Account (Connect)
+    # The account the key belongs to, declared where no API call tells it (Razorpay).
+    account_id: str | None = None
 
 
 @dataclass(frozen=True)

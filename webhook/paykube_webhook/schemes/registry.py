@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from paykube.settings import Settings
 from paykube_webhook.schemes import WebhookScheme
+from paykube_webhook.schemes.razorpay import RazorpayScheme
 from paykube_webhook.schemes.stripe import StripeScheme
 
 
 def webhook_schemes(settings: Settings) -> list[WebhookScheme]:
-    return [StripeScheme(settings.webhook_tolerance)]
+    return [StripeScheme(settings.webhook_tolerance), RazorpayScheme()]
