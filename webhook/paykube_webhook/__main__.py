@@ -12,7 +12,7 @@ from paykube.events.relay import build_publisher
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
-from paykube.settings import Settings
+from paykube.settings import Settings, load_settings
 from paykube_webhook.app import WebhookService, create_app
 from paykube_webhook.metrics import WebhookMetrics
 from paykube_webhook.schemes.registry import webhook_schemes
@@ -36,7 +36,7 @@ async def build_app(settings: Settings) -> web.Application:
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    settings = load_settings("paykube-webhook")
     logs.configure(settings.log_level)
     web.run_app(build_app(settings), host=settings.webhook_host, port=settings.webhook_port,
                 shutdown_timeout=20, access_log=None)

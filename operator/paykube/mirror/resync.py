@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import sys
@@ -152,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(f"invalid settings: {exc}")
     if args.database_url:
-        settings = dataclasses.replace(settings, database_url=SecretStr(args.database_url),
-                                       database_url_file="")
+        settings = settings.replace(database_url=SecretStr(args.database_url),
+                                    database_url_file="")
     try:
         engine = build_engine(settings, build_aws_source(settings))
     except PaykubeError as exc:

@@ -14,7 +14,7 @@ from paykube.kube.config import KubeConfig
 from paykube.operator import probes
 from paykube.operator.handlers import build_registry
 from paykube.operator.runtime import Runtime
-from paykube.settings import Settings
+from paykube.settings import Settings, load_settings
 
 
 def configure_kopf(settings: kopf.OperatorSettings, namespaces: tuple[str, ...]) -> None:
@@ -59,7 +59,7 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    settings = load_settings("paykube-operator")
     logs.configure(settings.log_level)
     asyncio.run(run(settings))
     return 0
