@@ -338,6 +338,18 @@ class AccountsSettings(_Group):
     route_table_secret: str = "paykube-webhook-routes"  # noqa: S105 -- a Secret name
     routes_ttl: Positive = 30.0  # seconds the webhook keeps the route table
     provider_resync: Positive = 60.0  # seconds between checks of each provider's key/secrets
+    # Razorpay accounts (PaymentProviders of type razorpay; there is no default one). Its
+    # calls share a limiter of their own, apart from Stripe's.
+    razorpay_api_base: str = "https://api.razorpay.com"
+    razorpay_rate_limit: Positive = 10.0  # requests per second for the whole process
+    razorpay_timeout: Positive = 20.0
+
+    @field_validator("razorpay_api_base")
+    @classmethod
+    def _razorpay_base(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, not {value!r}")
+        return value.rstrip("/")
 
 
 class LoggingSettings(_Group):

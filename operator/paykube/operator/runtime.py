@@ -15,6 +15,7 @@ from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, build_publisher
 from paykube.explain.service import Explainer, build_explainer
 from paykube.kube.client import KubeClient
+from paykube.kube.writer import StatusWriter
 from paykube.mirror.explanations import MySQLExplanationStore
 from paykube.mirror.follow import follow, watch_scopes
 from paykube.mirror.store import MirrorWriter
@@ -24,6 +25,7 @@ from paykube.operator.metrics import OperatorMetrics
 from paykube.operator.reconciler import Reconciler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
+from paykube.providers.razorpay import RazorpayProvider
 from paykube.providers.stripe import StripeProvider
 from paykube.secrets.files import SecretSetting
 from paykube.secrets.health import ReadinessChecks
@@ -48,6 +50,7 @@ class Runtime:
     accounts: AccountResolver
     provider_accounts: ProviderAccounts
     aws: SecretsManagerSource | None
+    razorpay: RazorpayProvider | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -59,7 +62,14 @@ class Runtime:
             on_call=lambda op, outcome, s: metrics.provider_call("stripe", op, outcome, s),
             on_wait=metrics.waited,
         )
-        providers: dict[str, PaymentProvider] = {"stripe": stripe}
+        # Razorpay's limits are its own: its calls share a limiter of their own.
+        razorpay = RazorpayProvider(
+            api_base=settings.razorpay_api_base,
+            limiter=RateLimiter(settings.razorpay_rate_limit), timeout=settings.razorpay_timeout,
+            on_call=lambda op, outcome, s: metrics.provider_call("razorpay", op, outcome, s),
+            on_wait=metrics.waited,
+        )
+        providers: dict[str, PaymentProvider] = {"stripe": stripe, "razorpay": razorpay}
         publisher = build_publisher(settings)
         aws = build_aws_source(settings)
         engine = build_engine(settings, aws)
@@ -77,13 +87,14 @@ class Runtime:
                                    cluster_namespace=settings.cluster_namespace,
                                    ttl=settings.secrets_ttl)
         choose = provider_factory(providers)
-        reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer,
-                                processing_recheck=settings.poll_min_interval,
-                                include_url=settings.events_include_url)
+        writer = StatusWriter(kube, publisher, include_url=settings.events_include_url)
+        reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer, writer,
+                                processing_recheck=settings.poll_min_interval)
+        writer.on_transition = reconciler.on_transition
         routes = RouteTableWriter(kube, settings.cluster_namespace, settings.route_table_secret)
         provider_accounts = ProviderAccounts(kube, accounts, choose, routes, metrics, settings)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
-                   credentials, accounts, provider_accounts, aws)
+                   credentials, accounts, provider_accounts, aws, razorpay)
 
     def readiness_checks(self) -> ReadinessChecks:
         """What /readyz asks: the API server, and each operator-wide credential that is
@@ -112,6 +123,7 @@ class Runtime:
                 self._tasks.add(task)
 
     async def aclose(self) -> None:
+        await self.reconciler.writer.drain()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -119,6 +131,8 @@ class Runtime:
             await self.mirror.aclose()
         await self.explainer.aclose()
         await self.stripe.aclose()
+        if self.razorpay is not None:
+            await self.razorpay.aclose()
         await self.publisher.aclose()
         await self.kube.aclose()
 
