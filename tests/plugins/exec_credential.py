@@ -91,6 +91,7 @@ def _kubectl(config: dict[str, Any], *args: str) -> str:
 
 
 def main(state: Path) -> int:
+    started = dt.datetime.now(dt.UTC)  # when the program asked: `at` in runs.jsonl
     config = json.loads((state / "config.json").read_text())
     n = len(runs(state)) + 1
     account = config["serviceAccount"]
@@ -98,11 +99,10 @@ def main(state: Path) -> int:
     _kubectl(config, "create", "secret", "generic", secret)
     token = _kubectl(config, "create", "token", account, "--duration=10m",
                      "--bound-object-kind=Secret", f"--bound-object-name={secret}")
-    now = dt.datetime.now(dt.UTC)
     # Whole seconds, as real plugins announce it.
-    expires = (now + dt.timedelta(seconds=float(config["lifetime"]))).replace(microsecond=0)
+    expires = (started + dt.timedelta(seconds=float(config["lifetime"]))).replace(microsecond=0)
     with (state / "runs.jsonl").open("a") as out:
-        out.write(json.dumps({"n": n, "at": now.timestamp(), "expires": expires.timestamp(),
+        out.write(json.dumps({"n": n, "at": started.timestamp(), "expires": expires.timestamp(),
                               "secret": secret, "token": token}) + "\n")
     print(json.dumps({"apiVersion": API_VERSION, "kind": "ExecCredential",
                       "status": {"token": token,
