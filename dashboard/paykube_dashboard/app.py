@@ -9,11 +9,12 @@ Only GET (and HEAD) routes exist: a POST anywhere is answered 405.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ log = logging.getLogger("paykube.dashboard")
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 PUBLIC = frozenset({"/healthz", "/readyz"})
+WARM_WINDOWS = ("7d", "30d")  # the preset windows whose overview is kept precomputed
 REALM = 'Basic realm="paykube-dashboard", charset="UTF-8"'
 SECURITY_HEADERS = {
     # No inline script or style anywhere: the one script and the stylesheet are files.
@@ -117,6 +119,7 @@ class DashboardService:
             SecretSetting(s.password, s.password_file, s.core.secrets_ttl))
         self.throttle = FailureThrottle(s.failed_login_delay, s.failed_login_max_delay)
         self.templates = _environment()
+        self.warm: dict[str, tuple[float, Overview]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -136,14 +139,23 @@ class DashboardService:
 
     # -- pages -----------------------------------------------------------------------------
 
-    async def overview(self, request: web.Request) -> web.Response:
-        window = self.window(request)
+    async def compute_overview(self, window: Window) -> Overview:
         groups, series = await asyncio.gather(
             *(self.run(part) for part in self.queries.overview_parts(window)))
-        data: Overview = self.queries.combine_overview(window, groups, series)
+        return self.queries.combine_overview(window, groups, series)
+
+    async def overview(self, request: web.Request) -> web.Response:
+        window = self.window(request)
+        cached = self.warm.get(window.key)
+        if cached is not None and (time.monotonic() - cached[0]
+                                   < 2 * self.settings.cache_seconds):
+            data, as_of = cached[1], cached[1].window.end
+            window = data.window
+        else:
+            data, as_of = await self.compute_overview(window), None
         labels = [_bucket_label(window, i) for i in range(window.buckets)]
         return self.render(
-            request, "overview.html", window=window, o=data, labels=labels,
+            request, "overview.html", window=window, o=data, labels=labels, as_of=as_of,
             refresh=self.settings.refresh, ratio_paid=data.ratio(Phase.PAID.value),
             ratio_expired=data.ratio(Phase.EXPIRED.value),
             series_chart=charts.time_series(
@@ -192,6 +204,34 @@ class DashboardService:
         window = self.window(request)
         groups = await self.run(self.queries.errors, window)
         return self.render(request, "errors.html", window=window, groups=groups)
+
+    async def keep_warm(self, _: web.Application) -> AsyncIterator[None]:
+        """Recompute the long windows' overviews in the background, so that a request for
+        them is answered from memory (at most `cache_seconds` old, said on the page)."""
+        if not self.settings.cache_seconds:
+            yield
+            return
+        task = asyncio.create_task(self._warm_loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _warm_loop(self) -> None:
+        failing = False
+        while True:
+            for key in WARM_WINDOWS:
+                window = parse_window(key, None, None, self.clock())
+                try:
+                    self.warm[key] = (time.monotonic(), await self.compute_overview(window))
+                except PaykubeError as exc:
+                    if not failing:  # once per outage, not once a minute
+                        log.warning("overview not precomputed",
+                                    extra={"code": exc.code.value, "reason": exc.message})
+                    failing = True
+                    break
+                failing = False
+            await asyncio.sleep(self.settings.cache_seconds)
 
     # -- probes and metrics ----------------------------------------------------------------
 
@@ -340,5 +380,6 @@ def create_app(service: DashboardService) -> web.Application:
     app.router.add_get("/readyz", service.readyz)
     app.router.add_get("/metrics", service.metrics_endpoint)
     app.router.add_static("/static", STATIC, follow_symlinks=False)
+    app.cleanup_ctx.append(service.keep_warm)
     return app
 

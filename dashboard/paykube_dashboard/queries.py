@@ -21,6 +21,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    false,
     func,
     literal,
     or_,
@@ -39,6 +40,7 @@ PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
 ENDED: tuple[str, ...] = tuple(p.value for p in Phase if p.terminal)
 _S = sessions_table
 _T = transitions_table
+DASHBOARD_INDEX = "ix_payment_sessions_dashboard"
 
 
 class CursorError(ValueError):
@@ -217,8 +219,8 @@ class DashboardQueries:
                   .op("DIV")(seconds)).label("bucket")
         series = (select(bucket, _S.c.phase, func.count().label("n"))
                   .where(*_in_window(window)).group_by(bucket, _S.c.phase))
-        return (lambda: self._all(groups, "dashboard overview"),
-                lambda: self._all(series, "dashboard overview"))
+        return (lambda: self._all(_covering(groups), "dashboard overview"),
+                lambda: self._all(_covering(series), "dashboard overview"))
 
     def _all(self, query: Select[Any], what: str) -> list[Any]:
         with database_errors(what), self.engine.connect() as conn:
@@ -259,7 +261,7 @@ class DashboardQueries:
                         ) -> list[Callable[[], AttentionList]]:
         """The five lists of `Attention`, in its order, as separate calls: the handler
         runs them side by side, each on its own connection."""
-        live = _S.c.deleted.is_(False)
+        live = _S.c.deleted == false()  # `= false` can use an index, `IS false` cannot
         entered = _T.alias("entered")
 
         def listing(where: Sequence[ColumnElement[bool]], order: Sequence[Any],
@@ -267,20 +269,19 @@ class DashboardQueries:
             return lambda: self._listing(where, order=order, limit=limit, extra=extra)
 
         def stuck() -> AttentionList:
-            # Few rows are in Processing: the (phase, created_at) index finds them and the
-            # ledger's primary key (uid, phase) gives the time each entered it.
+            # Counted by age (created before the threshold) on the attention index, which
+            # covers it; the time each shown session entered Processing comes from the
+            # ledger's primary key (uid, phase), for the shown page only.
+            where = (_S.c.phase == Phase.PROCESSING.value, live,
+                     _S.c.created_at < now - processing_threshold)
             joined = _S.outerjoin(entered, and_(entered.c.uid == _S.c.uid,
                                                 entered.c.phase == Phase.PROCESSING.value))
-            cutoff = now - processing_threshold
-            where = (_S.c.phase == Phase.PROCESSING.value, live,
-                     or_(entered.c.at < cutoff,
-                         and_(entered.c.at.is_(None), _S.c.created_at < cutoff)))
             with database_errors("dashboard attention"), self.engine.connect() as conn:
-                total = int(conn.execute(select(func.count()).select_from(joined)
+                total = int(conn.execute(select(func.count()).select_from(_S)
                                          .where(*where)).scalar_one())
                 rows = conn.execute(
                     select(*_SUMMARY_COLUMNS, entered.c.at.label("since")).select_from(joined)
-                    .where(*where).order_by(entered.c.at, _S.c.created_at).limit(limit)).all()
+                    .where(*where).order_by(_S.c.created_at).limit(limit)).all()
             return AttentionList(total, [_summary(r, since=r.since) for r in rows])
 
         return [
@@ -361,7 +362,7 @@ class DashboardQueries:
         with database_errors("dashboard errors"), self.engine.connect() as conn:
             grouped: dict[tuple[str, str | None], dict[str, int]] = {}
             counts: dict[tuple[str, str | None], int] = {}
-            for r in conn.execute(query):
+            for r in conn.execute(_covering(query)):
                 key = (r.error_code, r.error_provider_code)
                 counts[key] = counts.get(key, 0) + int(r.n)
                 amounts = grouped.setdefault(key, {})
@@ -392,6 +393,13 @@ class DashboardQueries:
                 select(column).distinct().order_by(column)).scalars())
                 for column in (_S.c.namespace, _S.c.provider, _S.c.currency)]
         return Facets(*values)
+
+
+def _covering(query: Select[Any]) -> Select[Any]:
+    """Window aggregates read the covering index: on a big table the optimizer otherwise
+    picks the narrower `created_at` index (a row lookup per session) or, for the errors,
+    every error ever (measured at a million rows: several times slower)."""
+    return query.with_hint(_S, f"FORCE INDEX ({DASHBOARD_INDEX})")
 
 
 def _search(term: str) -> ColumnElement[bool]:

@@ -21,6 +21,9 @@ class DashboardSettings:
     password_file: str = ""
     processing_threshold: float = 3600.0  # seconds in Processing before it needs attention
     refresh: int = 30  # seconds between live refreshes of the overview (0: none)
+    # Seconds between background recomputations of the 7d and 30d overviews (0: always
+    # computed on request): on a big mirror they read the most rows.
+    cache_seconds: float = 60.0
     page_size: int = 50
     failed_login_delay: float = 0.5  # first delay after a wrong password; doubles per failure
     failed_login_max_delay: float = 8.0
@@ -28,8 +31,8 @@ class DashboardSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= 500:
             raise ValueError("PAYKUBE_DASHBOARD_PAGE_SIZE must be between 1 and 500")
-        if self.refresh < 0 or self.processing_threshold <= 0:
-            raise ValueError("PAYKUBE_DASHBOARD_REFRESH must be >= 0 and "
+        if self.refresh < 0 or self.processing_threshold <= 0 or self.cache_seconds < 0:
+            raise ValueError("PAYKUBE_DASHBOARD_REFRESH and _CACHE_SECONDS must be >= 0 and "
                              "PAYKUBE_DASHBOARD_PROCESSING_THRESHOLD > 0")
 
     @classmethod
@@ -50,6 +53,7 @@ class DashboardSettings:
             password_file=get("PASSWORD_FILE", ""),
             processing_threshold=float(get("PROCESSING_THRESHOLD", base.processing_threshold)),
             refresh=int(get("REFRESH", base.refresh)),
+            cache_seconds=float(get("CACHE_SECONDS", base.cache_seconds)),
             page_size=int(get("PAGE_SIZE", base.page_size)),
             failed_login_delay=float(get("FAILED_LOGIN_DELAY", base.failed_login_delay)),
             failed_login_max_delay=float(get("FAILED_LOGIN_MAX_DELAY",

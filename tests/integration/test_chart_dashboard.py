@@ -133,6 +133,7 @@ def test_every_dashboard_setting_comes_from_one_value(tmp_path: Path) -> None:
                        "FAILED_LOGIN_MAX_DELAY"}
     sentinels = {"PORT": ("port", 8099), "PROCESSING_THRESHOLD": ("processingThreshold", 1801),
                  "REFRESH": ("refresh", 17), "PAGE_SIZE": ("pageSize", 33),
+                 "CACHE_SECONDS": ("cacheSeconds", 61),
                  "USERNAME_FILE": ("keys.username", "k-user"),
                  "PASSWORD_FILE": ("keys.password", "k-pass")}
     assert expected == sentinels.keys()

@@ -223,3 +223,21 @@ def test_logs_are_json_without_credentials(dashboard: RunningDashboard) -> None:
     for secret in (dashboard.password, "wrong-password-in-logs",
                    base64.b64encode(f"ops:{dashboard.password}".encode()).decode()):
         assert secret not in text
+
+
+def test_long_windows_are_served_precomputed_and_right(dashboard: RunningDashboard,
+                                                       dashboard_data: DashboardData) -> None:
+    """The 7d and 30d overviews come from the background computation (the page says when),
+    with the same numbers as the database: every seeded session is within 7 days."""
+    total = dashboard_data.scalar("SELECT COUNT(*) FROM payment_sessions")
+    for window in ("7d", "30d"):
+        deadline = time.monotonic() + 20
+        while True:
+            status, _, body = dashboard.get(f"/?window={window}", auth=dashboard.auth_header())
+            assert status == 200
+            if "Precomputed at" in body:
+                break
+            assert time.monotonic() < deadline, "the long window was never precomputed"
+            time.sleep(0.5)
+        created = re.search(r'id="kpi-created">(\d+)<', body)
+        assert created is not None and int(created.group(1)) == total

@@ -38,7 +38,7 @@ _INDEXES: list[tuple[str, list[str]]] = [
     ("ix_payment_sessions_phase_created_at", ["phase", "created_at"]),
     ("ix_payment_sessions_provider_created_at", ["provider", "created_at"]),
     ("ix_payment_sessions_currency_created_at", ["currency", "created_at"]),
-    ("ix_payment_sessions_phase_expires_at", ["phase", "expires_at"]),
+    ("ix_payment_sessions_attention", ["phase", "deleted", "expires_at", "created_at"]),
     ("ix_payment_sessions_name", ["name"]),
     ("ix_payment_sessions_payment_intent_id", ["payment_intent_id"]),
     ("ix_payment_sessions_errors",
