@@ -27,6 +27,7 @@ from paykube.kube.config import (
     KubeConfigError,
     load_cert_chain,
 )
+from paykube.operator.login import MIN_LIFETIME, KopfLogin, expiration
 from paykube_dev.pki import Pki
 
 SERVER = "https://127.0.0.1:6443"
@@ -253,3 +254,46 @@ def test_kube_auth_fetches_when_due_but_not_twice_within_a_second() -> None:
     assert auth.current() is first  # ... but not fetched again within a second
     clock.now = 1.5
     assert auth.current() is not first and len(fetched) == 2
+
+
+def jwt(expires_in: float) -> str:
+    exp = int((dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)).timestamp())
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": exp}).encode()).decode().rstrip("=")
+    return f"eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln"
+
+
+def test_a_projected_token_is_read_every_minute_but_kopf_renews_it_before_its_exp(
+        tmp_path: Path) -> None:
+    root = tmp_path / "sa"
+    root.mkdir()
+    (root / "token").write_text(jwt(3600))
+    (root / "ca.crt").write_bytes(Pki.create(tmp_path / "pki").ca.cert.read_bytes())
+    config = KubeConfig.in_cluster(root, {"KUBERNETES_SERVICE_HOST": "fd00::1",
+                                          "KUBERNETES_SERVICE_PORT": "443"})
+    assert config.server == "https://[fd00::1]:443"
+    credentials = config.auth.current()
+    now = dt.datetime.now(dt.UTC)
+    assert credentials.refresh_at is not None and credentials.renew_before is not None
+    assert credentials.refresh_at - now <= TOKEN_FILE_TTL  # the file: once a minute
+    # kopf: once an hour, before the token's end (not a login every minute).
+    assert dt.timedelta(minutes=54) < credentials.renew_before - now < dt.timedelta(hours=1)
+    assert expiration(credentials) == credentials.renew_before
+
+
+def test_kopf_is_told_when_to_log_in_again(tmp_path: Path) -> None:
+    static = Credentials(authorization="Bearer x")
+    assert expiration(static) is None  # a static token: only after a 401
+    lapsed = Credentials(authorization="Bearer x",
+                         renew_before=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    soonest = expiration(lapsed)
+    assert soonest is not None  # a plugin handing out expired tokens: not a login loop
+    assert soonest - dt.datetime.now(dt.UTC) > dt.timedelta(seconds=MIN_LIFETIME - 1)
+
+    config = KubeConfig.from_file(kubeconfig(
+        tmp_path / "kc", {"exec": plugin(tmp_path, credential("tok-{n}", 3600))}))
+    login = KopfLogin(config)
+    first = login()
+    assert (first.scheme, first.token) == ("Bearer", "tok-{n}")
+    assert first.expiration == config.auth.current().renew_before
+    login()  # kopf asks again (expired or refused): the plugin runs again
+    assert (tmp_path / "runs").read_text() == "xx"

@@ -65,6 +65,10 @@ class Credentials:
     client_key: bytes | None = field(default=None, repr=False)  # PEM
     # When to fetch again (UTC): before the plugin's expiry, or a token file's next read.
     refresh_at: dt.datetime | None = None
+    # When they must be replaced, before their own end (a plugin's expirationTimestamp, a
+    # JWT's exp): what kopf is told. A token file is read every minute, but its token
+    # lasts an hour: kopf then logs in again once an hour, not every minute.
+    renew_before: dt.datetime | None = None
 
     def __repr__(self) -> str:
         kind = ("token" if self.authorization else "") + (
@@ -182,8 +186,7 @@ class KubeConfig:
                 loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
             except (ConfigException, OSError) as exc:
                 raise KubeConfigError(f"in-cluster service account: {exc}") from None
-            return Credentials(authorization=_authorization(configuration),
-                               refresh_at=_utcnow() + TOKEN_FILE_TTL)
+            return _from_token_file(_authorization(configuration))
 
         auth = KubeAuth(fetch)
         auth.current()
@@ -304,17 +307,26 @@ def _credentials_of(configuration: Configuration, loader: KubeConfigLoader,
         key = Path(configuration.key_file).read_bytes()
     authorization = _authorization(configuration)
     now = _utcnow()
-    refresh_at = None
     expiry = getattr(loader, "expiry", None)  # an exec plugin's expirationTimestamp
+    point: dt.datetime | None
     if "exec" in user and isinstance(expiry, dt.datetime):
-        refresh_at = _refresh_point(expiry, now)
+        point = _refresh_point(expiry, now)
     elif "auth-provider" in user and authorization:
         expires = _jwt_expiry(authorization)
-        refresh_at = _refresh_point(expires, now) if expires else None
+        point = _refresh_point(expires, now) if expires else None
     elif user.get("tokenFile") and not user.get("token"):
-        refresh_at = now + TOKEN_FILE_TTL
+        return _from_token_file(authorization)
+    else:  # static: nothing to fetch before a 401
+        point = None
     return Credentials(authorization=authorization, client_cert=cert, client_key=key,
-                       refresh_at=refresh_at)
+                       refresh_at=point, renew_before=point)
+
+
+def _from_token_file(authorization: str | None) -> Credentials:
+    now = _utcnow()
+    expires = _jwt_expiry(authorization) if authorization else None
+    return Credentials(authorization=authorization, refresh_at=now + TOKEN_FILE_TTL,
+                       renew_before=_refresh_point(expires, now) if expires else None)
 
 
 def _authorization(configuration: Configuration) -> str | None:

@@ -9,6 +9,7 @@ them meanwhile: `KubeAuth.renew` decides.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import kopf
@@ -17,6 +18,7 @@ from paykube.errors import PaykubeError
 from paykube.kube.config import Credentials, KubeConfig
 
 RETRY_DELAY = 5.0  # seconds before kopf calls a failed login again
+MIN_LIFETIME = 10.0  # seconds
 
 
 class KopfLogin:
@@ -46,6 +48,15 @@ def connection_info(config: KubeConfig, credentials: Credentials) -> kopf.Connec
         certificate_data=identity[0] if identity else None,
         private_key_data=identity[1] if identity else None,
         default_namespace=config.namespace,
-        # kopf logs in again once this passes: our refresh point, before the real expiry.
-        expiration=credentials.refresh_at,
+        expiration=expiration(credentials),
     )
+
+
+def expiration(credentials: Credentials) -> dt.datetime | None:
+    """When kopf logs in again: before the credentials end; never in less than
+    MIN_LIFETIME, so that a plugin handing out nearly expired tokens cannot make kopf log
+    in again at once, forever."""
+    if credentials.renew_before is None:
+        return None
+    return max(credentials.renew_before,
+               dt.datetime.now(dt.UTC) + dt.timedelta(seconds=MIN_LIFETIME))
