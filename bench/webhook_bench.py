@@ -249,7 +249,7 @@ def slow_clients(plane: ControlPlane, directory: Path, count: int, hold: float) 
     configs = {"first release (no deadline, no bound)": {
                    "PAYKUBE_WEBHOOK_READ_TIMEOUT": "3600",
                    "PAYKUBE_WEBHOOK_MAX_READERS": "1000000"},
-               "bounded (defaults: 10 s deadline, 64 readers)": {}}
+               "bounded (defaults: 10 s deadline, 16 readers)": {}}
     for label, extra in configs.items():
         env = {"PAYKUBE_WEBHOOK_SECRETS": SECRET, "PAYKUBE_LOG_LEVEL": "WARNING", **extra}
         webhook = start_webhook(plane.kubeconfig, directory / f"slow-{len(extra)}.log", env)

@@ -31,9 +31,10 @@ from paykube.api.types import (
 from paykube.binding import event_binding
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
-from paykube.events.relay import broker_state, needs_relay, relay_outbox, settle_outbox
+from paykube.events.relay import broker_state, needs_relay
 from paykube.kube.client import KubeClient, Manifest, NotFound
-from paykube.kube.status import cancel_requested, write_status
+from paykube.kube.status import cancel_requested
+from paykube.kube.writer import StatusWriter
 from paykube.lifecycle import ProviderObserved, advance
 from paykube.secrets.files import SecretSetting
 from paykube.secrets.health import ReadinessChecks
@@ -67,6 +68,12 @@ class WebhookService:
     broker_check_interval: float = 5.0
 
     def __post_init__(self) -> None:
+        # The one status writer; the Event and the publishing run after the answer.
+        self.writer = StatusWriter(self.kube, self.publisher, on_transition=self._transition,
+                                   include_url=self.settings.events_include_url,
+                                   record_after_write=True,
+                                   on_publish=lambda outcome: self.metrics.publishes.labels(
+                                       outcome).inc())
         # Bodies being read at once: bounds the memory many slow senders can hold.
         self._readers = asyncio.Semaphore(self.settings.webhook_max_readers)
         self.metrics.broker_connected.set_function(
@@ -182,15 +189,16 @@ class WebhookService:
             if reason is not None:
                 refused.append(reason.value)
                 return current
-            return settle_outbox(advance(
+            return advance(
                 current,
                 ProviderObserved(phase, session, Source.WEBHOOK, event.event_id,
                                  cancel_requested=cancel_requested(obj)),
                 dt.datetime.now(dt.UTC),
-            ), self.publisher)
+            )
 
         try:
-            written, before, after = await write_status(self.kube, ref, decide)
+            written = await self.writer.apply(ref, decide)
+            before, after = written.before, written.after
         except NotFound:
             return self._ok("ignored_unknown_object", event_id=event.event_id,
                             object=f"{ref.namespace}/{ref.name}")
@@ -210,30 +218,18 @@ class WebhookService:
             return self._ok(refused[-1], event_id=event.event_id, event_type=event.event_type,
                             object=f"{ref.namespace}/{ref.name}", route=route.route_key)
         self.metrics.apply_seconds.observe(time.monotonic() - started)
-        if after.phase is not before.phase:
-            message = (f"{before.phase.value} -> {after.phase.value} "
-                       f"(webhook {event.event_type}, event {event.event_id})")
-            await asyncio.gather(self._event(ref, message, after.phase.value),
-                                 self._relay(ref, written))
         outcome = "applied" if after != before else "duplicate"
         if after.unconfirmed is not None and after.unconfirmed != before.unconfirmed:
             outcome = "awaiting_confirmation"
         return self._ok(outcome, event_id=event.event_id, event_type=event.event_type,
                         object=f"{ref.namespace}/{ref.name}", phase=after.phase.value)
 
-    async def _relay(self, ref: ObjectRef, written: Manifest) -> None:
-        """Publish the phase event now; on failure the operator's outbox timer retries."""
-        if not needs_relay(self.publisher):
-            return
-        try:
-            phases = await relay_outbox(self.kube, ref, self.publisher, written,
-                                        include_url=self.settings.events_include_url)
-        except PaykubeError as exc:
-            self.metrics.publishes.labels("deferred").inc()
-            log.warning("outbox not relayed", extra={"code": exc.code.value,
-                                                     "object": f"{ref.namespace}/{ref.name}"})
-            return
-        self.metrics.publishes.labels("published" if phases else "deferred").inc()
+    async def _transition(self, ref: ObjectRef, before: Status, after: Status,
+                          _obj: Manifest) -> None:
+        """After the answer: the Event naming the provider event that moved the object."""
+        entry = after.history[-1]
+        await self._event(ref, f"{before.phase.value} -> {after.phase.value} "
+                               f"(webhook, event {entry.event_id})", after.phase.value)
 
     async def _event(self, ref: ObjectRef, message: str, reason: str) -> None:
         try:

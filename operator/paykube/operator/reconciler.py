@@ -12,10 +12,10 @@ from paykube.accounts.resolver import AccountResolver
 from paykube.api.types import ErrorInfo, ObjectRef, PaymentSessionSpec, Phase, Source, Status
 from paykube.errors import ErrorCode, PaykubeError, ProviderError
 from paykube.events.publisher import EventPublisher
-from paykube.events.relay import needs_relay, relay_outbox, settle_outbox
 from paykube.explain.service import Explainer
 from paykube.kube.client import KubeClient, Manifest, NotFound
-from paykube.kube.status import cancel_requested, write_status
+from paykube.kube.status import cancel_requested
+from paykube.kube.writer import StatusWriter, Written
 from paykube.lifecycle import (
     Observation,
     ProviderObserved,
@@ -85,19 +85,23 @@ class Reconciler:
     metrics: OperatorMetrics
     publisher: EventPublisher
     explainer: Explainer
+    writer: StatusWriter
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     processing_recheck: float = 10.0  # seconds between polls of a deleted Processing session
-    include_url: bool = False  # checkout URLs in payment events (PAYKUBE_EVENTS_INCLUDE_URL)
 
-    async def reconcile(self, ref: ObjectRef) -> Status:
-        """Bring the object to what its spec asks: a session exists; canceled if asked."""
-        await self._ensure_session(ref)
-        obj, _, status = await self._apply(ref, lambda obj: Reconciled(_generation(obj)))
+    async def reconcile(self, ref: ObjectRef, body: Manifest | None = None) -> Status:
+        """Bring the object to what its spec asks: a session exists; canceled if asked.
+
+        `body` is the object as kopf handed it over: the base of the first write, so that
+        nothing is read that is already at hand (a conflict re-reads)."""
+        obj, status = await self._ensure_session(ref, body)
+        obj, _, status = await self._apply(ref, lambda o: Reconciled(_generation(o)), base=obj)
         if obj.get("spec", {}).get("cancel") and not status.phase.terminal:
-            status = await self.expire(ref)
+            status = await self.expire(ref, base=obj)
         return status
 
-    async def _ensure_session(self, ref: ObjectRef) -> Status:
+    async def _ensure_session(self, ref: ObjectRef,
+                              body: Manifest | None = None) -> tuple[Manifest, Status]:
         now = self.clock()
 
         def plan(obj: Manifest, current: Status) -> Status:
@@ -105,15 +109,12 @@ class Reconciler:
                 return current
             spec = PaymentSessionSpec.from_dict(obj["spec"])
             expires = planned_expiry(spec.expires_after, now)
-            return settle_outbox(initial(now, _generation(obj), expires), self.publisher)
+            return initial(now, _generation(obj), expires)
 
-        obj, before, status = await write_status(self.kube, ref, plan)
-        if not before.history and status.history:
-            await self._event(ref, "Normal", Phase.PENDING.value,
-                              f"accepted; creating the checkout session (expires "
-                              f"{status.expires_at})")
+        written = await self.writer.apply(ref, plan, base=body)
+        obj, status = written.obj, written.after
         if status.phase is not Phase.PENDING or status.session_id:
-            return status
+            return obj, status
         spec = PaymentSessionSpec.from_dict(obj["spec"])
         assert status.expires_at is not None
         request = CreateSession(ref, spec, parse_timestamp(status.expires_at))
@@ -133,8 +134,18 @@ class Reconciler:
             return await provider.create_session(
                 replace(request, expires_at=parse_timestamp(expires)), key)
 
-        session = await self._call(ref, obj, create, Source.OPERATOR)
-        return await self._observe(ref, session, Source.OPERATOR, "SessionCreated")
+        try:
+            session = await self._call(ref, obj, create, Source.OPERATOR)
+        except (PaykubeError, RetryLater):
+            # Not created at once: say that the object was accepted and is waiting (when
+            # the create succeeds at once, the Open Event says it all).
+            if not written.before.history:
+                await self._event(ref, "Normal", Phase.PENDING.value,
+                                  f"accepted; creating the checkout session (expires "
+                                  f"{status.expires_at})")
+            raise
+        written = await self._observe_written(ref, session, Source.OPERATOR, base=obj)
+        return written.obj, written.after
 
     async def _replan(self, ref: ObjectRef, expires_at: str) -> None:
         def decide(_obj: Manifest, current: Status) -> Status:
@@ -142,32 +153,32 @@ class Reconciler:
                 return current
             return current.with_changes(expires_at=expires_at)
 
-        await write_status(self.kube, ref, decide)
+        await self.writer.apply(ref, decide)
 
-    async def poll(self, ref: ObjectRef) -> Status:
+    async def poll(self, ref: ObjectRef, base: Manifest | None = None) -> Status:
         """Ask the provider how the open session is doing (a backstop for lost webhooks)."""
         return await self._on_open_session(
             ref, lambda p, session_id, key: p.get_session(session_id, key), Source.POLL,
-            "Polled")
+            base)
 
-    async def expire(self, ref: ObjectRef) -> Status:
+    async def expire(self, ref: ObjectRef, base: Manifest | None = None) -> Status:
         """Expire the open session at the provider; the status follows what it confirms."""
         return await self._on_open_session(
             ref, lambda p, session_id, key: p.expire_session(session_id, key),
-            Source.OPERATOR, "SessionExpired")
+            Source.OPERATOR, base)
 
     async def _on_open_session(
         self, ref: ObjectRef,
         call: Callable[[PaymentProvider, str, AccountCredentials], Awaitable[ProviderSession]],
-        source: Source, reason: str,
+        source: Source, base: Manifest | None = None,
     ) -> Status:
-        obj = await self.kube.get_session(ref.namespace, ref.name)
+        obj = base or await self.kube.get_session(ref.namespace, ref.name)
         status = Status.from_dict(obj.get("status"))
         session_id = status.session_id
         if status.phase.terminal or not session_id:
             return status
         session = await self._call(ref, obj, lambda p, key: call(p, session_id, key), source)
-        return await self._observe(ref, session, source, reason)
+        return (await self._observe_written(ref, session, source, base=obj)).after
 
     async def finalize(self, ref: ObjectRef, attempt: int = 0) -> None:
         """On delete: expire an open session unless `deletionPolicy: Orphan`; in every case
@@ -198,16 +209,15 @@ class Reconciler:
                 raise RetryLater("deletion waits for the payment's outcome",
                                  self.processing_recheck)
         # The object is about to vanish: its events must be out first (delay, never drop).
-        await self.relay(ref)
-        obj = await self.kube.get_session(ref.namespace, ref.name)
-        if unpublished(Status.from_dict(obj.get("status"))):
+        written = await self.writer.record_published(ref)
+        if unpublished(written.after):
             raise RetryLater("payment events not yet confirmed by the broker", 10.0)
 
     async def _end_for_delete(self, ref: ObjectRef, status: Status) -> Status:
         if not status.session_id:
             # A create may have reached the provider before a crash: the idempotent
             # create returns that session (or makes one), so it is expired, not leaked.
-            status = await self._ensure_session(ref)
+            _, status = await self._ensure_session(ref)
         if status.phase is Phase.PROCESSING:
             return await self.poll(ref)  # the provider refuses to expire it: ask how it ends
         if not status.phase.terminal:
@@ -241,10 +251,10 @@ class Reconciler:
                                       else FINALIZE_HOLD_RETRY)))
 
     async def relay(self, ref: ObjectRef, obj: Manifest | None = None) -> None:
-        """Publish the outbox; a broker outage leaves it for the next run."""
+        """Publish the outbox and record what the broker confirmed; a broker outage leaves
+        it for the next run."""
         try:
-            await relay_outbox(self.kube, ref, self.publisher, obj,
-                               include_url=self.include_url)
+            await self.writer.record_published(ref, obj)
         except PaykubeError as exc:
             log.warning("outbox not relayed: %s", exc.message,
                         extra={"object": f"{ref.namespace}/{ref.name}"})
@@ -307,7 +317,7 @@ class Reconciler:
                 return current  # a different error by now: leave it alone
             return current.with_changes(error=replace(error, explanation=text))
 
-        await write_status(self.kube, ref, decide)
+        await self.writer.apply(ref, decide)
 
     async def confirm(self, ref: ObjectRef) -> Status:
         """Settle what a webhook reported (`status.unconfirmed`) with one retrieve: the
@@ -330,37 +340,48 @@ class Reconciler:
                               f"{unconfirmed.phase.value}, but the provider says "
                               f"{reported.value} for session {session_id}: the provider wins")
         source, event_id = agreed or (Source.POLL, None)
-        return await self._observe(ref, session, source, "Confirmed", event_id=event_id)
+        written = await self._observe_written(ref, session, source, event_id=event_id,
+                                              base=obj)
+        return written.after
 
-    async def _observe(self, ref: ObjectRef, session: ProviderSession, source: Source,
-                       reason: str, *, event_id: str | None = None) -> Status:
-        _, before, after = await self._apply(ref, lambda obj: ProviderObserved(
-            session.phase, session.snapshot, source, event_id=event_id,
-            cancel_requested=cancel_requested(obj), generation=_generation(obj),
-            authoritative=True))
-        if after.phase is not before.phase:
-            await self._event(ref, "Normal", after.phase.value,
-                              f"{before.phase.value} -> {after.phase.value} ({reason}, "
-                              f"session {after.session_id})")
-        return after
+    async def _observe_written(self, ref: ObjectRef, session: ProviderSession, source: Source,
+                               *, event_id: str | None = None,
+                               base: Manifest | None = None) -> Written:
+        """Write what the provider answered our own call (authoritative)."""
+        now = self.clock()
+
+        def decide(obj: Manifest, current: Status) -> Status:
+            return advance(current, ProviderObserved(
+                session.phase, session.snapshot, source, event_id=event_id,
+                cancel_requested=cancel_requested(obj), generation=_generation(obj),
+                authoritative=True), now)
+
+        return await self.writer.apply(ref, decide, base=base)
+
+    async def on_transition(self, ref: ObjectRef, before: Status, after: Status,
+                            _obj: Manifest) -> None:
+        """The writer's after-write step for a phase change: the metric and the Event."""
+        entry = after.history[-1]
+        self.metrics.transitions.labels(before.phase.value, after.phase.value,
+                                        entry.source.value).inc()
+        via = f"event {entry.event_id}" if entry.event_id else f"session {after.session_id}"
+        await self._event(ref, "Normal", after.phase.value,
+                          f"{before.phase.value} -> {after.phase.value} ({entry.source.value}, "
+                          f"{via})")
 
     async def _apply(
         self, ref: ObjectRef, observation: Observation | Callable[[Manifest], Observation],
+        *, base: Manifest | None = None,
     ) -> tuple[Manifest, Status, Status]:
         """Write what `observation` (or the observation made from the fresh object) means."""
         now = self.clock()
 
         def decide(obj: Manifest, current: Status) -> Status:
             seen = observation(obj) if callable(observation) else observation
-            return settle_outbox(advance(current, seen, now), self.publisher)
+            return advance(current, seen, now)
 
-        obj, before, after = await write_status(self.kube, ref, decide)
-        if after.phase is not before.phase:
-            self.metrics.transitions.labels(before.phase.value, after.phase.value,
-                                            after.history[-1].source.value).inc()
-            if needs_relay(self.publisher):
-                await self.relay(ref, obj)
-        return obj, before, after
+        written = await self.writer.apply(ref, decide, base=base)
+        return written.obj, written.before, written.after
 
     async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         try:
