@@ -112,6 +112,12 @@ def cases(db: BenchMariaDB) -> list[tuple[str, str]]:
                                     "LIMIT 1").scalar_one()
     engine.dispose()
     out: list[tuple[str, str]] = [("overview " + w, "/?window=" + w) for w in WINDOWS]
+    # The same spans as custom windows, which are always computed on request (the 7d and
+    # 30d presets are served from the background computation).
+    for days in (7, 30):
+        start = (utcnow() - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+        out.append((f"overview custom {days}d", "/?" + urlencode({"window": "custom",
+                                                                 "from": start})))
     out += [("attention " + w, "/attention?window=" + w) for w in ("24h", "30d")]
     out += [("sessions (all)", "/sessions"),
             ("sessions phase=Failed", "/sessions?phase=Failed"),
