@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import ssl
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from paykube.kube.config import (
     load_cert_chain,
 )
 from paykube.operator.login import MIN_LIFETIME, KopfLogin, expiration
+from paykube_dev.kube import REPO
 from paykube_dev.pki import Pki
 
 SERVER = "https://127.0.0.1:6443"
@@ -297,3 +299,18 @@ def test_kopf_is_told_when_to_log_in_again(tmp_path: Path) -> None:
     assert first.expiration == config.auth.current().renew_before
     login()  # kopf asks again (expired or refused): the plugin runs again
     assert (tmp_path / "runs").read_text() == "xx"
+
+
+@pytest.mark.parametrize("module", ["paykube.operator", "paykube_webhook"])
+def test_the_programs_stop_at_start_when_the_plugin_fails(tmp_path: Path, module: str) -> None:
+    """No API server needed: the kubeconfig is loaded before anything connects."""
+    section = plugin(tmp_path, "sys.stderr.write('token expired: run aws sso login')\n"
+                               "sys.exit(1)\n")
+    config = kubeconfig(tmp_path / "kc", {"exec": section})
+    result = subprocess.run(
+        [sys.executable, "-m", module], capture_output=True, text=True, timeout=60,
+        env={"PYTHONPATH": f"{REPO / 'operator'}:{REPO / 'webhook'}", "KUBECONFIG": str(config)},
+        check=False)
+    assert result.returncode == 2, result.stderr
+    assert "cannot use the kubeconfig" in result.stderr and sys.executable in result.stderr
+    assert "Traceback" not in result.stderr

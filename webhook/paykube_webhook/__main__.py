@@ -10,7 +10,7 @@ from paykube import logs
 from paykube.accounts.routes import RouteTable
 from paykube.events.relay import build_publisher
 from paykube.kube.client import KubeClient
-from paykube.kube.config import KubeConfig
+from paykube.kube.config import KubeConfig, load_at_start
 from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
 from paykube.settings import Settings, load_settings
 from paykube_webhook.app import WebhookService, create_app
@@ -18,8 +18,8 @@ from paykube_webhook.metrics import WebhookMetrics
 from paykube_webhook.schemes.registry import webhook_schemes
 
 
-async def build_app(settings: Settings) -> web.Application:
-    kube = KubeClient(KubeConfig.load())
+async def build_app(settings: Settings, kube_config: KubeConfig) -> web.Application:
+    kube = KubeClient(kube_config)
     publisher = build_publisher(settings)
     secrets = StripeSecrets(settings, build_aws_source(settings))
     routes = RouteTable(kube, settings.cluster_namespace, settings.route_table_secret,
@@ -38,7 +38,8 @@ async def build_app(settings: Settings) -> web.Application:
 def main() -> int:
     settings = load_settings("paykube-webhook")
     logs.configure(settings.log_level)
-    web.run_app(build_app(settings), host=settings.webhook_host, port=settings.webhook_port,
+    app = build_app(settings, load_at_start("paykube-webhook"))
+    web.run_app(app, host=settings.webhook_host, port=settings.webhook_port,
                 shutdown_timeout=20, access_log=None)
     return 0
 

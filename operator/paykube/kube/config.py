@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -191,14 +192,21 @@ class KubeConfig:
         auth = KubeAuth(fetch)
         auth.current()
         namespace_file = root / "namespace"
-        return cls(server=_server(environ), ca_data=(root / "ca.crt").read_bytes(),
+        try:
+            ca_data = (root / "ca.crt").read_bytes()
+        except OSError as exc:
+            raise KubeConfigError(f"in-cluster service account: {exc}") from None
+        return cls(server=_server(environ), ca_data=ca_data,
                    namespace=(namespace_file.read_text().strip()
                               if namespace_file.exists() else "default"),
                    auth=auth)
 
     @classmethod
     def from_file(cls, path: str | Path, context: str | None = None) -> KubeConfig:
-        merged = KubeConfigMerger(str(path))  # type: ignore[no-untyped-call]
+        try:
+            merged = KubeConfigMerger(str(path))  # type: ignore[no-untyped-call]
+        except Exception as exc:  # YAML's errors, the loader's, the file system's
+            raise KubeConfigError(f"kubeconfig {path}: {type(exc).__name__}: {exc}") from None
         if merged.config is None:
             raise KubeConfigError(f"no kubeconfig found at {path}")
         scratch = _scratch_dir()
@@ -247,6 +255,16 @@ class KubeConfig:
                    namespace=context_node.get("namespace") or "default",
                    insecure=cluster["insecure"], tls_server_name=cluster["tls_server_name"],
                    auth=auth)
+
+
+def load_at_start(program: str, path: str | None = None) -> KubeConfig:
+    """`KubeConfig.load` at a program's start: a kubeconfig that cannot be used (a plugin
+    that fails, a missing file) ends the program with the reason, not a traceback."""
+    try:
+        return KubeConfig.load(path)
+    except KubeConfigError as exc:
+        print(f"{program}: cannot use the kubeconfig: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:

@@ -10,7 +10,7 @@ import kopf
 
 from paykube import logs
 from paykube.kube.client import KubeClient
-from paykube.kube.config import KubeConfig
+from paykube.kube.config import KubeConfig, load_at_start
 from paykube.operator import probes
 from paykube.operator.handlers import build_registry
 from paykube.operator.runtime import Runtime
@@ -32,8 +32,7 @@ def configure_kopf(settings: kopf.OperatorSettings, namespaces: tuple[str, ...])
     settings.scanning.disabled = not any(c in n for n in namespaces for c in "*?[!")
 
 
-async def run(settings: Settings) -> None:
-    kube_config = KubeConfig.load()
+async def run(settings: Settings, kube_config: KubeConfig) -> None:
     kube = KubeClient(kube_config)
     runtime = Runtime.build(settings, kube)
     runtime.start()
@@ -61,7 +60,7 @@ async def run(settings: Settings) -> None:
 def main() -> int:
     settings = load_settings("paykube-operator")
     logs.configure(settings.log_level)
-    asyncio.run(run(settings))
+    asyncio.run(run(settings, load_at_start("paykube-operator")))
     return 0
 
 
