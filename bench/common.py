@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from paykube_dev.kube import ControlPlane
+from paykube_dev.kube import REPO, ControlPlane
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -19,7 +19,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def platform() -> Iterator[tuple[ControlPlane, Path]]:
     with tempfile.TemporaryDirectory(prefix="paykube-bench-") as tmp, \
             ControlPlane.started(Path(tmp) / "kube") as plane:
-        plane.install_crd()
+        for crd in ("paymentsession", "paymentprovider", "clusterpaymentprovider"):
+            plane.install_crd(REPO / "crds" / f"{crd}.yaml")
         yield plane, Path(tmp)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from bench.common import percentile, platform, process_stats
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
+from paykube_dev.apicalls import per_object_calls, request_counts
 from paykube_dev.kube import ControlPlane
 from paykube_dev.manifests import session_list
 from paykube_dev.programs import start_operator
@@ -104,8 +105,12 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None) ->
                                   env)
         try:
             before = process_stats(operator.proc.pid)
+            counted = request_counts(plane)
             timeline, applied = asyncio.run(apply_and_watch(plane, namespace, count, 900))
             after = process_stats(operator.proc.pid)
+            time.sleep(1.0)  # kopf's bookkeeping and the Events after the last Open
+            api_calls = per_object_calls(counted, request_counts(plane),
+                                         created_by_client=count)
             stats = control.stats()
             calls = [r for r in control.requests() if r["path"].startswith("/v1/")]
         finally:
@@ -121,6 +126,10 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None) ->
           f"{percentile(latencies, 0.99):.2f} s (watch)")
     print(f"Stripe calls/session:  {stats['api_requests'] / count:.2f} "
           f"({stats['create_requests']} creates, {stats['sessions_created']} sessions)")
+    detail = ", ".join(f"{v} {r}{'/' + s if s else ''} {n / count:.2f}"
+                       for (v, r, s), n in sorted(api_calls.items()))
+    print(f"API calls/session:     {sum(api_calls.values()) / count:.2f} "
+          f"(apiserver_request_total: {detail})")
     print(f"operator CPU:          {after.cpu_seconds - before.cpu_seconds:.1f} s, "
           f"peak RSS {after.peak_rss_mib:.0f} MiB")
     if rate and len(calls) > 1:
