@@ -170,3 +170,21 @@ def test_settings_from_the_environment() -> None:
     assert "pw" not in repr(s)
     with pytest.raises(ValueError, match="PAGE_SIZE"):
         DashboardSettings.from_env({"PAYKUBE_DASHBOARD_PAGE_SIZE": "0"})
+
+
+def test_credentials_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every well-formed header is decided by one hmac.compare_digest of the whole
+    user:password pair (no early exit on the user name or the length)."""
+    import hmac
+
+    calls: list[tuple[bytes, bytes]] = []
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    for pair in ("ops:s3cret", "x:s3cret", "ops:s", "ops:s3cret-and-more"):
+        credentials_match(_basic(*pair.split(":")), "ops", SecretStr("s3cret"))
+    assert calls == [(g.encode(), b"ops:s3cret") for g in
+                     ("ops:s3cret", "x:s3cret", "ops:s", "ops:s3cret-and-more")]
