@@ -202,7 +202,7 @@ class WebhookSettings(_Group):
     webhook_max_body: Annotated[int, Field(gt=0)] = 1024 * 1024
     webhook_public_url: str = ""  # base URL of the webhook, for webhook.register
     webhook_read_timeout: Positive = 10.0  # seconds to receive a whole webhook body
-    webhook_max_readers: Annotated[int, Field(gt=0)] = 64  # bodies read at once
+    webhook_max_readers: Annotated[int, Field(gt=0)] = 16  # bodies read at once
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod

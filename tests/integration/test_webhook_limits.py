@@ -13,8 +13,8 @@ import httpx
 from paykube_dev.programs import start_webhook
 from tests.plugins.paykube_fixtures import Stack
 
-HEAD = ("POST /webhooks/stripe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n").encode()
+HEAD = (b"POST /webhooks/stripe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n")
 
 
 def stalled(port: int, count: int) -> list[socket.socket]:

@@ -18,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -201,8 +202,59 @@ class KubeClient:
         return result
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, str]:
-        data = (await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")).json()
+        data = (await self._request("GET", _secret_path(namespace, name))).json()
         return {k: base64.b64decode(v).decode() for k, v in (data.get("data") or {}).items()}
+
+    async def put_secret(self, namespace: str, name: str, data: dict[str, str], *,
+                         labels: dict[str, str] | None = None,
+                         owner: dict[str, Any] | None = None) -> None:
+        """Create the Secret, or replace its data when it exists (a Secret paykube owns)."""
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace,
+                                    "labels": labels or {}}
+        if owner is not None:
+            metadata["ownerReferences"] = [owner]
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": metadata, "data": encoded}
+        try:
+            await self._request("POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets",
+                                json=body)
+        except ConflictError:
+            await self._request("PATCH", _secret_path(namespace, name),
+                                json={"data": encoded, "metadata": {"labels": labels or {}}},
+                                headers={"Content-Type": "application/merge-patch+json"})
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        await self._request("DELETE", _secret_path(namespace, name))
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> Manifest:
+        response = await self._request(
+            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"})
+        result: Manifest = response.json()
+        return result
+
+    async def get_object(self, path: str) -> Manifest:
+        """Any object by its API path (the caller quotes the path's segments)."""
+        result: Manifest = (await self._request("GET", path)).json()
+        return result
+
+    async def list_objects(self, path: str) -> list[Manifest]:
+        items: list[Manifest] = (await self._request("GET", path)).json()["items"]
+        return items
+
+    async def patch_object_status(self, path: str, status: dict[str, Any]) -> Manifest:
+        """Merge-patch the status subresource of any object (no precondition: the caller
+        is its only status writer)."""
+        response = await self._request(
+            "PATCH", f"{path}/status", json={"status": status},
+            headers={"Content-Type": "application/merge-patch+json"})
+        result: Manifest = response.json()
+        return result
+
+    async def namespace_labels(self, name: str) -> dict[str, str]:
+        data = (await self._request("GET", f"/api/v1/namespaces/{quote(name, safe='')}")).json()
+        labels: dict[str, str] = data.get("metadata", {}).get("labels") or {}
+        return labels
 
     async def create_event(
         self, ref: ObjectRef, *, type_: str, reason: str, message: str, component: str,
@@ -266,6 +318,10 @@ class KubeClient:
         except PaykubeError:
             return False
         return response.status_code == 200
+
+
+def _secret_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}"
 
 
 def _authorization(credentials: Credentials) -> dict[str, str]:

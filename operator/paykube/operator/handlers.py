@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 
 import kopf
 
+from paykube.api.providers import CLUSTER_PROVIDER_PLURAL, PROVIDER_PLURAL
 from paykube.api.types import GROUP, PLURAL, VERSION, Phase, Status
 from paykube.errors import PaykubeError
 from paykube.kube.client import NotFound
@@ -22,6 +24,13 @@ from paykube.settings import Settings
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
+PROVIDER_RESOURCES = ((GROUP, VERSION, PROVIDER_PLURAL), (GROUP, VERSION, CLUSTER_PROVIDER_PLURAL))
+
+
+def plain(body: Any) -> dict[str, Any]:
+    """kopf's body (read-only mapping views) as plain JSON data: the base of a write."""
+    result: dict[str, Any] = json.loads(json.dumps(body, default=dict))
+    return result
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -67,6 +76,10 @@ def _has_unpublished(body: Any, **_: Any) -> bool:
     return bool(unpublished(Status.from_dict(body.get("status"))))
 
 
+def _awaits_confirmation(body: Any, **_: Any) -> bool:
+    return Status.from_dict(body.get("status")).unconfirmed is not None
+
+
 def _lacks_explanation(body: Any, **_: Any) -> bool:
     error = Status.from_dict(body.get("status")).error
     return error is not None and error.awaits_explanation
@@ -85,7 +98,8 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
         if body["metadata"].get("deletionTimestamp"):
             return
         runtime = _runtime(memo)
-        await _guard(runtime, "reconcile", runtime.reconciler.reconcile(ref_of(body)))
+        await _guard(runtime, "reconcile",
+                     runtime.reconciler.reconcile(ref_of(body), plain(body)))
 
     kopf.on.resume(*RESOURCE, registry=registry, id="reconcile-resume")(reconcile)
     kopf.on.create(*RESOURCE, registry=registry, id="reconcile-create")(reconcile)
@@ -124,12 +138,22 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
             unchanged = unchanged + 1 if polled == status else 0
             status = polled
 
+    @kopf.timer(*RESOURCE, registry=registry, id="confirm", interval=1.0,
+                when=_awaits_confirmation)
+    async def confirm(body: Any, memo: Any, **_: Any) -> None:
+        """A webhook reported an ending other than Paid: one retrieve decides."""
+        runtime = _runtime(memo)
+        await _guard(runtime, "confirm", runtime.reconciler.confirm(ref_of(body)))
+
+    for resource in PROVIDER_RESOURCES:
+        register_provider_handlers(registry, resource, settings)
+
     @kopf.timer(*RESOURCE, registry=registry, id="outbox", interval=settings.outbox_interval,
                 initial_delay=settings.outbox_interval, when=_has_unpublished)
     async def outbox(body: Any, memo: Any, **_: Any) -> None:
         """Re-publish phase events the broker has not confirmed (e.g. after an outage)."""
         runtime = _runtime(memo)
-        await _guard(runtime, "outbox", runtime.reconciler.relay(ref_of(body)))
+        await _guard(runtime, "outbox", runtime.reconciler.relay(ref_of(body), plain(body)))
 
     if settings.explain_base_url and settings.explain_model:
         @kopf.timer(*RESOURCE, registry=registry, id="explain",
@@ -141,3 +165,28 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
             await _guard(runtime, "explain", runtime.reconciler.explain_missing(ref_of(body)))
 
     return registry
+
+
+def register_provider_handlers(registry: kopf.OperatorRegistry, resource: tuple[str, str, str],
+                               settings: Settings) -> None:
+    """PaymentProvider / ClusterPaymentProvider: check the key and publish the routes on
+    every change and every `provider_resync` seconds (secrets rotate without an event)."""
+    plural = resource[2]
+
+    async def check(body: Any, memo: Any, **_: Any) -> None:
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        runtime = _runtime(memo)
+        await _guard(runtime, f"{plural}-check", runtime.provider_accounts.reconcile(body))
+
+    kopf.on.resume(*resource, registry=registry, id=f"{plural}-resume")(check)
+    kopf.on.create(*resource, registry=registry, id=f"{plural}-create")(check)
+    kopf.on.update(*resource, registry=registry, id=f"{plural}-update", field="spec")(check)
+    kopf.timer(*resource, registry=registry, id=f"{plural}-resync",
+               interval=settings.provider_resync, initial_delay=settings.provider_resync,
+               idle=None)(check)
+
+    @kopf.on.delete(*resource, registry=registry, id=f"{plural}-finalize")
+    async def finalize(body: Any, memo: Any, **_: Any) -> None:
+        runtime = _runtime(memo)
+        await _guard(runtime, f"{plural}-finalize", runtime.provider_accounts.finalize(body))

@@ -15,6 +15,7 @@ from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, build_publisher
 from paykube.explain.service import Explainer, build_explainer
 from paykube.kube.client import KubeClient
+from paykube.kube.writer import StatusWriter
 from paykube.mirror.explanations import MySQLExplanationStore
 from paykube.mirror.follow import follow, watch_scopes
 from paykube.mirror.store import MirrorWriter
@@ -86,9 +87,10 @@ class Runtime:
                                    cluster_namespace=settings.cluster_namespace,
                                    ttl=settings.secrets_ttl)
         choose = provider_factory(providers)
-        reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer,
-                                processing_recheck=settings.poll_min_interval,
-                                include_url=settings.events_include_url)
+        writer = StatusWriter(kube, publisher, include_url=settings.events_include_url)
+        reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer, writer,
+                                processing_recheck=settings.poll_min_interval)
+        writer.on_transition = reconciler.on_transition
         routes = RouteTableWriter(kube, settings.cluster_namespace, settings.route_table_secret)
         provider_accounts = ProviderAccounts(kube, accounts, choose, routes, metrics, settings)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
@@ -121,6 +123,7 @@ class Runtime:
                 self._tasks.add(task)
 
     async def aclose(self) -> None:
+        await self.reconciler.writer.drain()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
