@@ -32,6 +32,7 @@ from paykube_dashboard.auth import BasicAuth, FailureThrottle, Verdict
 from paykube_dashboard.metrics import DashboardMetrics
 from paykube_dashboard.money import format_amount
 from paykube_dashboard.queries import (
+    COUNT_CAP,
     PHASES,
     Attention,
     CursorError,
@@ -176,6 +177,7 @@ class DashboardService:
             *(self.run(part) for part in self.queries.attention_parts(now, threshold,
                                                                       window))))
         return self.render(request, "attention.html", window=window, a=data, now=now,
+                           cap=COUNT_CAP,
                            threshold=format_age(threshold.total_seconds()),
                            refresh=self.settings.refresh)
 

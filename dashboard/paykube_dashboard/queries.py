@@ -88,10 +88,19 @@ class SessionSummary:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# An attention list counts at most this many rows (then says "more than"): a count stops
+# early instead of reading every matching row of a big mirror.
+COUNT_CAP = 1000
+
+
 @dataclass(frozen=True)
 class AttentionList:
-    total: int
+    total: int  # at most COUNT_CAP + 1
     rows: list[SessionSummary]
+
+    @property
+    def capped(self) -> bool:
+        return self.total > COUNT_CAP
 
 
 @dataclass(frozen=True)
@@ -277,8 +286,8 @@ class DashboardQueries:
             joined = _S.outerjoin(entered, and_(entered.c.uid == _S.c.uid,
                                                 entered.c.phase == Phase.PROCESSING.value))
             with database_errors("dashboard attention"), self.engine.connect() as conn:
-                total = int(conn.execute(select(func.count()).select_from(_S)
-                                         .where(*where)).scalar_one())
+                total = _capped_count(conn, select(literal(1)).select_from(_S)
+                                      .where(*where))
                 rows = conn.execute(
                     select(*_SUMMARY_COLUMNS, entered.c.at.label("since")).select_from(joined)
                     # expiresAt is creation + expiresAfter: nearly creation order, and
@@ -305,8 +314,7 @@ class DashboardQueries:
     def _listing(self, where: Sequence[ColumnElement[bool]], *, order: Sequence[Any],
                  limit: int, extra: Sequence[Any] = ()) -> AttentionList:
         with database_errors("dashboard attention"), self.engine.connect() as conn:
-            total = int(conn.execute(select(func.count()).select_from(_S).where(*where))
-                        .scalar_one())
+            total = _capped_count(conn, select(literal(1)).select_from(_S).where(*where))
             rows = conn.execute(select(*_SUMMARY_COLUMNS, *extra).where(*where)
                                 .order_by(*order).limit(limit)).all()
         names = [c.name for c in extra]
@@ -401,6 +409,12 @@ class DashboardQueries:
                 select(column).distinct().order_by(column)).scalars())
                 for column in (_S.c.namespace, _S.c.provider, _S.c.currency)]
         return Facets(*values)
+
+
+def _capped_count(conn: Any, matching: Select[Any]) -> int:
+    """How many rows `matching` selects, counting no further than COUNT_CAP + 1."""
+    limited = matching.limit(COUNT_CAP + 1).subquery("matching")
+    return int(conn.execute(select(func.count()).select_from(limited)).scalar_one())
 
 
 def _covering(query: Select[Any]) -> Select[Any]:

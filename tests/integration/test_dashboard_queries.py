@@ -144,3 +144,23 @@ def test_session_detail_and_facets_use_keys(engine: sqlalchemy.Engine) -> None:
     plans = _explain(engine, queries.facets)
     _no_full_scan(plans)
     assert all("Using index for group-by" in (rows[0]["Extra"] or "") for _, rows in plans)
+
+
+def test_attention_counts_stop_at_the_cap(engine: sqlalchemy.Engine,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list with more matches than the cap says "more than" instead of counting them
+    all; below the cap the count is exact."""
+    from paykube_dashboard import queries as module
+
+    now = utcnow()
+    window = parse_window("30d", None, None, now)
+    exact = DashboardQueries(engine).attention(now, dt.timedelta(hours=1), window)
+    assert exact.expired_open.total > 10 and not exact.expired_open.capped
+    with engine.connect() as conn:
+        assert exact.expired_open.total == conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM payment_sessions WHERE phase = 'Open' AND NOT deleted "
+            "AND expires_at < %s", (now,)).scalar_one()
+    monkeypatch.setattr(module, "COUNT_CAP", 10)
+    capped = DashboardQueries(engine).attention(now, dt.timedelta(hours=1), window)
+    assert (capped.expired_open.total, capped.expired_open.capped) == (11, True)
+    assert capped.expired_open.rows == exact.expired_open.rows
