@@ -10,14 +10,14 @@ from typing import Any
 import kopf
 
 from paykube.api.providers import CLUSTER_PROVIDER_PLURAL, PROVIDER_PLURAL
-from paykube.api.types import GROUP, PLURAL, VERSION, Phase, Status
+from paykube.api.types import GROUP, PLURAL, VERSION, Status
 from paykube.errors import PaykubeError
 from paykube.kube.client import NotFound
 from paykube.kube.config import KubeConfig
 from paykube.kube.status import ref_of
 from paykube.lifecycle import parse_timestamp, unpublished
 from paykube.operator.login import KopfLogin
-from paykube.operator.polling import next_poll_delay
+from paykube.operator.polling import poll_delay_for
 from paykube.operator.reconciler import RetryLater
 from paykube.operator.runtime import Runtime
 from paykube.settings import Settings
@@ -60,16 +60,9 @@ async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
 
 def _poll_delay(settings: Settings, created: dt.datetime, status: Status,
                 unchanged: int, now: dt.datetime | None = None) -> float:
-    now = now or dt.datetime.now(dt.UTC)
-    until_expiry = None
-    if status.phase is Phase.OPEN and status.expires_at:
-        # Only an open session expires: a Processing one waits for its payment's outcome.
-        until_expiry = (parse_timestamp(status.expires_at) - now).total_seconds()
-    return next_poll_delay(
-        age=(now - created).total_seconds(), unchanged_polls=unchanged,
-        until_expiry=until_expiry, min_interval=settings.poll_min_interval,
-        max_interval=settings.poll_max_interval,
-    )
+    return poll_delay_for(status, created, now or dt.datetime.now(dt.UTC), unchanged,
+                          min_interval=settings.poll_min_interval,
+                          max_interval=settings.poll_max_interval)
 
 
 def _has_unpublished(body: Any, **_: Any) -> bool:
@@ -111,32 +104,21 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
         runtime = _runtime(memo)
         await _guard(runtime, "finalize", runtime.reconciler.finalize(ref_of(body), retry))
 
-    @kopf.daemon(*RESOURCE, registry=registry, id="poll", cancellation_timeout=5.0,
-                 when=lambda body, **_: not Status.from_dict(body.get("status")).phase.terminal)
-    async def poll(body: Any, memo: Any, stopped: Any, **_: Any) -> None:
-        """A backstop for lost webhooks: poll the provider until the session ends."""
+    @kopf.on.event(*RESOURCE, registry=registry, id="poll-schedule")
+    async def schedule_polls(event: Any, body: Any, memo: Any, **_: Any) -> None:
+        """A backstop for lost webhooks: every open session is polled by one scheduler
+        (an entry in a heap, not a task per object) until it ends or goes away."""
         runtime = _runtime(memo)
+        if runtime.polls is None:
+            return
         ref = ref_of(body)
-        created = parse_timestamp(body["metadata"]["creationTimestamp"])
         status = Status.from_dict(body.get("status"))
-        unchanged = 0
-        while not status.phase.terminal:
-            delay = _poll_delay(runtime.settings, created, status, unchanged)
-            await stopped.wait(delay)
-            if stopped:
-                return
-            try:
-                polled = await runtime.reconciler.poll(ref)
-            except NotFound:
-                return
-            except RetryLater as exc:
-                log.info("poll deferred: %s", exc)
-                continue
-            except PaykubeError as exc:
-                log.warning("poll failed: %s", exc.message)
-                continue
-            unchanged = unchanged + 1 if polled == status else 0
-            status = polled
+        if (event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp")
+                or not status.session_id):
+            runtime.polls.forget(ref.uid)
+            return
+        created = parse_timestamp(body["metadata"]["creationTimestamp"])
+        runtime.polls.track(ref, created, status)
 
     @kopf.timer(*RESOURCE, registry=registry, id="confirm", interval=1.0,
                 when=_awaits_confirmation)

@@ -23,6 +23,7 @@ from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.accounts import ProviderAccounts
 from paykube.operator.metrics import OperatorMetrics
 from paykube.operator.reconciler import Reconciler
+from paykube.operator.scheduler import PollScheduler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.razorpay import RazorpayProvider
@@ -51,6 +52,7 @@ class Runtime:
     provider_accounts: ProviderAccounts
     aws: SecretsManagerSource | None
     razorpay: RazorpayProvider | None = None
+    polls: PollScheduler | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -91,10 +93,12 @@ class Runtime:
         reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer, writer,
                                 processing_recheck=settings.poll_min_interval)
         writer.on_transition = reconciler.on_transition
+        polls = PollScheduler(reconciler.poll, min_interval=settings.poll_min_interval,
+                              max_interval=settings.poll_max_interval)
         routes = RouteTableWriter(kube, settings.cluster_namespace, settings.route_table_secret)
         provider_accounts = ProviderAccounts(kube, accounts, choose, routes, metrics, settings)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
-                   credentials, accounts, provider_accounts, aws, razorpay)
+                   credentials, accounts, provider_accounts, aws, razorpay, polls)
 
     def readiness_checks(self) -> ReadinessChecks:
         """What /readyz asks: the API server, and each operator-wide credential that is
@@ -115,6 +119,8 @@ class Runtime:
 
     def start(self) -> None:
         """Start background work; call inside the running event loop."""
+        if self.polls is not None:
+            self._tasks.add(asyncio.create_task(self.polls.run()))
         if self.mirror is not None:
             self.mirror.start()
             for scope in watch_scopes(self.settings.namespaces):
