@@ -3,6 +3,7 @@ reads the object fresh, asks the provider, and writes status through the lifecyc
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,7 @@ COMPONENT = "paykube-operator"
 FINALIZE_HOLD_RETRY = 300.0
 EXPIRY_MARGIN = dt.timedelta(minutes=2)
 WARN_EVERY = 10  # a long-held deletion warns on the first and then every tenth retry
+RECONCILE_CONCURRENCY = 32  # objects reconciled at once (twice the API client's slots)
 CONFIG_RETRY = 30.0  # seconds between tries while the operator's default credentials are broken
 
 
@@ -89,11 +91,25 @@ class Reconciler:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     processing_recheck: float = 10.0  # seconds between polls of a deleted Processing session
 
+    def __post_init__(self) -> None:
+        # Objects reconciled at once. kopf starts a handler per object; in a burst of
+        # thousands they would all advance in lockstep through the API client's slots
+        # (every object Pending long before any is Open). Waiting here, first come first
+        # served, lets the early objects finish while the later ones wait.
+        self._in_flight = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
     async def reconcile(self, ref: ObjectRef, body: Manifest | None = None) -> Status:
         """Bring the object to what its spec asks: a session exists; canceled if asked.
 
         `body` is the object as kopf handed it over: the base of the first write, so that
         nothing is read that is already at hand (a conflict re-reads)."""
+        waited = self._in_flight.locked()
+        async with self._in_flight:
+            # After a wait the body may be old: read it fresh rather than write, conflict
+            # and read.
+            return await self._reconcile(ref, None if waited else body)
+
+    async def _reconcile(self, ref: ObjectRef, body: Manifest | None) -> Status:
         obj, status = await self._ensure_session(ref, body)
         obj, _, status = await self._apply(ref, lambda o: Reconciled(_generation(o)), base=obj)
         if obj.get("spec", {}).get("cancel") and not status.phase.terminal:
