@@ -1,7 +1,8 @@
 """`make demo`: the whole of paykube on this machine, one payment through its lifecycle.
 
-Starts the local control plane, installs the CRD, starts the Stripe emulator, the webhook
-and the operator, applies crds/examples/, and pays one session through a signed webhook.
+Starts the local control plane, installs the CRD, starts the Stripe and Razorpay emulators,
+the webhook and the operator, applies crds/examples/, and pays sessions through signed
+webhooks: Stripe ones and a Razorpay Payment Link, each on its own account's route.
 With --keep it keeps running until Ctrl-C so you can play with kubectl.
 """
 
@@ -24,6 +25,9 @@ from paykube_dev.dashboard_program import DEMO_LOGIN, start_demo_dashboard
 from paykube_dev.kube import REPO, ControlPlane
 from paykube_dev.proc import CACHE_DIR, wait_until
 from paykube_dev.programs import Program, start_operator, start_webhook
+from paykube_dev.razorpay_demo import pay as pay_razorpay
+from paykube_dev.razorpay_demo import prepare as prepare_razorpay
+from paykube_dev.razorpay_emulator import RazorpayControl, RazorpayEmulatorProcess
 from paykube_dev.services import ActiveMQ, start_activemq, start_mariadb
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
@@ -128,7 +132,9 @@ def run(directory: Path, keep: bool) -> None:
             start_activemq(directory / "activemq") as broker, \
             start_mariadb(directory / "mariadb") as database, \
             EmulatorProcess(directory / "stripe-emulator.log",
-                            extra_args=("--hosted-checkout",)) as emulator:
+                            extra_args=("--hosted-checkout",)) as emulator, \
+            RazorpayEmulatorProcess(directory / "razorpay-emulator.log",
+                                    extra_args=("--hosted-links",)) as razorpay:
         print(f"platform up in {time.monotonic() - started:.1f}s")
         tap = EventTap(broker)
         print(f"export KUBECONFIG={plane.kubeconfig}")
@@ -144,7 +150,7 @@ def run(directory: Path, keep: bool) -> None:
                "PAYKUBE_BROKER_URLS": f"127.0.0.1:{broker.stomp_port}",
                "PAYKUBE_DATABASE_URL": database.url,
                "PAYKUBE_CLUSTER_NAMESPACE": CLUSTER_NAMESPACE,
-               "PAYKUBE_PROVIDER_RESYNC": "5"}
+               "PAYKUBE_PROVIDER_RESYNC": "5", "PAYKUBE_RAZORPAY_API_BASE": razorpay.base_url}
         say("Starting the paykube webhook and operator")
         webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
         operator = start_operator(plane.kubeconfig, directory / "operator.log",
@@ -163,6 +169,9 @@ def run(directory: Path, keep: bool) -> None:
                           NAMESPACE, "--from-literal=webhookSecrets=whsec_paykube_demo_own")
             show(plane, "apply", "-n", NAMESPACE, "-f",
                  str(REPO / "crds" / "examples" / "providers" / "paymentprovider.yaml"))
+            # The shop's Razorpay account for school-fees-term-2 (a Payment Link).
+            razorpay_control = RazorpayControl(razorpay.base_url)
+            prepare_razorpay(plane, NAMESPACE, razorpay_control)
             show(plane, "apply", "-n", NAMESPACE, "-f", str(REPO / "crds" / "examples"))
             say("An invalid manifest is refused by the API server itself")
             show(plane, "apply", "-n", NAMESPACE, "-f",
@@ -188,8 +197,10 @@ def run(directory: Path, keep: bool) -> None:
             show(plane, "get", "events", "-n", NAMESPACE,
                  "--field-selector=involvedObject.name=order-1001")
             say("Payment events received from ActiveMQ (CloudEvents, one per phase)")
+            seen: set[str] = set()  # delivery is at least once: a consumer drops repeats by id
             for event in tap.drain(3):
-                if event["data"]["name"] == "order-1001":
+                if event["data"]["name"] == "order-1001" and event["id"] not in seen:
+                    seen.add(event["id"])
                     print(f"{event['type']:40s} id={event['id']}")
             say("The reporting mirror in MariaDB")
             with make_engine(database.url).connect() as conn:
@@ -199,12 +210,18 @@ def run(directory: Path, keep: bool) -> None:
                     print(f"payment_sessions: {row.name:20s} {row.phase:8s} {row.amount:>7} "
                           f"{row.currency}")
             tenant_paid_by = tenant_payment(plane, control)
+            say("The shop's Razorpay Payment Link, paid in two parts, each part reported by "
+                "Razorpay's own signed webhook on the account's route")
+            razorpay_paid_by = pay_razorpay(plane, NAMESPACE, razorpay_control, webhook.url,
+                                            show, phase)
+            show(plane, "get", "paysess", "-A", "-o", "wide")
             dashboard = start_demo_dashboard(database, directory)
             say(f"The dashboard: {dashboard.url}/ (login {DEMO_LOGIN[0]} / {DEMO_LOGIN[1]}), "
                 "over the mirror with a few hundred sessions of the last days added")
             say(f"Demo done in {time.monotonic() - started:.1f}s: order-1001 went Pending -> "
                 f"Open -> Paid (through the {paid_by}); {TENANT}'s order through its own "
-                f"account and route ({tenant_paid_by})")
+                f"account and route ({tenant_paid_by}); school-fees-term-2 through Razorpay "
+                f"went Open -> Processing -> Paid (through the {razorpay_paid_by})")
             if keep:
                 print(f"Still running; try: export KUBECONFIG={plane.kubeconfig}; "
                       "kubectl get paysess -A. Ctrl-C stops everything.")

@@ -24,6 +24,10 @@ def test_demo_pays_a_session_through_the_webhook(tmp_path: Path) -> None:
     # A namespace with its own account, registered by the operator, paid through its route.
     assert "team-b's order through its own account and route (webhook)" in out
     assert "/webhooks/stripe/ns/team-b/stripe" in out
+    # Beside the Stripe ones, a Razorpay Payment Link paid through its own signed webhook.
+    assert ("school-fees-term-2 through Razorpay went Open -> Processing -> Paid (through "
+            "the webhook)") in out
+    assert "/webhooks/razorpay/ns/shop/razorpay" in out
     assert 'is invalid' in out or "Invalid value" in out, "the invalid manifest was not refused"
     published = [line.split()[0] for line in out.splitlines()
                  if line.startswith("dev.paykube.paymentsession.")]
