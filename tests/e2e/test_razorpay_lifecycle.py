@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 
+from paykube_dev.services import ActiveMQ
 from tests.e2e.razorpay_stack import RazorpayTenant, history
 from tests.e2e.razorpay_stack import razorpay_tenant as razorpay_tenant  # the fixture
-from tests.plugins.paykube_fixtures import phase_of
+from tests.e2e.test_payment_events import events_of
+from tests.plugins.paykube_fixtures import EVENTS_QUEUE, phase_of
+from tests.plugins.stomp_helpers import subscriber
 
 
 def link_of(tenant: RazorpayTenant, name: str) -> dict[str, object]:
@@ -40,6 +43,35 @@ def test_a_link_opens_and_is_paid_through_its_own_signed_webhook(
     wide = tenant.stack.kube.kubectl("get", "paysess", "tea", "-n", tenant.namespace,
                                      "-o", "wide").stdout
     assert "razorpay" in wide
+
+
+def test_a_razorpay_payment_s_cloudevents_name_the_provider(
+        razorpay_tenant: RazorpayTenant, activemq: ActiveMQ) -> None:
+    """Downstream unchanged: the same event types, with data.provider saying razorpay."""
+    tenant = razorpay_tenant
+    with subscriber(activemq, EVENTS_QUEUE) as sub:
+        opened = tenant.open("evented")
+        tenant.control.pay(opened["status"]["sessionId"])
+        tenant.wait_phase("evented", "Paid")
+        uid = opened["metadata"]["uid"]
+        by_id = {e["id"]: e for e in events_of(sub, uid, 3)}
+    assert sorted(by_id) == sorted(f"{uid}/{p}" for p in ("pending", "open", "paid"))
+    paid = by_id[f"{uid}/paid"]
+    assert paid["type"] == "dev.paykube.paymentsession.paid"
+    assert paid["data"]["provider"] == "razorpay"
+    assert paid["data"]["sessionId"] == opened["status"]["sessionId"]
+
+
+def test_a_create_razorpay_refuses_ends_failed_with_its_code_and_an_explanation(
+        razorpay_tenant: RazorpayTenant) -> None:
+    tenant = razorpay_tenant
+    tenant.apply("too-small", amount=50)  # Razorpay's least is 100 (1.00 INR)
+    failed = tenant.wait_phase("too-small", "Failed")
+    error = failed["status"]["error"]
+    assert (error["code"], error["providerCode"], error["param"]) == (
+        "ProviderRejected", "BAD_REQUEST_ERROR", "amount")
+    assert "spec.amount" in error["explanation"] and "Stripe" not in error["explanation"]
+    assert failed["status"].get("sessionId") is None
 
 
 def test_a_part_payment_is_processing_until_the_rest_is_paid(
