@@ -159,6 +159,12 @@ logging. */}}
   value: {{ $o.rateLimit | toString | quote }}
 - name: PAYKUBE_STRIPE_TIMEOUT
   value: {{ $o.stripeTimeout | toString | quote }}
+- name: PAYKUBE_RAZORPAY_API_BASE
+  value: {{ $o.razorpayApiBase | quote }}
+- name: PAYKUBE_RAZORPAY_RATE_LIMIT
+  value: {{ $o.razorpayRateLimit | toString | quote }}
+- name: PAYKUBE_RAZORPAY_TIMEOUT
+  value: {{ $o.razorpayTimeout | toString | quote }}
 {{- if gt (float64 $o.pollMinInterval) (float64 $o.pollMaxInterval) }}
 {{- fail (printf "operator.pollMinInterval (%v) must not exceed operator.pollMaxInterval (%v)" $o.pollMinInterval $o.pollMaxInterval) }}
 {{- end }}
