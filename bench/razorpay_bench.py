@@ -1,6 +1,7 @@
 """Creates per second by provider: the same N PaymentSessions applied at once, once through
-a Stripe account and once through a Razorpay account, each on its emulator, with the same
-operator settings (no rate limit: the operator and the emulator are what is measured).
+a PaymentProvider of type stripe and once through one of type razorpay, each on its
+emulator, with the same operator settings (no rate limit: the operator and the emulator are
+what is measured).
 
     python bench/razorpay_bench.py --sessions 300
 
@@ -52,9 +53,8 @@ class Row:
         return self.opened / self.seconds if self.seconds > 0 else float("nan")
 
 
-def sessions(namespace: str, count: int, provider_ref: dict[str, str] | None,
-             currency: str) -> str:
-    spec_ref = {"providerRef": provider_ref} if provider_ref else {}
+def sessions(namespace: str, count: int, provider_ref: dict[str, str], currency: str) -> str:
+    spec_ref = {"providerRef": provider_ref}
     items = [{"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentSession",
               "metadata": {"name": f"bench-{i:05d}", "namespace": namespace},
               "spec": {"amount": 1000 + i, "currency": currency, **spec_ref,
@@ -78,14 +78,29 @@ async def apply_and_watch(plane: ControlPlane, namespace: str, manifests: str, c
     return timeline, applied
 
 
+def provider_object(plane: ControlPlane, namespace: str, spec: dict[str, object]) -> None:
+    """A PaymentProvider `spec["type"]` in `namespace` with its key and signing Secrets
+    (both providers are resolved the same way: object, Secret, then the PSP call)."""
+    plane.kubectl("create", "secret", "generic", "psp-signing", "-n", namespace,
+                  "--from-literal=webhookSecrets=bench-signing")
+    provider = {"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentProvider",
+                "metadata": {"name": "psp", "namespace": namespace},
+                "spec": {"apiKey": {"secretRef": {"name": "psp-key"}},
+                         "signingSecrets": {"secretRef": {"name": "psp-signing"}}, **spec}}
+    plane.kubectl("apply", "-f", "-", input=json.dumps(provider))
+
+
 @contextlib.contextmanager
 def stripe_account(plane: ControlPlane, directory: Path, namespace: str,
                    ) -> Iterator[tuple[dict[str, str], str, Callable[[], int]]]:
-    """(operator env, manifests' currency, PSP API calls so far): the default account."""
+    """(operator env, manifests' currency, PSP API calls so far): a PaymentProvider of type
+    stripe in `namespace`, on the Stripe emulator."""
     with EmulatorProcess(directory / "stripe-emulator.log") as emulator:
         control = EmulatorControl(emulator.base_url)
-        yield ({"PAYKUBE_STRIPE_API_BASE": emulator.base_url,
-                "PAYKUBE_STRIPE_API_KEY": STRIPE_KEY}, "usd",
+        plane.kubectl("create", "secret", "generic", "psp-key", "-n", namespace,
+                      f"--from-literal=apiKey={STRIPE_KEY}")
+        provider_object(plane, namespace, {"type": "stripe"})
+        yield ({"PAYKUBE_STRIPE_API_BASE": emulator.base_url}, "usd",
                lambda: int(control.stats()["api_requests"]))
 
 
@@ -96,16 +111,9 @@ def razorpay_account(plane: ControlPlane, directory: Path, namespace: str,
     with RazorpayEmulatorProcess(directory / "razorpay-emulator.log") as emulator:
         control = RazorpayControl(emulator.base_url)
         account = control.create_account(dict([RAZORPAY_KEY]))["id"]
-        plane.kubectl("create", "secret", "generic", "rzp-key", "-n", namespace,
+        plane.kubectl("create", "secret", "generic", "psp-key", "-n", namespace,
                       f"--from-literal=apiKey={RAZORPAY_KEY[0]}:{RAZORPAY_KEY[1]}")
-        plane.kubectl("create", "secret", "generic", "rzp-signing", "-n", namespace,
-                      "--from-literal=webhookSecrets=bench-signing")
-        provider = {"apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentProvider",
-                    "metadata": {"name": "razorpay", "namespace": namespace},
-                    "spec": {"type": "razorpay", "accountId": account,
-                             "apiKey": {"secretRef": {"name": "rzp-key"}},
-                             "signingSecrets": {"secretRef": {"name": "rzp-signing"}}}}
-        plane.kubectl("apply", "-f", "-", input=json.dumps(provider))
+        provider_object(plane, namespace, {"type": "razorpay", "accountId": account})
         yield ({"PAYKUBE_RAZORPAY_API_BASE": emulator.base_url}, "inr",
                lambda: len(control.requests()))
 
@@ -120,8 +128,7 @@ def run(plane: ControlPlane, directory: Path, provider: str, count: int) -> Row:
                 "PAYKUBE_POLL_MIN_INTERVAL": "60", "PAYKUBE_CLUSTER_NAMESPACE": CLUSTER_NAMESPACE}
         operator = start_operator(plane.kubeconfig, directory / f"operator-{provider}.log", env)
         try:
-            ref = {"kind": "PaymentProvider", "name": "razorpay"} if provider != "stripe" \
-                else None
+            ref = {"kind": "PaymentProvider", "name": "psp"}
             time.sleep(2.0)  # the provider's first key check is not part of the creates
             before, calls_before = process_stats(operator.proc.pid), calls()
             timeline, applied = asyncio.run(apply_and_watch(
