@@ -406,7 +406,7 @@ def node_names(pods: Sequence[Manifest]) -> set[str]:
 def pod_memory(pod: Manifest) -> dict[str, int]:
     """A pod's memory from its cgroup (the node's kubelet puts it under /paykube-node):
     `rss` (anonymous memory of its processes) and `usage` (with page cache), bytes."""
-    uid = pod["metadata"]["uid"].replace("-", "_")
+    uid = pod["metadata"]["uid"]
     qos = pod["status"].get("qosClass", "BestEffort").lower()
     root = Path("/sys/fs/cgroup/memory/paykube-node/kubepods")
     path = root / f"pod{uid}" if qos == "guaranteed" else root / qos / f"pod{uid}"

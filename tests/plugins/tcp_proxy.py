@@ -61,6 +61,9 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            # The timeout was for connecting: an idle connection (a STOMP client between
+            # heart-beats) must stay open as long as its ends keep it.
+            upstream.settimeout(None)
             with self._lock:
                 self._sockets.update((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):
