@@ -26,6 +26,7 @@ from tests.plugins.paykube_fixtures import (
     WEBHOOK_SECRET,
     Solo,
     Stack,
+    create_provider,
     provider_ref,
     solo_operator,
 )
@@ -247,8 +248,7 @@ def test_errors_are_explained_by_catalog_at_once_and_by_the_model_later(
             solo.emulator.clear_faults()
             revoked = f"sk_test_revoked_{uuid.uuid4().hex[:8]}"
             solo.emulator.revoke_key(revoked)
-            stack.kube.kubectl("create", "secret", "generic", "revoked", "-n", solo.namespace,
-                               f"--from-literal=apiKey={revoked}")
+            create_provider(stack.kube, solo.namespace, "revoked", revoked)
             asked = len(model.requests)
             stack.apply(solo.namespace, "catalog", providerRef=provider_ref("revoked"))
             error = stack.wait_phase(solo.namespace, "catalog", "Failed")["status"]["error"]
