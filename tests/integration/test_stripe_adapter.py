@@ -3,16 +3,18 @@ validation) and against the stateful emulator (idempotency, retries, faults)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import time
 import uuid
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
+from paykube.api.providers import DEFAULT_STRIPE_API_VERSION
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.providers.base import AccountCredentials, CreateSession, ProviderSession
@@ -20,7 +22,7 @@ from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.providers.stripe import StripeProvider
 from paykube.settings import SecretStr
 from paykube_dev.services import StripeMock
-from paykube_dev.stripe_emulator import AsyncEmulatorControl, StripeEmulator
+from paykube_dev.stripe_emulator import AsyncEmulatorControl, EmulatorControl, StripeEmulator
 from paykube_dev.stripe_emulator.state import Action
 
 KEY = SecretStr("sk_test_adapter")
@@ -103,19 +105,25 @@ async def test_stripe_mock_accepts_create_retrieve_and_expire(
     items = {k.split("]")[0] for k in form if k.startswith("line_items[")}
     assert len(items) == len(cast(list[object], spec.get("lineItems", [None])))
     assert create.headers["Idempotency-Key"].endswith(":create")
-    assert parse_qsl(retrieve.url.query.decode()) == [("expand[]", "payment_intent")]
+    # The SDK indexes every list (expand[0]); Stripe and stripe-mock read it as expand[].
+    assert parse_qsl(retrieve.url.query.decode()) == [("expand[0]", "payment_intent")]
     assert expire.content == b"" and expire.headers["Idempotency-Key"]
 
 
 async def test_stripe_mock_errors_map_to_permanent_rejections(stripe_mock: StripeMock) -> None:
-    """stripe-mock's error bodies parse into a permanent ProviderRejected."""
+    """stripe-mock's error bodies (here its OpenAPI check of `limit`) come out of the SDK as
+    a permanent ProviderRejected with Stripe's own fields."""
     stripe = provider(stripe_mock.url)
+    sessions = stripe._client.v1.checkout.sessions
+    bad: Any = {"limit": "not-a-number"}
     try:
         with pytest.raises(ProviderError) as caught:
-            await stripe._call("list", "GET", "/v1/checkout/sessions",
-                               AccountCredentials(SecretStr(stripe_mock.api_key)),
-                               Priority.POLL, query=(("limit", "not-a-number"),))
+            await stripe._call("list", AccountCredentials(SecretStr(stripe_mock.api_key)),
+                               Priority.POLL, lambda o: sessions.list_async(bad, o))
         assert caught.value.code is ErrorCode.PROVIDER_REJECTED
+        assert (caught.value.http_status, caught.value.error_type) == (
+            400, "invalid_request_error")
+        assert not caught.value.retryable
     finally:
         await stripe.aclose()
 
@@ -320,3 +328,81 @@ async def test_poll_sees_the_async_outcome_without_any_event(
         assert polled.snapshot.payment_intent_id.startswith("pi_")
     finally:
         await stripe.aclose()
+
+
+async def test_pinned_version_and_connect_account_reach_stripe_per_call(
+        async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    """One adapter, two accounts: each request carries its own account's Stripe-Version and
+    (for the connected one only) Stripe-Account, as the emulator's request log shows."""
+    platform_key = f"sk_test_platform_{uuid.uuid4().hex[:12]}"
+    platform_id = (await async_stripe_control.create_account(keys=[platform_key]))["id"]
+    connected = (await async_stripe_control.create_account(
+        account_id=f"acct_{uuid.uuid4().hex[:16]}", platform=platform_id))["id"]
+    pinned = AccountCredentials(SecretStr(platform_key), "2025-03-31.basil", connected)
+    stripe = provider(async_stripe_emulator.base_url)
+    try:
+        on_connected = await stripe.create_session(request(), pinned)
+        on_platform = await stripe.create_session(request(), SecretStr(platform_key))
+        polled = await stripe.get_session(on_connected.snapshot.session_id, pinned)
+    finally:
+        await stripe.aclose()
+    assert on_connected.snapshot.account == connected == polled.snapshot.account
+    assert on_platform.snapshot.account is None
+    seen = await async_stripe_control.requests(key_account_id=platform_id)
+    assert [(r["method"], r["stripe_version"], r["stripe_account"], r["account_id"], r["status"])
+            for r in seen] == [
+        ("POST", "2025-03-31.basil", connected, connected, 200),
+        ("POST", DEFAULT_STRIPE_API_VERSION, None, platform_id, 200),
+        ("GET", "2025-03-31.basil", connected, connected, 200),
+    ]
+    assert seen[0]["idempotency_key"].startswith("paykube:")
+
+
+async def test_sdk_errors_keep_stripes_fields_and_retry_after(
+        async_stripe_emulator: StripeEmulator, async_stripe_control: AsyncEmulatorControl,
+) -> None:
+    """Whatever class the SDK raises, paykube's error keeps code, param, type, doc_url, the
+    HTTP status and Retry-After, and its retryability follows the status."""
+    stripe = provider(async_stripe_emulator.base_url, attempts=1)
+    await async_stripe_control.add_fault("rate_limit", count=1, retry_after=7, method="POST")
+    # Only the sync control client takes a PSP error; the emulator runs in this loop.
+    with EmulatorControl(async_stripe_emulator.base_url) as control:
+        await asyncio.to_thread(
+            control.add_fault, "stripe_error", count=1, method="POST",
+            error={"status": 400, "code": "parameter_invalid_integer", "param": "expires_at",
+                   "message": "Invalid integer: soon"})
+    try:
+        with pytest.raises(ProviderError) as limited:
+            await stripe.create_session(request(), KEY)
+        with pytest.raises(ProviderError) as rejected:
+            await stripe.create_session(request(), KEY)
+    finally:
+        await stripe.aclose()
+    first = limited.value
+    assert (first.code, first.http_status, first.retry_after, first.provider_code,
+            first.error_type) == (ErrorCode.RATE_LIMITED, 429, 7.0, "rate_limit",
+                                  "invalid_request_error")
+    assert first.doc_url and first.doc_url.endswith("/rate-limit")
+    assert first.retryable
+    second = rejected.value
+    assert (second.code, second.http_status, second.provider_code, second.param,
+            second.error_type, str(second)) == (
+        ErrorCode.PROVIDER_REJECTED, 400, "parameter_invalid_integer", "expires_at",
+        "invalid_request_error", "Invalid integer: soon")
+    assert second.doc_url and second.doc_url.endswith("/parameter-invalid-integer")
+    assert second.retry_after is None and not second.retryable
+
+
+async def test_an_unreachable_stripe_is_a_retryable_unavailability() -> None:
+    """A refused connection is the SDK's APIConnectionError: retried by paykube's loop (one
+    request per attempt: the SDK's own retries are off), then ProviderUnavailable."""
+    recording = Recording()
+    stripe = provider("http://127.0.0.1:9", attempts=2, transport=recording)
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await stripe.get_session("cs_test_a1", KEY)
+    finally:
+        await stripe.aclose()
+    assert caught.value.code is ErrorCode.PROVIDER_UNAVAILABLE and caught.value.retryable
+    assert caught.value.http_status is None

@@ -8,23 +8,26 @@ from typing import Any
 
 import httpx
 import pytest
+import stripe
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paykube.api.types import LineItem, ObjectRef, PaymentSessionSpec, Phase
-from paykube.errors import ErrorCode, PaykubeError
+from paykube.errors import ErrorCode, PaykubeError, ProviderError
 from paykube.providers.base import CreateSession, ProviderPayloadInvalid
+from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import (
     MAX_RETRY_AFTER,
+    StripeProvider,
     create_params,
-    encode_form,
-    error_from_response,
+    error_from_stripe,
     event_phase,
     provider_session,
     retry_after_seconds,
     session_phase,
     snapshot,
 )
+from paykube.settings import SecretStr
 
 REF = ObjectRef("shop", "order-1", "0b7d7c1e-uid")
 
@@ -103,12 +106,6 @@ def test_create_params_line_items_and_idempotency_key() -> None:
     request = CreateSession(REF, spec(line_items=items), dt.datetime(2026, 11, 27, tzinfo=dt.UTC))
     assert [i["quantity"] for i in create_params(request)["line_items"]] == [2, 1]
     assert request.idempotency_key == f"paykube:{REF.uid}:create"
-
-
-def test_encode_form_nests_like_stripe() -> None:
-    assert encode_form({"a": 1, "m": {"k": "v"}, "l": [{"x": True}, {"x": None}], "s": ["p"]}) == [
-        ("a", "1"), ("m[k]", "v"), ("l[0][x]", "true"), ("s[0]", "p"),
-    ]
 
 
 SESSION: dict[str, Any] = {
@@ -212,6 +209,20 @@ def test_retry_after_never_raises(header: str) -> None:
     assert seconds is None or 0.0 <= seconds <= MAX_RETRY_AFTER
 
 
+async def sdk_error(status: int, body: bytes, headers: dict[str, str]) -> ProviderError:
+    """What one answer becomes through the SDK and paykube's mapping (no retries)."""
+    answer = httpx.MockTransport(lambda _request: httpx.Response(status, content=body,
+                                                                 headers=headers))
+    stripe = StripeProvider(api_base="http://stripe.invalid", attempts=1, transport=answer,
+                            limiter=RateLimiter(rate=1000, burst=10))
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await stripe.get_session("cs_test_a1", SecretStr("sk_test_unit"))
+    finally:
+        await stripe.aclose()
+    return caught.value
+
+
 @pytest.mark.parametrize(
     ("status", "body", "code"),
     [
@@ -221,13 +232,42 @@ def test_retry_after_never_raises(header: str) -> None:
         (400, b'{"error": {"message": 7, "code": "resource_missing"}}',
          ErrorCode.PROVIDER_REJECTED),
         (401, b"\xff\xfe", ErrorCode.CREDENTIALS_INVALID),
+        (403, b"{}", ErrorCode.CREDENTIALS_INVALID),
+        (409, b'{"error": {"type": "idempotency_error"}}', ErrorCode.PROVIDER_UNAVAILABLE),
     ],
 )
-def test_error_bodies_that_are_not_stripe_errors(status: int, body: bytes,
-                                                 code: ErrorCode) -> None:
-    error = error_from_response(httpx.Response(
-        status, content=body, headers={"Retry-After": "Thu, 26 Nov 2026 12:00:30 GMT"}))
+async def test_error_bodies_that_are_not_stripe_errors(status: int, body: bytes,
+                                                       code: ErrorCode) -> None:
+    error = await sdk_error(status, body, {"Retry-After": "Thu, 26 Nov 2026 12:00:30 GMT"})
     assert error.code is code
     assert error.http_status == status
     assert error.message  # Stripe's own when readable, else the HTTP status
     assert error.retry_after is not None and 0 <= error.retry_after <= MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    (402, ErrorCode.PROVIDER_REJECTED), (404, ErrorCode.PROVIDER_REJECTED),
+    (429, ErrorCode.RATE_LIMITED), (500, ErrorCode.PROVIDER_UNAVAILABLE),
+])
+async def test_each_sdk_error_class_keeps_stripes_fields(status: int, code: ErrorCode) -> None:
+    """CardError, InvalidRequestError, RateLimitError and APIError carry different subsets
+    of Stripe's fields as attributes: paykube reads them from the body, the same for all."""
+    body = (b'{"error": {"type": "card_error", "code": "card_declined", "param": "amount",'
+            b' "message": "Declined.", "doc_url": "https://stripe.com/docs/error-codes/x"}}')
+    error = await sdk_error(status, body, {"retry-after": "3"})
+    assert (error.code, error.http_status, error.provider_code, error.param, error.error_type,
+            error.doc_url, error.message, error.retry_after) == (
+        code, status, "card_declined", "amount", "card_error",
+        "https://stripe.com/docs/error-codes/x", "Declined.", 3.0)
+
+
+@pytest.mark.parametrize("body", [b'{"id": "cs_test_a', b"[1, 2]", b'"text"', b"\xff"])
+async def test_a_2xx_that_is_not_a_json_object_is_retryable(body: bytes) -> None:
+    error = await sdk_error(200, body, {})
+    assert error.code is ErrorCode.PROVIDER_UNAVAILABLE and error.retryable
+
+
+def test_a_connection_error_is_a_retryable_unavailability() -> None:
+    error = error_from_stripe(stripe.APIConnectionError("refused"))  # type: ignore[no-untyped-call]
+    assert (error.code, error.http_status, error.retryable) == (
+        ErrorCode.PROVIDER_UNAVAILABLE, None, True)

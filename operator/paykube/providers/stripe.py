@@ -1,4 +1,5 @@
-"""Stripe Checkout as a PaymentProvider, over plain HTTPS (httpx, injectable transport).
+"""Stripe Checkout as a PaymentProvider, through the official `stripe` SDK (StripeClient,
+async, on paykube's httpx client with an injectable transport).
 
 Also owns the mapping from Stripe sessions and events to lifecycle observations, so that
 the lifecycle itself knows nothing about Stripe.
@@ -7,6 +8,7 @@ the lifecycle itself knows nothing about Stripe.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime as dt
 import email.utils
@@ -15,11 +17,11 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import httpx
+import stripe
 
 from paykube.api.providers import DEFAULT_STRIPE_API_VERSION
 from paykube.api.types import RESERVED_METADATA_PREFIX, Phase
@@ -203,37 +205,50 @@ def create_params(request: CreateSession) -> dict[str, Any]:
     return params
 
 
-def encode_form(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """Stripe's form encoding: nested maps as a[b], lists as a[0]."""
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        name = f"{prefix}[{key}]" if prefix else str(key)
-        if isinstance(value, Mapping):
-            pairs += encode_form(value, name)
-        elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    pairs += encode_form(item, f"{name}[{index}]")
-                else:
-                    pairs.append((f"{name}[{index}]", _scalar(item)))
-        elif value is not None:
-            pairs.append((name, _scalar(value)))
-    return pairs
+@dataclasses.dataclass
+class _Answer:
+    """The HTTP answer behind one SDK call, as the transport saw it."""
+
+    status: int | None = None
+    headers: Mapping[str, str] | None = None
 
 
-def _scalar(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+# Set by _call around each SDK call, filled by the transport (the SDK awaits it in the same
+# task, so concurrent calls each see their own). Needed because the SDK drops the headers
+# of an error whose body it cannot read, and does not say the status of a 2xx that is JSON
+# but not an object.
+_ANSWER: contextvars.ContextVar[_Answer | None] = contextvars.ContextVar(
+    "paykube_stripe_answer", default=None)
 
 
-def error_from_response(response: httpx.Response) -> ProviderError:
-    error = (_json_object(response) or {}).get("error")
+def error_from_stripe(exc: stripe.StripeError, seen: _Answer | None = None) -> ProviderError:
+    """The SDK's error as paykube's: the code follows the HTTP status (as Stripe documents
+    which statuses are worth a retry), Stripe's own fields are kept as they came.
+
+    `seen` is the answer the transport received, for what the SDK's error leaves out."""
+    if isinstance(exc, stripe.APIConnectionError) or exc.http_status is None:
+        return ProviderError(exc.user_message or "Stripe unreachable",
+                             code=ErrorCode.PROVIDER_UNAVAILABLE)
+    body = exc.json_body
+    error = body.get("error") if isinstance(body, dict) else None
     # A proxy's HTML page or an odd body still gives an error of the right kind.
-    body: dict[str, Any] = {k: v for k, v in error.items() if isinstance(v, str)} if (
-        isinstance(error, dict)) else {}
-    status = response.status_code
-    message = str(body.get("message") or f"Stripe answered HTTP {status}")
+    fields: dict[str, str] = ({k: v for k, v in error.items() if isinstance(v, str)}
+                              if isinstance(error, dict) else {})
+    retry_after = _header(exc.headers, "Retry-After") or _header(
+        seen.headers if seen else None, "Retry-After")
+    return error_for_status(exc.http_status, fields, retry_after)
+
+
+def error_for_status(status: int, fields: Mapping[str, str],
+                     retry_after: str | None) -> ProviderError:
+    """paykube's error for a Stripe answer of this HTTP status and these error fields."""
+    if status < 400:
+        # A cut or mangled answer: whether the call took effect is unknown, so it is worth
+        # a retry (creates and expiries carry idempotency keys; reads are safe).
+        return ProviderError(
+            f"Stripe answered HTTP {status} with a body that is not a JSON object",
+            code=ErrorCode.PROVIDER_UNAVAILABLE, http_status=status)
+    message = fields.get("message") or f"Stripe answered HTTP {status}"
     if status == 429:
         code = ErrorCode.RATE_LIMITED
     elif status >= 500 or status == 409:  # 409: idempotency_key_in_use, Stripe says retry
@@ -243,11 +258,21 @@ def error_from_response(response: httpx.Response) -> ProviderError:
     else:
         code = ErrorCode.PROVIDER_REJECTED
     return ProviderError(
-        message, code=code, provider_code=body.get("code") or body.get("type"),
-        doc_url=body.get("doc_url"), param=body.get("param"), http_status=status,
-        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-        error_type=body.get("type"),
+        message, code=code, provider_code=fields.get("code") or fields.get("type"),
+        doc_url=fields.get("doc_url"), param=fields.get("param"), http_status=status,
+        retry_after=retry_after_seconds(retry_after), error_type=fields.get("type"),
     )
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A header by name in any case (the SDK passes httpx's headers on, or a plain dict)."""
+    if not headers:
+        return None
+    if isinstance(headers, httpx.Headers):
+        value: str | None = headers.get(name)
+        return value
+    wanted = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
 # A longer wait would stall the caller; the reconciler's own requeue takes over instead.
@@ -279,15 +304,51 @@ def retry_after_seconds(value: str | None,
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
-RETRIEVE_QUERY = (("expand[]", "payment_intent"),)
+class _HTTPX(stripe.HTTPClient):
+    """The SDK's transport over paykube's own httpx client, so that tests can inject an
+    httpx transport and the operator sets one timeout. The SDK's HTTPXClient builds its
+    own AsyncClient and posts the form as `data=` (deprecated in httpx for a str)."""
+
+    name = "httpx"
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        super().__init__()
+        self._http = http
+
+    async def request_async(self, method: str, url: str, headers: Mapping[str, str] | None,
+                            post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
+        try:
+            response = await self._http.request(method, url, headers=headers,
+                                                content=post_data or None)
+        except httpx.TransportError as exc:
+            # should_retry stays False: paykube's own loop decides (max_network_retries=0).
+            raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]  # SDK untyped
+                f"Stripe unreachable: {type(exc).__name__}") from exc
+        if (seen := _ANSWER.get()) is not None:
+            seen.status, seen.headers = response.status_code, response.headers
+        return _utf8(response.content), response.status_code, response.headers
+
+    async def close_async(self) -> None:
+        await self._http.aclose()
+
+    def close(self) -> None:  # the async client is closed by close_async
+        pass
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+Send = Callable[["stripe.RequestOptions"], Awaitable[object]]
+
+
+def _utf8(content: bytes) -> bytes:
+    """The body as valid UTF-8. The SDK logs every body through a str decode that raises on
+    anything else (stripe 16: _util.logfmt), which would escape as a UnicodeDecodeError;
+    with the bad bytes replaced, such a body is simply not JSON, as it was not before."""
+    if content.isascii():
+        return content
     try:
-        body = response.json()
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
-        return None
-    return body if isinstance(body, dict) else None
+        content.decode()
+    except UnicodeDecodeError:
+        return content.decode(errors="replace").encode()
+    return content
 
 
 class StripeProvider:
@@ -301,14 +362,20 @@ class StripeProvider:
     ) -> None:
         self._on_call = on_call or (lambda _op, _outcome, _s: None)
         self._on_wait = on_wait or (lambda _p, _s: None)
-        self._http = httpx.AsyncClient(base_url=api_base, timeout=timeout, transport=transport)
+        self._http = _HTTPX(httpx.AsyncClient(timeout=timeout, transport=transport))
+        # The key, version and account go with each call (one client serves all accounts);
+        # the client's own key is never used. No SDK retries: paykube's loop below is the
+        # only one, under the rate limiter.
+        self._client = stripe.StripeClient(
+            "", stripe_version=DEFAULT_STRIPE_API_VERSION, max_network_retries=0,
+            base_addresses={"api": api_base.rstrip("/")}, http_client=self._http)
         self._limiter = limiter
         self._attempts = attempts
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close_async()
 
     def valid_session_id(self, session_id: str) -> bool:
         return SESSION_ID.fullmatch(session_id) is not None
@@ -316,29 +383,33 @@ class StripeProvider:
     async def create_session(self, request: CreateSession,
                              account: AccountCredentials | SecretStr) -> ProviderSession:
         account = _credentials(account)
-        body = await self._call(
-            "create", "POST", "/v1/checkout/sessions", account, Priority.CREATE,
-            form=encode_form(create_params(request)), idempotency_key=request.idempotency_key,
-        )
+        sessions = self._client.v1.checkout.sessions
+        params = _params(create_params(request))
+        body = await self._call("create", account, Priority.CREATE,
+                                lambda o: sessions.create_async(params, o),
+                                idempotency_key=request.idempotency_key)
         return self._session(body, account)
 
     async def get_session(self, session_id: str,
                           account: AccountCredentials | SecretStr) -> ProviderSession:
         account = _credentials(account)
+        checked = self._id(session_id)
+        sessions = self._client.v1.checkout.sessions
         # The expanded intent is the only way a poll can see an async payment fail.
-        body = await self._call("get", "GET", f"/v1/checkout/sessions/{self._id(session_id)}",
-                                account, Priority.POLL, query=RETRIEVE_QUERY)
+        body = await self._call(
+            "get", account, Priority.POLL,
+            lambda o: sessions.retrieve_async(checked, {"expand": ["payment_intent"]}, o))
         return self._session(body, account)
 
     async def expire_session(self, session_id: str,
                              account: AccountCredentials | SecretStr) -> ProviderSession:
         account = _credentials(account)
+        checked = self._id(session_id)
+        sessions = self._client.v1.checkout.sessions
         try:
-            body = await self._call(
-                "expire", "POST", f"/v1/checkout/sessions/{self._id(session_id)}/expire",
-                account, Priority.CANCEL, form=[],
-                idempotency_key=f"paykube:{session_id}:expire",
-            )
+            body = await self._call("expire", account, Priority.CANCEL,
+                                    lambda o: sessions.expire_async(checked, None, o),
+                                    idempotency_key=f"paykube:{checked}:expire")
         except ProviderError as exc:
             # Stripe refuses to expire a session that is no longer open: report how it ended.
             if exc.http_status == 400 and exc.code is ErrorCode.PROVIDER_REJECTED:
@@ -349,11 +420,14 @@ class StripeProvider:
     async def identify(self, account: AccountCredentials) -> AccountIdentity:
         """`GET /v1/account` names the account; the mode comes from the balance, the
         cheapest object that carries `livemode` (Account itself does not)."""
-        body = await self._call("account", "GET", "/v1/account", account, Priority.POLL)
+        v1 = self._client.v1
+        body = await self._call("account", account, Priority.POLL,
+                                lambda o: v1.accounts.retrieve_current_async(None, o))
         account_id = body.get("id")
         if not isinstance(account_id, str) or not ACCOUNT_ID.fullmatch(account_id):
             raise ProviderPayloadInvalid("account id", "is not an account id (acct_...)")
-        balance = await self._call("balance", "GET", "/v1/balance", account, Priority.POLL)
+        balance = await self._call("balance", account, Priority.POLL,
+                                   lambda o: v1.balance.retrieve_async(None, o))
         livemode = balance.get("livemode")
         if not isinstance(livemode, bool):
             raise ProviderPayloadInvalid("balance livemode", "is not a boolean")
@@ -361,19 +435,20 @@ class StripeProvider:
 
     async def ensure_webhook_endpoint(self, account: AccountCredentials, url: str,
                                       ) -> WebhookEndpoint:
-        listed = await self._call("webhook_endpoints", "GET", "/v1/webhook_endpoints",
-                                  account, Priority.CREATE, query=(("limit", "100"),))
+        endpoints = self._client.v1.webhook_endpoints
+        listed = await self._call("webhook_endpoints", account, Priority.CREATE,
+                                  lambda o: endpoints.list_async({"limit": 100}, o))
         for item in listed.get("data") or ():
             if isinstance(item, dict) and item.get("url") == url:
                 return WebhookEndpoint(self._endpoint_id(item), url)
-        form = encode_form({"url": url, "enabled_events": sorted(HANDLED_EVENTS),
-                            "api_version": account.api_version or DEFAULT_STRIPE_API_VERSION,
-                            "description": "paykube", "connect": bool(account.connect_account)})
+        params = _params({"url": url, "enabled_events": sorted(HANDLED_EVENTS),
+                          "api_version": account.api_version or DEFAULT_STRIPE_API_VERSION,
+                          "description": "paykube", "connect": bool(account.connect_account)})
         # The connect flag says whose events the endpoint receives; the endpoint itself
         # belongs to the platform account, so no Stripe-Account header on this call.
         platform = AccountCredentials(account.api_key, account.api_version)
-        created = await self._call("webhook_endpoint_create", "POST", "/v1/webhook_endpoints",
-                                   platform, Priority.CREATE, form=form,
+        created = await self._call("webhook_endpoint_create", platform, Priority.CREATE,
+                                   lambda o: endpoints.create_async(params, o),
                                    idempotency_key=f"paykube:{url}:webhook_endpoint")
         secret = created.get("secret")
         if not isinstance(secret, str) or not secret.startswith("whsec_"):
@@ -385,10 +460,10 @@ class StripeProvider:
         if not WEBHOOK_ENDPOINT_ID.fullmatch(endpoint_id):
             raise ProviderPayloadInvalid("webhook endpoint id", "is not an endpoint id (we_...)")
         platform = AccountCredentials(account.api_key, account.api_version)
+        endpoints = self._client.v1.webhook_endpoints
         try:
-            await self._call("webhook_endpoint_delete", "DELETE",
-                             f"/v1/webhook_endpoints/{quote(endpoint_id, safe='')}", platform,
-                             Priority.CANCEL)
+            await self._call("webhook_endpoint_delete", platform, Priority.CANCEL,
+                             lambda o: endpoints.delete_async(endpoint_id, None, o))
         except ProviderError as exc:
             if exc.http_status != 404:  # already gone: what we wanted
                 raise
@@ -402,11 +477,12 @@ class StripeProvider:
 
     @staticmethod
     def _id(session_id: str) -> str:
-        """A session id for a URL path: checked against Stripe's format, then quoted."""
+        """A session id for a URL path, checked against Stripe's format: the SDK quotes it,
+        but `cs_test_x/expire` or an id of another object would still reach Stripe."""
         if not SESSION_ID.fullmatch(session_id):
             raise ProviderError("refusing a session id that is not a Checkout Session id",
                                 code=ErrorCode.PAYLOAD_INVALID, param="session id")
-        return quote(session_id, safe="")
+        return session_id
 
     @staticmethod
     def _session(body: Mapping[str, Any], account: AccountCredentials) -> ProviderSession:
@@ -416,60 +492,64 @@ class StripeProvider:
             session = ProviderSession(session.phase, snap)
         return session
 
-    async def _call(
-        self, operation: str, method: str, path: str, account: AccountCredentials,
-        priority: Priority, *,
-        form: list[tuple[str, str]] | None = None, idempotency_key: str | None = None,
-        query: tuple[tuple[str, str], ...] | None = None,
-    ) -> dict[str, Any]:
+    async def _call(self, operation: str, account: AccountCredentials, priority: Priority,
+                    send: Send, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """`send(options)` through the limiter, with paykube's retries; the answer as a
+        plain dict, for paykube's own validation (never the SDK's typed objects)."""
         api_key = account.api_key
         if not api_key:
             raise ProviderError("no Stripe API key configured", code=ErrorCode.CREDENTIALS_MISSING)
-        headers = {"Authorization": f"Bearer {api_key.get()}",
-                   "Stripe-Version": account.api_version or DEFAULT_STRIPE_API_VERSION}
-        if account.connect_account:
-            headers["Stripe-Account"] = account.connect_account
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        content = None
-        if form is not None:
-            content = urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        options: stripe.RequestOptions = {
+            "api_key": api_key.get(),
+            "stripe_version": account.api_version or DEFAULT_STRIPE_API_VERSION,
+            "stripe_account": account.connect_account,
+            "idempotency_key": idempotency_key,
+            "max_network_retries": 0,
+        }
         last: ProviderError | None = None
         for attempt in range(self._attempts):
             self._on_wait(priority.name.lower(), await self._limiter.acquire(priority))
             started = time.monotonic()
+            seen = _Answer()
+            token = _ANSWER.set(seen)
             try:
-                response = await self._http.request(method, path, headers=headers,
-                                                    content=content, params=query)
-            except httpx.TransportError as exc:
-                last = ProviderError(f"Stripe unreachable: {type(exc).__name__}",
-                                     code=ErrorCode.PROVIDER_UNAVAILABLE)
+                answer = await send(options)
+            except stripe.StripeError as exc:
+                last = error_from_stripe(exc, seen)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                # stripe 16 itself fails on some odd bodies while reading them (a 400 of
+                # `{"error": "text"}` is an AttributeError in its error dispatch).
+                if seen.status is None:
+                    raise  # not an answer the SDK misread: a fault of ours, let it show
+                last = error_for_status(seen.status, {}, _header(seen.headers, "Retry-After"))
             else:
-                if response.status_code < 400:
-                    result = _json_object(response)
-                    if result is not None:
-                        self._on_call(operation, "ok", time.monotonic() - started)
-                        return result
-                    # A cut or mangled answer: whether the call took effect is unknown, so
-                    # retry (creates and expiries carry idempotency keys; reads are safe).
-                    last = ProviderError(
-                        f"Stripe answered HTTP {response.status_code} with a body that is not "
-                        "a JSON object", code=ErrorCode.PROVIDER_UNAVAILABLE,
-                        http_status=response.status_code)
-                else:
-                    last = error_from_response(response)
+                if isinstance(answer, stripe.StripeObject):
+                    self._on_call(operation, "ok", time.monotonic() - started)
+                    return answer.to_dict()
+                # JSON, but a list or a scalar: as unusable as a cut body.
+                last = ProviderError(
+                    f"Stripe answered HTTP {seen.status} with a body that is not a JSON object",
+                    code=ErrorCode.PROVIDER_UNAVAILABLE, http_status=seen.status)
+            finally:
+                _ANSWER.reset(token)
             self._on_call(operation, last.code.value, time.monotonic() - started)
             if not last.retryable:
                 raise last
             if attempt + 1 < self._attempts:
                 delay = min(self._backoff_cap, self._backoff_base * 2**attempt)
                 delay = max(delay * random.uniform(0.5, 1.0), last.retry_after or 0.0)
-                log.info("stripe call retried", extra={"path": path, "code": last.code.value,
-                                                       "delay": round(delay, 2)})
+                log.info("stripe call retried", extra={
+                    "operation": operation, "code": last.code.value, "delay": round(delay, 2)})
                 await asyncio.sleep(delay)
         assert last is not None
         raise last
+
+
+def _params(params: Mapping[str, Any]) -> Any:
+    """paykube's own request body for the SDK. Typed as Any on purpose: the SDK's TypedDicts
+    follow its pinned API version (an `api_version` Literal, say), while paykube sends the
+    version each account is pinned to."""
+    return params
 
 
 def _credentials(account: AccountCredentials | SecretStr) -> AccountCredentials:
