@@ -84,7 +84,9 @@ def test_rendered_objects_are_valid_and_apply(
         unmanaged_namespace: str, values: Path | None) -> None:
     docs = render(unique("rel"), unmanaged_namespace, values, include_crds=True)
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
-    assert [c["metadata"]["name"] for c in crds] == [f"paymentsessions.{GROUP}"]
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        f"clusterpaymentproviders.{GROUP}", f"paymentproviders.{GROUP}",
+        f"paymentsessions.{GROUP}"]
     objects = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
     created = ensure_namespaces(kube, objects)
     try:
