@@ -37,7 +37,8 @@ def max_in_window(times: list[float], window: float) -> int:
 
 def test_hundred_objects_through_429s_and_500s(stack: Stack, tmp_path: Path) -> None:
     with solo_operator(stack, tmp_path, PAYKUBE_STRIPE_RATE_LIMIT=str(RATE),
-                       PAYKUBE_POLL_MIN_INTERVAL="30",
+                       # Polls from 5 s on, so that some run while creates still do.
+                       PAYKUBE_POLL_MIN_INTERVAL="5",
                        PAYKUBE_POLL_MAX_INTERVAL="300") as solo:
         solo.emulator.add_fault("rate_limit", count=None, probability=0.15, retry_after=1)
         solo.emulator.add_fault("api_error", count=None, probability=0.18)  # of what is left
