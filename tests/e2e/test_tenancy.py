@@ -42,7 +42,7 @@ class Tenant:
         return provider_ref(self.provider)
 
 
-def wait_ready(stack: Stack, namespace: str, name: str, timeout: float = 60.0) -> Manifest:
+def wait_ready(stack: Stack, namespace: str, name: str, timeout: float = 120.0) -> Manifest:
     deadline = time.monotonic() + timeout
     obj: Manifest = {}
     while time.monotonic() < deadline:
@@ -86,7 +86,7 @@ def tenants(stack: Stack) -> Iterator[tuple[Tenant, Tenant]]:
 
 def open_for(stack: Stack, tenant: Tenant, name: str, **spec: Any) -> Manifest:
     stack.apply(tenant.namespace, name, providerRef=tenant.ref, amount=199900, **spec)
-    return stack.wait_phase(tenant.namespace, name, "Open")
+    return stack.wait_phase(tenant.namespace, name, "Open", timeout=120)
 
 
 def forged(session: dict[str, Any], *, event_type: str = "checkout.session.completed",
