@@ -69,6 +69,7 @@ def make_tenant(stack: Stack, prefix: str, *, live: bool = False,
     assert provider["status"]["mode"] == mode
     tenant = Tenant(namespace, "stripe-account", key, signing, account_id)
     assert provider["status"]["webhookPath"] == tenant.route
+    route_accepts(stack, tenant.route, signing)
     if hooked:
         stack.emulator.add_webhook_endpoint(f"{stack.webhook.url}{tenant.route}", signing,
                                             api_key=key)
@@ -98,6 +99,17 @@ def forged(session: dict[str, Any], *, event_type: str = "checkout.session.compl
              "created": int(time.time()), "api_version": "2024-06-20",
              "data": {"object": obj}}
     return json.dumps(event).encode()
+
+
+def route_accepts(stack: Stack, route: str, secret: str, timeout: float = 30.0) -> None:
+    """A new account's route works within seconds (the webhook re-reads its route table
+    on a miss, at most every 2 s): wait for that before the attacks."""
+    probe = json.dumps({"id": "evt_probe", "type": "charge.succeeded",
+                        "data": {"object": {}}}).encode()
+    deadline = time.monotonic() + timeout
+    while post(stack, route, probe, secret).status_code != 200:
+        assert time.monotonic() < deadline, f"{route} does not verify its own secret"
+        time.sleep(0.5)
 
 
 def post(stack: Stack, route: str, body: bytes, secret: str) -> httpx.Response:
