@@ -70,3 +70,16 @@ def test_stalled_uploads_are_closed_and_aborts_log_no_traceback(stack: Stack,
     assert "Traceback" not in text
     assert '"levelname": "ERROR"' not in text and '"level": "ERROR"' not in text
     assert "read_timeout" in text
+
+
+def test_a_route_that_cannot_name_an_account_is_refused(stack: Stack) -> None:
+    """Hostile path segments never reach the route table or a Secret name: a route must
+    name an account with Kubernetes' own name rules, else 404 with a generic body."""
+    body = b'{"id": "evt_x", "type": "checkout.session.completed", "data": {"object": {}}}'
+    for path in ("/webhooks/stripe/ns/Bad_NS/acct", "/webhooks/stripe/ns/shop/..%2F..%2Fx",
+                 "/webhooks/stripe/cluster/" + "a" * 300, "/webhooks/stripe/cluster/a%00b",
+                 "/webhooks/stripe/ns/" + "n" * 64 + "/acct"):
+        answer = httpx.post(f"{stack.webhook.url}{path}", content=body,
+                            headers={"Content-Type": "application/json"}, timeout=10)
+        assert answer.status_code == 404, path
+        assert "Traceback" not in answer.text

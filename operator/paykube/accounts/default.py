@@ -14,6 +14,21 @@ from paykube.settings import SecretStr, Settings
 API_KEY_FIELD = "apiKey"
 
 
+async def read_secret(kube: KubeClient, namespace: str, name: str) -> dict[str, str]:
+    """A Secret's data, or a CredentialsError that names it (never a value): missing is
+    CredentialsMissing, forbidden by RBAC CredentialsInvalid (the reference is unusable)."""
+    try:
+        return await kube.get_secret(namespace, name)
+    except NotFound:
+        raise CredentialsError(f"Secret {namespace}/{name} not found",
+                               code=ErrorCode.CREDENTIALS_MISSING) from None
+    except ApiRejected as exc:
+        if exc.http_status != 403:
+            raise
+        raise CredentialsError(f"Secret {namespace}/{name} cannot be read (forbidden)",
+                               code=ErrorCode.CREDENTIALS_INVALID) from None
+
+
 class DefaultCredentials:
     """Resolves the default key, caching a Secret for `ttl` seconds (rotation, no restart)."""
 
@@ -51,16 +66,7 @@ class DefaultCredentials:
         if self._cached and self._clock() - self._cached[0] < self._ttl:
             return self._cached[1]
         namespace, _, name = where.partition("/")
-        try:
-            data = await self._kube.get_secret(namespace, name)
-        except NotFound:
-            raise CredentialsError(f"Secret {namespace}/{name} not found",
-                                   code=ErrorCode.CREDENTIALS_MISSING) from None
-        except ApiRejected as exc:
-            if exc.http_status != 403:
-                raise
-            raise CredentialsError(f"Secret {namespace}/{name} cannot be read (forbidden)",
-                                   code=ErrorCode.CREDENTIALS_INVALID) from None
+        data = await read_secret(self._kube, namespace, name)
         value = data.get(API_KEY_FIELD, "").strip()
         if not value:
             raise CredentialsError(f"Secret {namespace}/{name} has no {API_KEY_FIELD!r} key",

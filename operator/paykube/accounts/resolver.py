@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from paykube.accounts.default import DefaultCredentials
+from paykube.accounts.default import DefaultCredentials, read_secret
 from paykube.api.providers import ProviderId, ProviderSpec, SecretSource, selector_admits
 from paykube.api.types import ProviderRef
-from paykube.errors import ApiRejected, CredentialsError, ErrorCode
+from paykube.errors import CredentialsError, ErrorCode
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.providers.base import AccountCredentials
 from paykube.secrets.aws import SecretsManagerSource
@@ -120,17 +120,7 @@ class AccountResolver:
                     "configured (PAYKUBE_AWS_REGION)", code=ErrorCode.CREDENTIALS_MISSING)
             return await self._aws.asecret_values(source.aws_secret_id, source.aws_field)
         assert source.secret_name is not None
-        try:
-            data = await self._kube.get_secret(namespace, source.secret_name)
-        except NotFound:
-            raise CredentialsError(f"Secret {namespace}/{source.secret_name} not found",
-                                   code=ErrorCode.CREDENTIALS_MISSING) from None
-        except ApiRejected as exc:
-            if exc.http_status != 403:
-                raise
-            raise CredentialsError(
-                f"Secret {namespace}/{source.secret_name} cannot be read (forbidden)",
-                code=ErrorCode.CREDENTIALS_INVALID) from None
+        data = await read_secret(self._kube, namespace, source.secret_name)
         if source.key not in data:
             raise CredentialsError(
                 f"Secret {namespace}/{source.secret_name} has no {source.key!r} key",

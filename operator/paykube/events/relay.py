@@ -1,12 +1,10 @@
-"""Moves an object's outbox to the broker and records what the broker confirmed."""
+"""The broker as the status writer sees it: whether one is configured, its state, and
+outbox settling when there is none (publishing itself: `paykube.kube.writer`)."""
 
 from __future__ import annotations
 
-from paykube.api.types import ObjectRef, Phase, Status
-from paykube.events.outbox import publish_pending
+from paykube.api.types import Status
 from paykube.events.publisher import EventPublisher, NullPublisher
-from paykube.kube.client import KubeClient, Manifest
-from paykube.kube.status import ref_of, write_status
 from paykube.lifecycle import mark_published, unpublished
 from paykube.settings import Settings
 
@@ -31,35 +29,6 @@ def settle_outbox(status: Status, publisher: EventPublisher) -> Status:
     for entry in unpublished(status):
         status = mark_published(status, entry.phase)
     return status
-
-
-async def relay_outbox(kube: KubeClient, ref: ObjectRef, publisher: EventPublisher,
-                       obj: Manifest | None = None, *,
-                       include_url: bool = False) -> tuple[Phase, ...]:
-    """Publish the object's unpublished phase events, then mark them published in status.
-
-    `obj` is the object as just written, if the caller has it (saves a read). Never raises
-    for a broker outage (the entries stay unpublished for the next run); API-server errors
-    propagate so callers can decide.
-    """
-    if obj is None:
-        obj = await kube.get_session(ref.namespace, ref.name)
-    status = Status.from_dict(obj.get("status"))
-    if not unpublished(status):
-        return ()
-    spec = obj.get("spec", {})
-    phases = await publish_pending(status, ref_of(obj), publisher,
-                                   spec_amount=spec.get("amount"),
-                                   spec_currency=spec.get("currency"),
-                                   include_url=include_url)
-    if phases:
-        def mark(_obj: Manifest, current: Status) -> Status:
-            for phase in phases:
-                current = mark_published(current, phase)
-            return current
-
-        await write_status(kube, ref, mark)
-    return phases
 
 
 def build_publisher(settings: Settings) -> EventPublisher:

@@ -238,10 +238,6 @@ class KubeClient:
         result: Manifest = (await self._request("GET", path)).json()
         return result
 
-    async def list_objects(self, path: str) -> list[Manifest]:
-        items: list[Manifest] = (await self._request("GET", path)).json()["items"]
-        return items
-
     async def patch_object_status(self, path: str, status: dict[str, Any]) -> Manifest:
         """Merge-patch the status subresource of any object (no precondition: the caller
         is its only status writer)."""
