@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
 from paykube.errors import ErrorCode, ProviderError
@@ -23,6 +24,31 @@ class ProviderPayloadInvalid(ProviderError, ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"the provider's {field} {problem}", code=ErrorCode.PAYLOAD_INVALID,
                          param=field)
+
+
+def optional_text(obj: Mapping[str, Any], name: str, max_length: int,
+                  prefix: str = "") -> str | None:
+    """A PSP object's text field, checked against the status schema's bounds."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProviderPayloadInvalid(f"{prefix}{name}", "is not a string")
+    if len(value) > max_length:
+        raise ProviderPayloadInvalid(f"{prefix}{name}", f"is longer than {max_length}")
+    return value
+
+
+def optional_int(obj: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    # bool is an int to Python, and 1e20 a float to JSON: neither is what a PSP sends.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProviderPayloadInvalid(name, "is not an integer")
+    if not low <= value <= high:
+        raise ProviderPayloadInvalid(name, f"is outside {low}..{high}")
+    return value
 
 
 @dataclass(frozen=True)

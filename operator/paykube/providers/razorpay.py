@@ -39,6 +39,8 @@ from paykube.providers.base import (
     ProviderPayloadInvalid,
     ProviderSession,
     WebhookEndpoint,
+    optional_int,
+    optional_text,
 )
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.providers.stripe import retry_after_seconds
@@ -89,7 +91,7 @@ def link_phase(link: Mapping[str, Any]) -> Phase:
         case "partially_paid":
             return Phase.PROCESSING if link.get("accept_partial") is True else Phase.OPEN
         case "expired":
-            paid = _optional_int(link, "amount_paid", 0, _MAX_AMOUNT) or 0
+            paid = optional_int(link, "amount_paid", 0, _MAX_AMOUNT) or 0
             return Phase.FAILED if paid > 0 else Phase.EXPIRED
         case "cancelled":
             return Phase.CANCELED
@@ -110,7 +112,7 @@ def snapshot(link: Mapping[str, Any], *, payment_id: str | None = None,
     sends. Types and bounds follow the CRD's status schema."""
     if not isinstance(link, Mapping):
         raise ProviderPayloadInvalid("payment link", "is not an object")
-    link_id = _optional_text(link, "id", 255)
+    link_id = optional_text(link, "id", 255)
     if not link_id:
         raise ProviderPayloadInvalid("payment link id", "is missing")
     if not LINK_ID.fullmatch(link_id):
@@ -118,15 +120,15 @@ def snapshot(link: Mapping[str, Any], *, payment_id: str | None = None,
     payment_id = payment_id or _last_payment(link)
     if payment_id is not None and not PAYMENT_ID.fullmatch(payment_id):
         raise ProviderPayloadInvalid("payment id", "is not a payment id (pay_...)")
-    currency = _optional_text(link, "currency", 16)
-    expire_by = _optional_int(link, "expire_by", 0, _MAX_EPOCH)
-    url = _optional_text(link, "short_url", 8192)
+    currency = optional_text(link, "currency", 16)
+    expire_by = optional_int(link, "expire_by", 0, _MAX_EPOCH)
+    url = optional_text(link, "short_url", 8192)
     return SessionSnapshot(
         session_id=link_id,
         url=url or None,
         payment_intent_id=payment_id,
-        payment_status=_optional_text(link, "status", 64),
-        amount_total=_optional_int(link, "amount", 0, _MAX_AMOUNT),
+        payment_status=optional_text(link, "status", 64),
+        amount_total=optional_int(link, "amount", 0, _MAX_AMOUNT),
         currency=currency.lower() if currency else None,
         expires_at=(timestamp(dt.datetime.fromtimestamp(expire_by, dt.UTC))
                     if expire_by else None),
@@ -150,30 +152,7 @@ def _last_payment(link: Mapping[str, Any]) -> str | None:
     last = payments[-1]
     if not isinstance(last, Mapping):
         raise ProviderPayloadInvalid("payments", "is not a list of objects")
-    return _optional_text(last, "payment_id", 255, "payments[].")
-
-
-def _optional_text(obj: Mapping[str, Any], name: str, max_length: int,
-                   prefix: str = "") -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ProviderPayloadInvalid(f"{prefix}{name}", "is not a string")
-    if len(value) > max_length:
-        raise ProviderPayloadInvalid(f"{prefix}{name}", f"is longer than {max_length}")
-    return value
-
-
-def _optional_int(obj: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProviderPayloadInvalid(name, "is not an integer")
-    if not low <= value <= high:
-        raise ProviderPayloadInvalid(name, f"is outside {low}..{high}")
-    return value
+    return optional_text(last, "payment_id", 255, "payments[].")
 
 
 def _description(spec: PaymentSessionSpec, name: str) -> str:

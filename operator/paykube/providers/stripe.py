@@ -34,6 +34,8 @@ from paykube.providers.base import (
     ProviderPayloadInvalid,
     ProviderSession,
     WebhookEndpoint,
+    optional_int,
+    optional_text,
 )
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.settings import SecretStr
@@ -73,12 +75,12 @@ def session_phase(session: Mapping[str, Any]) -> Phase:
     status = session.get("status")
     if not isinstance(status, str) or status not in SESSION_STATUSES:
         raise ProviderPayloadInvalid("session status", "is not one of open, complete, expired")
-    paid = _optional_text(session, "payment_status", 64)
+    paid = optional_text(session, "payment_status", 64)
     if status == "complete":
         if paid in ("paid", "no_payment_required"):
             return Phase.PAID
         intent = session.get("payment_intent")
-        intent_status = (_optional_text(intent, "status", 64, "payment_intent.")
+        intent_status = (optional_text(intent, "status", 64, "payment_intent.")
                          if isinstance(intent, Mapping) else None)
         if intent_status in _INTENT_FAILED:
             return Phase.FAILED
@@ -116,29 +118,29 @@ def snapshot(session: Mapping[str, Any]) -> SessionSnapshot:
     """
     if not isinstance(session, Mapping):
         raise ProviderPayloadInvalid("checkout session", "is not an object")
-    session_id = _optional_text(session, "id", 255)
+    session_id = optional_text(session, "id", 255)
     if not session_id:
         raise ProviderPayloadInvalid("session id", "is missing")
     if not SESSION_ID.fullmatch(session_id):
         raise ProviderPayloadInvalid("session id", "is not a Checkout Session id (cs_...)")
     intent: Any = session.get("payment_intent")
     if isinstance(intent, Mapping):  # expanded
-        intent_id = _optional_text(intent, "id", 255, "payment_intent.")
+        intent_id = optional_text(intent, "id", 255, "payment_intent.")
     else:
-        intent_id = _optional_text(session, "payment_intent", 255)
+        intent_id = optional_text(session, "payment_intent", 255)
     if intent_id is not None and not PAYMENT_INTENT_ID.fullmatch(intent_id):
         raise ProviderPayloadInvalid("payment_intent", "is not a PaymentIntent id (pi_...)")
     livemode = session.get("livemode")
     if livemode is not None and not isinstance(livemode, bool):
         raise ProviderPayloadInvalid("livemode", "is not a boolean")
-    expires = _optional_int(session, "expires_at", 0, _MAX_EPOCH)
+    expires = optional_int(session, "expires_at", 0, _MAX_EPOCH)
     return SessionSnapshot(
         session_id=session_id,
-        url=_optional_text(session, "url", 8192),
+        url=optional_text(session, "url", 8192),
         payment_intent_id=intent_id,
-        payment_status=_optional_text(session, "payment_status", 64),
-        amount_total=_optional_int(session, "amount_total", 0, _MAX_AMOUNT),
-        currency=_optional_text(session, "currency", 16),
+        payment_status=optional_text(session, "payment_status", 64),
+        amount_total=optional_int(session, "amount_total", 0, _MAX_AMOUNT),
+        currency=optional_text(session, "currency", 16),
         expires_at=(timestamp(dt.datetime.fromtimestamp(expires, dt.UTC))
                     if expires is not None else None),
         livemode=livemode,
@@ -150,30 +152,6 @@ def provider_session(session: Mapping[str, Any]) -> ProviderSession:
     """A session object as the adapter reports it; ProviderPayloadInvalid when unreadable."""
     facts = snapshot(session)  # checks that it is an object at all
     return ProviderSession(session_phase(session), facts)
-
-
-def _optional_text(obj: Mapping[str, Any], name: str, max_length: int,
-                   prefix: str = "") -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ProviderPayloadInvalid(f"{prefix}{name}", "is not a string")
-    if len(value) > max_length:
-        raise ProviderPayloadInvalid(f"{prefix}{name}", f"is longer than {max_length}")
-    return value
-
-
-def _optional_int(obj: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    # bool is an int to Python, and 1e20 a float to JSON: neither is what Stripe sends.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProviderPayloadInvalid(name, "is not an integer")
-    if not low <= value <= high:
-        raise ProviderPayloadInvalid(name, f"is outside {low}..{high}")
-    return value
 
 
 def create_params(request: CreateSession) -> dict[str, Any]:
