@@ -303,6 +303,70 @@ class Unconfirmed:
         return cls(Phase(data["phase"]), data.get("eventId"), str(data.get("at", "")))
 
 
+class RefundPhase(StrEnum):
+    PENDING = "Pending"
+    REQUIRES_ACTION = "RequiresAction"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+    @property
+    def terminal(self) -> bool:
+        """No report can move it any more (Succeeded is not: a bank may return a refund,
+        which Stripe reports as succeeded -> failed)."""
+        return not _REFUND_LATER[self]
+
+    @property
+    def settled(self) -> bool:
+        """The PSP decided: polling may stop (a late return still arrives by webhook)."""
+        return self in (RefundPhase.SUCCEEDED, RefundPhase.FAILED, RefundPhase.CANCELED)
+
+    @property
+    def holds_money(self) -> bool:
+        """Whether a refund in this phase counts against the payment's refundable rest."""
+        return self not in (RefundPhase.FAILED, RefundPhase.CANCELED)
+
+    def precedes(self, other: RefundPhase) -> bool:
+        return other in _REFUND_LATER[self]
+
+
+# Pending < RequiresAction < {Succeeded, Failed, Canceled}; Pending < each ending;
+# Succeeded < Failed (returned by the bank; only an authoritative retrieve may say so).
+_REFUND_LATER: dict[RefundPhase, frozenset[RefundPhase]] = {
+    RefundPhase.PENDING: frozenset({RefundPhase.REQUIRES_ACTION, RefundPhase.SUCCEEDED,
+                                    RefundPhase.FAILED, RefundPhase.CANCELED}),
+    RefundPhase.REQUIRES_ACTION: frozenset({RefundPhase.SUCCEEDED, RefundPhase.FAILED,
+                                            RefundPhase.CANCELED}),
+    RefundPhase.SUCCEEDED: frozenset({RefundPhase.FAILED}),
+    RefundPhase.FAILED: frozenset(),
+    RefundPhase.CANCELED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class RefundRecord:
+    """One paykube refund as the PaymentSession records it (`status.refunds[]`): the
+    reservation that serializes refunds of one payment (docs/refunds.md)."""
+
+    name: str
+    uid: str
+    amount: int
+    phase: RefundPhase = RefundPhase.PENDING
+    refund_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "uid": self.uid, "amount": self.amount,
+                               "phase": self.phase.value}
+        if self.refund_id is not None:
+            out["refundId"] = self.refund_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RefundRecord:
+        return cls(str(data["name"]), str(data["uid"]), int(data["amount"]),
+                   RefundPhase(data.get("phase") or RefundPhase.PENDING), data.get("refundId"))
+
+
 @dataclass(frozen=True)
 class Status:
     phase: Phase = Phase.PENDING
@@ -321,6 +385,10 @@ class Status:
     conditions: tuple[Condition, ...] = ()
     error: ErrorInfo | None = None
     history: tuple[HistoryEntry, ...] = ()
+    # What the PSP reports refunded (pending and succeeded, by paykube or elsewhere), and
+    # paykube's own refunds of this payment: docs/refunds.md.
+    amount_refunded: int | None = None
+    refunds: tuple[RefundRecord, ...] = ()
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -347,6 +415,8 @@ class Status:
             "conditions": [c.to_dict() for c in self.conditions],
             "error": self.error.to_dict() if self.error else None,
             "history": [h.to_dict() for h in self.history],
+            "amountRefunded": self.amount_refunded,
+            "refunds": [r.to_dict() for r in self.refunds] if self.refunds else None,
         }
 
     @classmethod
@@ -372,4 +442,7 @@ class Status:
             conditions=tuple(Condition.from_dict(c) for c in data.get("conditions") or ()),
             error=ErrorInfo.from_dict(data["error"]) if data.get("error") else None,
             history=tuple(HistoryEntry.from_dict(h) for h in data.get("history") or ()),
+            amount_refunded=(int(data["amountRefunded"])
+                             if data.get("amountRefunded") is not None else None),
+            refunds=tuple(RefundRecord.from_dict(r) for r in data.get("refunds") or ()),
         )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from paykube.api.refunds import RefundPhase
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot
@@ -98,6 +99,43 @@ class ProviderSession:
     snapshot: SessionSnapshot
 
 
+@dataclass(frozen=True)
+class CreateRefund:
+    """A refund of `amount` on the PSP's payment `payment_id`, for one PaymentRefund.
+
+    `ref` is the PaymentRefund, `session` the PaymentSession refunded; both go into the
+    refund's metadata (`paykube_namespace`, `paykube_name`, `paykube_uid`,
+    `paykube_session`), so that its webhooks find their object and a crashed create is
+    found again by uid."""
+
+    ref: ObjectRef
+    session: ObjectRef
+    payment_id: str
+    amount: int
+    currency: str
+    reason: str | None = None
+    metadata: Mapping[str, str] | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"paykube:{self.ref.uid}:refund"
+
+
+@dataclass(frozen=True)
+class RefundSnapshot:
+    """A refund as the PSP reports it, mapped to our phase."""
+
+    refund_id: str
+    phase: RefundPhase
+    amount: int
+    currency: str | None = None
+    payment_id: str | None = None  # Stripe: the PaymentIntent; Razorpay: the payment
+    provider_status: str | None = None
+    failure_reason: str | None = None
+    refund_uid: str | None = None  # metadata paykube_uid: the PaymentRefund it is for
+    livemode: bool | None = None
+
+
 class PaymentProvider(Protocol):
     name: str
 
@@ -129,4 +167,21 @@ class PaymentProvider(Protocol):
 
     async def delete_webhook_endpoint(self, account: AccountCredentials,
                                       endpoint_id: str) -> None:
+        ...
+
+    def valid_refund_id(self, refund_id: str) -> bool:
+        """Whether `refund_id` has this provider's refund id format (ids reach URL paths)."""
+        ...
+
+    async def create_refund(self, request: CreateRefund,
+                            account: AccountCredentials) -> RefundSnapshot:
+        """Create once: a retry with the same request returns the same refund."""
+        ...
+
+    async def get_refund(self, refund_id: str, account: AccountCredentials) -> RefundSnapshot:
+        ...
+
+    async def list_refunds(self, payment_id: str,
+                           account: AccountCredentials) -> tuple[RefundSnapshot, ...]:
+        """Every refund of the payment, made by paykube or elsewhere (the Dashboard)."""
         ...
