@@ -22,6 +22,9 @@ What `data` carries, and what it never carries:
   error message: provider messages may quote request values (an e-mail address);
 - never `spec.metadata` (free-form, may hold personal data), nor the customer e-mail, the
   description or the line items.
+
+A `PaymentRefund` has events of its own, `dev.paykube.paymentrefund.<phase>`, built by
+`build_refund_event` under the same rules (docs/refunds.md).
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from paykube.api.types import HistoryEntry, ObjectRef, Phase, Status
+from paykube.api.refunds import RefundHistoryEntry, RefundStatus, refund_api_path
+from paykube.api.types import ErrorInfo, HistoryEntry, ObjectRef, Phase, RefundPhase, Status
 
 SPECVERSION = "1.0"
 TYPE_PREFIX = "dev.paykube.paymentsession."
+REFUND_TYPE_PREFIX = "dev.paykube.paymentrefund."
 CONTENT_TYPE_JSON = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 """The media type of a CloudEvent in structured mode (event and data in one JSON body)."""
@@ -113,16 +118,72 @@ def build_event(
     if include_url:
         data["url"] = status.url
     if phase is Phase.FAILED and status.error is not None:
-        error: dict[str, Any] = {"code": status.error.code}
-        if status.error.provider_code is not None:
-            error["providerCode"] = status.error.provider_code
-        if status.error.doc_url is not None:
-            error["docUrl"] = status.error.doc_url
-        data["error"] = error
+        data["error"] = _public_error(status.error)
     return CloudEvent(
         id=event_id(ref.uid, phase),
         type=event_type(phase),
         source=ref.api_path,
+        subject=f"{ref.namespace}/{ref.name}",
+        time=entry.at or None,
+        data=data,
+    )
+
+
+def _public_error(error: ErrorInfo) -> dict[str, Any]:
+    """The error's codes and doc URL; never its message (it may quote request values)."""
+    out: dict[str, Any] = {"code": error.code}
+    if error.provider_code is not None:
+        out["providerCode"] = error.provider_code
+    if error.doc_url is not None:
+        out["docUrl"] = error.doc_url
+    return out
+
+
+def refund_event_id(uid: str, phase: RefundPhase) -> str:
+    """The deterministic id of the event for `phase` of the PaymentRefund `uid`."""
+    return f"{uid}/{phase.value.lower()}"
+
+
+def refund_event_type(phase: RefundPhase) -> str:
+    return f"{REFUND_TYPE_PREFIX}{phase.value.lower()}"
+
+
+def build_refund_event(ref: ObjectRef, status: RefundStatus, entry: RefundHistoryEntry,
+                       session_name: str) -> CloudEvent:
+    """The event for one history entry of the PaymentRefund `ref` (docs/refunds.md).
+
+    The same rules as a session's event: deterministic id `<refund uid>/<phase>`, `data`
+    built from the status as it is now (`currentPhase` may be later than `phase`), the
+    error's codes on Failed but not its message, and never `spec.metadata` (free-form,
+    may hold a support ticket's personal data). `data.uid` is the refund's uid, so the
+    STOMP publisher groups a refund's events on one consumer, in order.
+    """
+    phase = entry.phase
+    data: dict[str, Any] = {
+        "namespace": ref.namespace,
+        "name": ref.name,
+        "uid": ref.uid,
+        "sessionName": session_name,
+        "sessionUid": status.session_uid,
+        "phase": phase.value,
+        "currentPhase": status.phase.value,
+        "source": entry.source.value,
+        "eventId": entry.event_id,
+        "provider": status.provider or "stripe",
+        "refundId": status.refund_id,
+        "paymentId": status.payment_id,
+        "amount": status.amount,
+        "currency": status.currency,
+    }
+    if phase is RefundPhase.FAILED:
+        # Stripe's failure_reason is an enum word (e.g. expired_or_canceled_card).
+        data["failureReason"] = status.failure_reason
+        if status.error is not None:
+            data["error"] = _public_error(status.error)
+    return CloudEvent(
+        id=refund_event_id(ref.uid, phase),
+        type=refund_event_type(phase),
+        source=refund_api_path(ref.namespace, ref.name),
         subject=f"{ref.namespace}/{ref.name}",
         time=entry.at or None,
         data=data,
