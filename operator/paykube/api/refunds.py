@@ -15,6 +15,7 @@ from paykube.api.types import (
     Condition,
     ErrorInfo,
     ObjectRef,
+    ProviderRef,
     RefundPhase,
     RefundRecord,
     Source,
@@ -99,6 +100,9 @@ class RefundStatus:
     account: str | None = None  # the Connect account (as the session's)
     livemode: bool | None = None
     session_uid: str | None = None  # the PaymentSession refunded (its uid at reservation)
+    # The session's account, kept so that the refund is still followed (and its webhooks
+    # still bound) after the session object is deleted.
+    provider_ref: ProviderRef | None = None
     payment_id: str | None = None  # the PSP's payment refunded (Stripe: the PaymentIntent)
     refund_id: str | None = None
     amount: int | None = None  # fixed when the amount is reserved on the session
@@ -124,6 +128,8 @@ class RefundStatus:
             "account": self.account,
             "livemode": self.livemode,
             "sessionUid": self.session_uid,
+            "providerRef": ({"kind": self.provider_ref.kind, "name": self.provider_ref.name}
+                            if self.provider_ref else None),
             "paymentId": self.payment_id,
             "refundId": self.refund_id,
             "amount": self.amount,
@@ -148,6 +154,7 @@ class RefundStatus:
             account=data.get("account"),
             livemode=data.get("livemode"),
             session_uid=data.get("sessionUid"),
+            provider_ref=ProviderRef.from_dict(data.get("providerRef")),
             payment_id=data.get("paymentId"),
             refund_id=data.get("refundId"),
             amount=int(amount) if amount is not None else None,
