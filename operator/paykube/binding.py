@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from paykube.api.providers import ProviderId
+from paykube.api.refunds import RefundStatus
 from paykube.api.types import PaymentSessionSpec, Phase, Status
 from paykube.lifecycle import SessionSnapshot
 
@@ -24,6 +25,9 @@ class Ignored(StrEnum):
     LIVEMODE_MISMATCH = "ignored_livemode_mismatch"
     CONNECT_ACCOUNT_MISMATCH = "ignored_connect_account_mismatch"
     AMOUNT_MISMATCH = "ignored_amount_mismatch"
+    NO_REFUND_YET = "ignored_no_refund_yet"
+    REFUND_MISMATCH = "ignored_refund_mismatch"
+    PAYMENT_MISMATCH = "ignored_payment_mismatch"
 
 
 def event_binding(
@@ -61,3 +65,49 @@ def _amount_differs(spec: PaymentSessionSpec, session: SessionSnapshot, *,
     if session.amount_total is None or session.currency is None:
         return required
     return session.amount_total != spec.amount or session.currency.lower() != spec.currency
+
+
+def refund_binding(
+    *, route: ProviderId, namespace: str, status: RefundStatus, refund_id: str, amount: int,
+    livemode: bool | None, connect_account: str | None, provider_type: str = "stripe",
+) -> Ignored | None:
+    """None when a refund event may be applied to the PaymentRefund, else why not. The
+    refund's account is its session's, fixed at reservation (`status.providerRef`)."""
+    if status.refund_id is None:
+        # Only the operator's own create names the refund: an event cannot adopt one.
+        return Ignored.NO_REFUND_YET
+    if route != ProviderId.bound_to(namespace, status.provider_ref):
+        return Ignored.WRONG_ACCOUNT
+    if (status.provider or "stripe") != provider_type:
+        return Ignored.WRONG_PROVIDER
+    if refund_id != status.refund_id:
+        return Ignored.REFUND_MISMATCH
+    if status.livemode is not None and livemode is not None and livemode is not status.livemode:
+        return Ignored.LIVEMODE_MISMATCH
+    if (connect_account or None) != (status.account or None):
+        return Ignored.CONNECT_ACCOUNT_MISMATCH
+    if status.amount is not None and amount != status.amount:
+        return Ignored.AMOUNT_MISMATCH
+    return None
+
+
+def refunded_binding(
+    *, route: ProviderId, bound: ProviderId, status: Status, payment_id: str,
+    amount_refunded: int, livemode: bool | None, connect_account: str | None,
+    provider_type: str = "stripe",
+) -> Ignored | None:
+    """None when a report of the payment's refunded amount (`charge.refunded`) may be
+    applied to the PaymentSession, else why not."""
+    if route != bound:
+        return Ignored.WRONG_ACCOUNT
+    if (status.provider or "stripe") != provider_type:
+        return Ignored.WRONG_PROVIDER
+    if status.phase is not Phase.PAID or status.payment_intent_id != payment_id:
+        return Ignored.PAYMENT_MISMATCH
+    if status.livemode is not None and livemode is not None and livemode is not status.livemode:
+        return Ignored.LIVEMODE_MISMATCH
+    if (connect_account or None) != (status.account or None):
+        return Ignored.CONNECT_ACCOUNT_MISMATCH
+    if not 0 <= amount_refunded <= (status.amount_total or 0):
+        return Ignored.AMOUNT_MISMATCH
+    return None

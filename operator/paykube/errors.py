@@ -25,6 +25,12 @@ class ErrorCode(StrEnum):
     API_REJECTED = "ApiRejected"  # the API server refused the request (403, 422, ...)
     PROVIDER_NOT_FOUND = "ProviderNotFound"  # the referenced account object does not exist
     PROVIDER_NOT_ALLOWED = "ProviderNotAllowed"  # the namespace may not use that account
+    # Refunds refused before any PSP call (docs/refunds.md).
+    SESSION_NOT_FOUND = "SessionNotFound"
+    SESSION_NOT_PAID = "SessionNotPaid"
+    AMOUNT_EXCEEDS_REFUNDABLE = "AmountExceedsRefundable"
+    TOO_MANY_REFUNDS = "TooManyRefunds"
+    REFUND_FAILED = "RefundFailed"  # the PSP reports the refund failed
 
     @property
     def retryable(self) -> bool:

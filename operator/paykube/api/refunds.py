@@ -17,11 +17,8 @@ from paykube.api.types import (
     ObjectRef,
     ProviderRef,
     RefundPhase,
-    RefundRecord,
     Source,
 )
-
-__all__ = ["RefundPhase", "RefundRecord"]  # defined with the session's status, which holds them
 
 REFUND_KIND = "PaymentRefund"
 REFUND_PLURAL = "paymentrefunds"
@@ -168,6 +165,22 @@ class RefundStatus:
             error=ErrorInfo.from_dict(data["error"]) if data.get("error") else None,
             history=tuple(RefundHistoryEntry.from_dict(h) for h in data.get("history") or ()),
         )
+
+
+@dataclass(frozen=True)
+class RefundSnapshot:
+    """A refund as the PSP reports it, mapped to our phase."""
+
+    refund_id: str
+    phase: RefundPhase
+    amount: int
+    currency: str | None = None
+    payment_id: str | None = None  # Stripe: the PaymentIntent; Razorpay: the payment
+    provider_status: str | None = None
+    failure_reason: str | None = None
+    refund_uid: str | None = None  # metadata paykube_uid: the PaymentRefund it is for
+    livemode: bool | None = None
+
 
 
 def refund_ref(obj: dict[str, Any]) -> ObjectRef:

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from paykube.api.refunds import REFUND_PLURAL
 from paykube.api.types import GROUP, PLURAL, VERSION, ObjectRef
 from paykube.errors import ApiRejected, ApiServerUnavailable, ConflictError, PaykubeError
 from paykube.kube.config import Credentials, KubeConfig
@@ -140,17 +141,30 @@ class KubeClient:
     async def list_sessions(self, namespace: str | None = None) -> list[Manifest]:
         return (await self.list_sessions_at(namespace))[0]
 
-    async def list_sessions_at(self, namespace: str | None = None,
+    async def list_sessions_at(self, namespace: str | None = None, *, plural: str = PLURAL,
                                ) -> tuple[list[Manifest], str]:
-        """All PaymentSessions and the list's resourceVersion, to start a watch from."""
-        body = (await self._request("GET", _collection(namespace))).json()
+        """All PaymentSessions (or the group's `plural`) and the list's resourceVersion, to
+        start a watch from."""
+        body = (await self._request("GET", _collection(namespace, plural))).json()
         return body["items"], body["metadata"]["resourceVersion"]
 
+    async def list_refunds_at(self, namespace: str | None = None,
+                              ) -> tuple[list[Manifest], str]:
+        """All PaymentRefunds and the list's resourceVersion, to start a watch from."""
+        return await self.list_sessions_at(namespace, plural=REFUND_PLURAL)
+
+    def watch_refunds(self, namespace: str | None, resource_version: str,
+                      *, server_timeout: int = 300) -> AsyncIterator[tuple[str, Manifest]]:
+        """`watch_sessions` for PaymentRefunds."""
+        return self.watch_sessions(namespace, resource_version, server_timeout=server_timeout,
+                                   plural=REFUND_PLURAL)
+
     async def watch_sessions(self, namespace: str | None, resource_version: str,
-                             *, server_timeout: int = 300,
+                             *, server_timeout: int = 300, plural: str = PLURAL,
                              ) -> AsyncIterator[tuple[str, Manifest]]:
         """(type, object) watch events after `resource_version`, until the server ends the
-        watch. A `410 Gone` arrives as an ERROR event: the caller lists again."""
+        watch. A `410 Gone` arrives as an ERROR event: the caller lists again. `plural`:
+        another kind of the group (PaymentRefunds: `watch_refunds`)."""
         params: dict[str, str | int] = {
             "watch": "true", "resourceVersion": resource_version,
             "allowWatchBookmarks": "true", "timeoutSeconds": server_timeout}
@@ -160,7 +174,7 @@ class KubeClient:
             while True:
                 credentials = await self._credentials(refused)
                 async with self._http.stream(
-                        "GET", _collection(namespace), params=params,
+                        "GET", _collection(namespace, plural), params=params,
                         headers=_authorization(credentials),
                         timeout=httpx.Timeout(10.0, read=read_timeout, pool=None)) as response:
                     if response.status_code == 401 and refused is None:
@@ -188,6 +202,17 @@ class KubeClient:
             "PATCH", f"{ref.api_path}/status", json=body,
             headers={"Content-Type": "application/merge-patch+json"},
         )
+        result: Manifest = response.json()
+        return result
+
+    async def replace_object_status(self, path: str, uid: str, resource_version: str,
+                                    status: dict[str, Any]) -> Manifest:
+        """`replace_status` for any object by its API path (a PaymentRefund)."""
+        body = {"metadata": {"uid": uid, "resourceVersion": resource_version},
+                "status": status}
+        response = await self._request(
+            "PATCH", f"{path}/status", json=body,
+            headers={"Content-Type": "application/merge-patch+json"})
         result: Manifest = response.json()
         return result
 
@@ -254,7 +279,7 @@ class KubeClient:
 
     async def create_event(
         self, ref: ObjectRef, *, type_: str, reason: str, message: str, component: str,
-        now: dt.datetime, aggregate: bool = True,
+        now: dt.datetime, aggregate: bool = True, kind: str = "PaymentSession",
     ) -> None:
         """A core/v1 Event on the object, so `kubectl describe` shows what happened.
 
@@ -276,7 +301,7 @@ class KubeClient:
             event = {
                 "apiVersion": "v1", "kind": "Event",
                 "metadata": {"name": name, "namespace": ref.namespace},
-                "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PaymentSession",
+                "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind,
                                    "name": ref.name, "namespace": ref.namespace,
                                    "uid": ref.uid},
                 "type": type_, "reason": reason, "message": message,
@@ -296,7 +321,7 @@ class KubeClient:
                     headers={"Content-Type": "application/merge-patch+json"})
             except NotFound:  # expired (the API server keeps Events for an hour): start over
                 await self.create_event(ref, type_=type_, reason=reason, message=message,
-                                        component=component, now=now)
+                                        component=component, now=now, kind=kind)
                 return
         if aggregate:
             self._event_counts[name] = count
@@ -324,9 +349,9 @@ def _authorization(credentials: Credentials) -> dict[str, str]:
     return {"Authorization": credentials.authorization} if credentials.authorization else {}
 
 
-def _collection(namespace: str | None) -> str:
+def _collection(namespace: str | None, plural: str = PLURAL) -> str:
     base = f"/apis/{GROUP}/{VERSION}"
-    return f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
 def _message(response: httpx.Response) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from paykube.api.providers import CLUSTER_PROVIDER_PLURAL, PROVIDER_PLURAL
+from paykube.api.refunds import REFUND_PLURAL, RefundStatus, refund_ref
 from paykube.api.types import GROUP, PLURAL, VERSION, Status
 from paykube.errors import PaykubeError
 from paykube.kube.client import NotFound
@@ -19,12 +20,14 @@ from paykube.lifecycle import parse_timestamp, unpublished
 from paykube.operator.login import KopfLogin
 from paykube.operator.polling import poll_delay_for
 from paykube.operator.reconciler import RetryLater
+from paykube.operator.refunds import RefundReconciler
 from paykube.operator.runtime import Runtime
 from paykube.settings import Settings
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
 PROVIDER_RESOURCES = ((GROUP, VERSION, PROVIDER_PLURAL), (GROUP, VERSION, CLUSTER_PROVIDER_PLURAL))
+REFUND_RESOURCE = (GROUP, VERSION, REFUND_PLURAL)
 
 
 def plain(body: Any) -> dict[str, Any]:
@@ -129,6 +132,7 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
 
     for resource in PROVIDER_RESOURCES:
         register_provider_handlers(registry, resource, settings)
+    register_refund_handlers(registry, settings)
 
     @kopf.timer(*RESOURCE, registry=registry, id="outbox", interval=settings.outbox_interval,
                 initial_delay=settings.outbox_interval, when=_has_unpublished)
@@ -172,3 +176,66 @@ def register_provider_handlers(registry: kopf.OperatorRegistry, resource: tuple[
     async def finalize(body: Any, memo: Any, **_: Any) -> None:
         runtime = _runtime(memo)
         await _guard(runtime, f"{plural}-finalize", runtime.provider_accounts.finalize(body))
+
+
+def _refunds(runtime: Runtime) -> RefundReconciler:
+    assert runtime.refunds is not None
+    return runtime.refunds
+
+
+def _refund_followed(body: Any, **_: Any) -> bool:
+    """At the PSP and not settled, or a webhook's ending awaiting the operator's retrieve."""
+    status = RefundStatus.from_dict(body.get("status"))
+    return status.refund_id is not None and (
+        not status.phase.settled or status.unconfirmed is not None)
+
+
+def _refund_unconfirmed(body: Any, **_: Any) -> bool:
+    return RefundStatus.from_dict(body.get("status")).unconfirmed is not None
+
+
+def _refund_unpublished(body: Any, **_: Any) -> bool:
+    status = RefundStatus.from_dict(body.get("status"))
+    return any(not h.published for h in status.history)
+
+
+def register_refund_handlers(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """PaymentRefund: reserve and create once, follow to a final phase (docs/refunds.md)."""
+
+    async def reconcile(body: Any, memo: Any, **_: Any) -> None:
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        runtime = _runtime(memo)
+        await _guard(runtime, "refund-reconcile", _refunds(runtime).reconcile(plain(body)))
+
+    kopf.on.resume(*REFUND_RESOURCE, registry=registry, id="refund-resume")(reconcile)
+    kopf.on.create(*REFUND_RESOURCE, registry=registry, id="refund-create")(reconcile)
+
+    @kopf.on.delete(*REFUND_RESOURCE, registry=registry, id="refund-finalize")
+    async def finalize(body: Any, memo: Any, **_: Any) -> None:
+        runtime = _runtime(memo)
+        await _guard(runtime, "refund-finalize", _refunds(runtime).finalize(plain(body)))
+
+    @kopf.timer(*REFUND_RESOURCE, registry=registry, id="refund-poll",
+                interval=settings.poll_min_interval, initial_delay=settings.poll_min_interval,
+                when=_refund_followed)
+    async def poll(body: Any, memo: Any, **_: Any) -> None:
+        """The backstop for lost refund webhooks, until the PSP settled the refund."""
+        runtime = _runtime(memo)
+        await _guard(runtime, "refund-poll", _refunds(runtime).poll(refund_ref(body), plain(body)))
+
+    @kopf.timer(*REFUND_RESOURCE, registry=registry, id="refund-confirm", interval=1.0,
+                when=_refund_unconfirmed)
+    async def confirm(body: Any, memo: Any, **_: Any) -> None:
+        """A webhook reported Failed or Canceled: one retrieve decides."""
+        runtime = _runtime(memo)
+        await _guard(runtime, "refund-confirm",
+                     _refunds(runtime).poll(refund_ref(body), plain(body)))
+
+    @kopf.timer(*REFUND_RESOURCE, registry=registry, id="refund-outbox",
+                interval=settings.outbox_interval, initial_delay=settings.outbox_interval,
+                when=_refund_unpublished)
+    async def outbox(body: Any, memo: Any, **_: Any) -> None:
+        runtime = _runtime(memo)
+        await _guard(runtime, "refund-outbox",
+                     _refunds(runtime).relay(refund_ref(body), plain(body)))

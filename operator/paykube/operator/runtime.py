@@ -15,6 +15,7 @@ from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, build_publisher
 from paykube.explain.service import Explainer, build_explainer
 from paykube.kube.client import KubeClient
+from paykube.kube.refund_writer import RefundWriter
 from paykube.kube.writer import StatusWriter
 from paykube.mirror.explanations import MySQLExplanationStore
 from paykube.mirror.follow import follow, watch_scopes
@@ -23,6 +24,7 @@ from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.accounts import ProviderAccounts
 from paykube.operator.metrics import OperatorMetrics
 from paykube.operator.reconciler import Reconciler
+from paykube.operator.refunds import RefundReconciler
 from paykube.operator.scheduler import PollScheduler
 from paykube.providers.base import PaymentProvider
 from paykube.providers.ratelimit import RateLimiter
@@ -53,6 +55,7 @@ class Runtime:
     aws: SecretsManagerSource | None
     razorpay: RazorpayProvider | None = None
     polls: PollScheduler | None = None
+    refunds: RefundReconciler | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -95,10 +98,13 @@ class Runtime:
         writer.on_transition = reconciler.on_transition
         polls = PollScheduler(reconciler.poll, min_interval=settings.poll_min_interval,
                               max_interval=settings.poll_max_interval)
+        refund_writer = RefundWriter(kube, publisher)
+        refunds = RefundReconciler(kube, choose, accounts, refund_writer, writer)
+        refund_writer.on_transition = refunds.on_transition
         routes = RouteTableWriter(kube, settings.cluster_namespace, settings.route_table_secret)
         provider_accounts = ProviderAccounts(kube, accounts, choose, routes, metrics, settings)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
-                   credentials, accounts, provider_accounts, aws, razorpay, polls)
+                   credentials, accounts, provider_accounts, aws, razorpay, polls, refunds)
 
     def readiness_checks(self) -> ReadinessChecks:
         """What /readyz asks: the API server, and each operator-wide credential that is
@@ -130,6 +136,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.reconciler.writer.drain()
+        if self.refunds is not None:
+            await self.refunds.writer.drain()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

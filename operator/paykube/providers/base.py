@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from paykube.api.refunds import RefundPhase
+# A pure value, part of this interface (re-exported for the adapters).
+from paykube.api.refunds import RefundSnapshot as RefundSnapshot
 from paykube.api.types import ObjectRef, PaymentSessionSpec, Phase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot
@@ -119,21 +120,6 @@ class CreateRefund:
     @property
     def idempotency_key(self) -> str:
         return f"paykube:{self.ref.uid}:refund"
-
-
-@dataclass(frozen=True)
-class RefundSnapshot:
-    """A refund as the PSP reports it, mapped to our phase."""
-
-    refund_id: str
-    phase: RefundPhase
-    amount: int
-    currency: str | None = None
-    payment_id: str | None = None  # Stripe: the PaymentIntent; Razorpay: the payment
-    provider_status: str | None = None
-    failure_reason: str | None = None
-    refund_uid: str | None = None  # metadata paykube_uid: the PaymentRefund it is for
-    livemode: bool | None = None
 
 
 class PaymentProvider(Protocol):

@@ -1,0 +1,139 @@
+"""The one place where a PaymentRefund's status changes (the operator and the webhook).
+
+The same contract as the session's `StatusWriter`: `decide(object, current) -> next` on the
+object at hand, written with its resourceVersion as precondition and decided again on a
+409; phase events are published only after the status holding them is stored, and their
+`history[].published` marks are written after the broker confirmed them (the outbox timer
+catches what a crash left). Refunds are few next to sessions, so marks are written at once
+rather than folded into a later write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from paykube.api.refunds import RefundStatus, refund_api_path, refund_ref
+from paykube.api.types import ObjectRef, RefundPhase
+from paykube.errors import ConflictError, PaykubeError
+from paykube.events.publisher import EventPublisher
+from paykube.events.refund_outbox import (
+    mark_refund_published,
+    publish_pending_refund,
+    unpublished_refund,
+)
+from paykube.events.relay import needs_relay
+from paykube.kube.client import KubeClient, Manifest, NotFound
+
+log = logging.getLogger(__name__)
+
+RefundDecide = Callable[[Manifest, RefundStatus], RefundStatus]
+OnRefundTransition = Callable[[ObjectRef, RefundStatus, RefundStatus, Manifest],
+                              Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RefundWritten:
+    obj: Manifest
+    before: RefundStatus
+    after: RefundStatus
+
+    @property
+    def moved(self) -> bool:
+        return self.after.phase is not self.before.phase
+
+
+@dataclass
+class RefundWriter:
+    kube: KubeClient
+    publisher: EventPublisher
+    on_transition: OnRefundTransition | None = None
+    attempts: int = 10
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def get(self, namespace: str, name: str) -> Manifest:
+        return await self.kube.get_object(refund_api_path(namespace, name))
+
+    async def apply(self, ref: ObjectRef, decide: RefundDecide, *,
+                    base: Manifest | None = None) -> RefundWritten:
+        """Write `decide(object, current)`; NotFound when the object is gone or replaced."""
+        obj = base
+        for _ in range(self.attempts):
+            if obj is None:
+                obj = await self.get(ref.namespace, ref.name)
+            if ref.uid and obj["metadata"]["uid"] != ref.uid:
+                raise NotFound(f"{ref.namespace}/{ref.name} now has a different uid")
+            current = RefundStatus.from_dict(obj.get("status"))
+            proposed = decide(obj, current)
+            if not needs_relay(self.publisher):
+                for entry in unpublished_refund(proposed):
+                    proposed = mark_refund_published(proposed, entry.phase)
+            if proposed == current:
+                return RefundWritten(obj, current, current)
+            try:
+                written = await self.kube.replace_object_status(
+                    refund_api_path(ref.namespace, ref.name), obj["metadata"]["uid"],
+                    obj["metadata"]["resourceVersion"], proposed.to_dict())
+            except ConflictError:
+                obj = None
+                continue
+            result = RefundWritten(written, current, proposed)
+            self._after(ref, result)
+            return result
+        raise ConflictError(f"{ref.namespace}/{ref.name}: gave up after "
+                            f"{self.attempts} conflicts")
+
+    def _after(self, ref: ObjectRef, result: RefundWritten) -> None:
+        work: list[Awaitable[None]] = []
+        if result.moved and self.on_transition is not None:
+            work.append(self.on_transition(ref, result.before, result.after, result.obj))
+        if needs_relay(self.publisher) and unpublished_refund(result.after):
+            work.append(self._record_quietly(ref, result.obj))
+        if work:
+            task = asyncio.create_task(self._run(work))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _run(work: list[Awaitable[None]]) -> None:
+        for item in work:
+            try:
+                await item
+            except PaykubeError as exc:  # the status is the record; the outbox retries
+                log.warning("after-write step failed: %s", exc.message)
+
+    async def _record_quietly(self, ref: ObjectRef, obj: Manifest) -> None:
+        with contextlib.suppress(NotFound):
+            await self.record_published(ref, obj)
+
+    async def record_published(self, ref: ObjectRef,
+                               base: Manifest | None = None) -> RefundWritten:
+        """Publish the unconfirmed phase events (in history order) and write the marks."""
+        lock = self._locks.setdefault(ref.uid, asyncio.Lock())
+        try:
+            async with lock:
+                obj = base or await self.get(ref.namespace, ref.name)
+                status = RefundStatus.from_dict(obj.get("status"))
+                session = str(obj.get("spec", {}).get("sessionRef", {}).get("name", ""))
+                done: tuple[RefundPhase, ...] = ()
+                if unpublished_refund(status):
+                    done = await publish_pending_refund(status, refund_ref(obj),
+                                                        self.publisher, session)
+
+                def decide(_obj: Manifest, current: RefundStatus) -> RefundStatus:
+                    for phase in done:
+                        current = mark_refund_published(current, phase)
+                    return current
+
+                return await self.apply(ref, decide, base=obj)
+        finally:
+            if not lock.locked():
+                self._locks.pop(ref.uid, None)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

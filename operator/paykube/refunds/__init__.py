@@ -1,0 +1,1 @@
+"""PaymentRefund: the pure lifecycle and the per-session reservation (docs/refunds.md)."""
