@@ -10,7 +10,7 @@ import functools
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from paykube.accounts.routes import RouteTable
 from paykube.api.providers import ProviderId
+from paykube.api.refunds import RefundStatus
 from paykube.api.types import (
     CLUSTER_PAYMENT_PROVIDER,
     PAYMENT_PROVIDER,
@@ -28,14 +29,17 @@ from paykube.api.types import (
     Source,
     Status,
 )
-from paykube.binding import event_binding
+from paykube.binding import event_binding, refund_binding, refunded_binding
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, needs_relay
 from paykube.kube.client import KubeClient, Manifest, NotFound
+from paykube.kube.refund_writer import RefundWriter
 from paykube.kube.status import cancel_requested
 from paykube.kube.writer import StatusWriter
 from paykube.lifecycle import ProviderObserved, advance
+from paykube.refunds.lifecycle import RefundObserved, advance_refund
+from paykube.refunds.reservation import with_refunded
 from paykube.secrets.files import SecretSetting
 from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets
@@ -48,6 +52,8 @@ from paykube_webhook.schemes import (
     Applicable,
     Ignored,
     MalformedEvent,
+    PaymentRefunded,
+    RefundReport,
     WebhookScheme,
 )
 from paykube_webhook.verify import Failure, SignatureError
@@ -74,6 +80,8 @@ class WebhookService:
                                    record_after_write=True,
                                    on_publish=lambda outcome: self.metrics.publishes.labels(
                                        outcome).inc())
+        self.refund_writer = RefundWriter(self.kube, self.publisher,
+                                          on_transition=self._refund_transition)
         # Bodies being read at once: bounds the memory many slow senders can hold.
         self._readers = asyncio.Semaphore(self.settings.webhook_max_readers)
         self.metrics.broker_connected.set_function(
@@ -151,6 +159,10 @@ class WebhookService:
         if isinstance(parsed, Ignored):
             return self._ok(parsed.outcome, event_id=parsed.event_id,
                             event_type=parsed.event_type)
+        if isinstance(parsed, RefundReport):
+            return await self._apply_refund(scheme.type, route, parsed)
+        if isinstance(parsed, PaymentRefunded):
+            return await self._apply_refunded(scheme.type, route, parsed)
         return await self._apply(scheme.type, route, parsed)
 
     async def _verify(self, scheme: WebhookScheme, route: ProviderId, payload: bytes,
@@ -223,6 +235,95 @@ class WebhookService:
             outcome = "awaiting_confirmation"
         return self._ok(outcome, event_id=event.event_id, event_type=event.event_type,
                         object=f"{ref.namespace}/{ref.name}", phase=after.phase.value)
+
+    async def _apply_refund(self, provider_type: str, route: ProviderId,
+                            event: RefundReport) -> web.Response:
+        """A refund event: forward to RequiresAction or Succeeded, or an ending awaiting
+        the operator's retrieve (paykube.refunds.lifecycle)."""
+        ref, refund = event.ref, event.refund
+        refused: list[str] = []
+        now = dt.datetime.now(dt.UTC)
+
+        def decide(_obj: Manifest, current: RefundStatus) -> RefundStatus:
+            reason = refund_binding(
+                route=route, namespace=ref.namespace, status=current,
+                refund_id=refund.refund_id, amount=refund.amount, livemode=event.livemode,
+                connect_account=event.account, provider_type=provider_type)
+            if reason is not None:
+                refused.append(reason.value)
+                return current
+            return advance_refund(current, RefundObserved(refund, Source.WEBHOOK,
+                                                          event.event_id), now)
+
+        return await self._store(
+            event.event_id, event.event_type, ref, refused,
+            lambda: self.refund_writer.apply(ref, decide), unconfirmed=True)
+
+    async def _apply_refunded(self, provider_type: str, route: ProviderId,
+                              event: PaymentRefunded) -> web.Response:
+        """How much of a payment is refunded (ours or the Dashboard's): the session's
+        amountRefunded rises at once; only the operator's own list may lower it."""
+        ref = event.ref
+        refused: list[str] = []
+        now = dt.datetime.now(dt.UTC)
+
+        def decide(obj: Manifest, current: Status) -> Status:
+            spec = PaymentSessionSpec.from_dict(obj["spec"])
+            reason = refunded_binding(
+                route=route, bound=ProviderId.bound_to(ref.namespace, spec.provider_ref),
+                status=current, payment_id=event.payment_id,
+                amount_refunded=event.amount_refunded, livemode=event.livemode,
+                connect_account=event.account, provider_type=provider_type)
+            if reason is not None:
+                refused.append(reason.value)
+                return current
+            return with_refunded(current, event.amount_refunded, now, raise_only=True)
+
+        return await self._store(event.event_id, event.event_type, ref, refused,
+                                 lambda: self.writer.apply(ref, decide))
+
+    async def _store(self, event_id: str, event_type: str, ref: ObjectRef,
+                     refused: list[str], write: Callable[[], Awaitable[Any]], *,
+                     unconfirmed: bool = False) -> web.Response:
+        """Write, and answer as `_apply` does: 200 for applied, duplicate or ignored; 422
+        when the API server refuses the change for good; 503 to have the PSP retry."""
+        fields = {"event_id": event_id, "event_type": event_type,
+                  "object": f"{ref.namespace}/{ref.name}"}
+        try:
+            written = await write()
+        except NotFound:
+            return self._ok("ignored_unknown_object", **fields)
+        except PaykubeError as exc:
+            if not exc.retryable:
+                self.metrics.requests.labels("rejected").inc()
+                log.error("event refused by the API server: %s", exc.message,
+                          extra={**fields, "code": exc.code.value})
+                return web.json_response({"error": {"code": exc.code.value}}, status=422)
+            self.metrics.requests.labels("unavailable").inc()
+            log.error("event not stored, the provider will retry",
+                      extra={**fields, "code": exc.code.value})
+            return web.json_response({"error": {"code": exc.code.value}}, status=503)
+        if refused:
+            return self._ok(refused[-1], **fields)
+        before, after = written.before, written.after
+        outcome = "applied" if after != before else "duplicate"
+        if unconfirmed and after.unconfirmed is not None and \
+                after.unconfirmed != before.unconfirmed:
+            outcome = "awaiting_confirmation"
+        return self._ok(outcome, **fields, phase=after.phase.value)
+
+    async def _refund_transition(self, ref: ObjectRef, before: RefundStatus,
+                                 after: RefundStatus, _obj: Manifest) -> None:
+        entry = after.history[-1]
+        try:
+            await self.kube.create_event(
+                ref, type_="Normal", reason=after.phase.value,
+                message=(f"{before.phase.value} -> {after.phase.value} (webhook, event "
+                         f"{entry.event_id})"),
+                component=COMPONENT, now=dt.datetime.now(dt.UTC), aggregate=False,
+                kind="PaymentRefund")
+        except PaykubeError as exc:
+            log.warning("event not recorded: %s", exc.message)
 
     async def _transition(self, ref: ObjectRef, before: Status, after: Status,
                           _obj: Manifest) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from paykube.api.refunds import RefundSnapshot
 from paykube.api.types import ObjectRef, Phase
 from paykube.lifecycle import SessionSnapshot
 from paykube.settings import SecretStr
@@ -53,6 +54,35 @@ class Applicable:
     account: str | None = None  # the Connect account the event is about
 
 
+@dataclass(frozen=True)
+class RefundReport:
+    """A refund event about a paykube PaymentRefund (`ref`, from the refund's metadata)."""
+
+    event_id: str
+    event_type: str
+    ref: ObjectRef
+    refund: RefundSnapshot
+    livemode: bool | None = None
+    account: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentRefunded:
+    """The PSP reports how much of a payment is refunded (Stripe's `charge.refunded`),
+    about the PaymentSession `ref` (from the payment's metadata)."""
+
+    event_id: str
+    event_type: str
+    ref: ObjectRef
+    payment_id: str
+    amount_refunded: int
+    livemode: bool | None = None
+    account: str | None = None
+
+
+Parsed = Ignored | Applicable | RefundReport | PaymentRefunded
+
+
 class WebhookScheme(Protocol):
     """One PSP's webhooks: its route family `/webhooks/<type>`, verifier and event mapping."""
 
@@ -64,7 +94,7 @@ class WebhookScheme(Protocol):
         `payload` (the raw bytes, before any parsing)."""
         ...
 
-    def parse(self, payload: bytes, headers: Mapping[str, str]) -> Ignored | Applicable:
+    def parse(self, payload: bytes, headers: Mapping[str, str]) -> Parsed:
         """Read a verified event; raise one of `MALFORMED` when it cannot be used."""
         ...
 

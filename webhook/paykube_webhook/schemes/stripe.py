@@ -6,7 +6,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paykube.providers.stripe import ACCOUNT_ID, HANDLED_EVENTS, event_phase, snapshot
+from paykube.providers.base import ProviderPayloadInvalid
+from paykube.providers.stripe import (
+    ACCOUNT_ID,
+    HANDLED_EVENTS,
+    charge_refunded_facts,
+    event_phase,
+    refund_snapshot,
+    snapshot,
+)
 from paykube.settings import SecretStr
 from paykube_webhook.schemes import (
     INT64,
@@ -14,6 +22,9 @@ from paykube_webhook.schemes import (
     Applicable,
     Ignored,
     MalformedEvent,
+    Parsed,
+    PaymentRefunded,
+    RefundReport,
     integer,
     object_of,
     optional_text,
@@ -33,11 +44,15 @@ class StripeScheme:
         verify(payload, headers.get("Stripe-Signature"), secrets, tolerance=self.tolerance,
                now=now)
 
-    def parse(self, payload: bytes, headers: Mapping[str, str]) -> Ignored | Applicable:
+    def parse(self, payload: bytes, headers: Mapping[str, str]) -> Parsed:
         return parse_event(payload)
 
 
-def parse_event(payload: bytes) -> Ignored | Applicable:
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed"})
+CHARGE_REFUNDED = "charge.refunded"
+
+
+def parse_event(payload: bytes) -> Parsed:
     """Read a verified event into what the lifecycle needs; raises one of `MALFORMED`.
 
     Field types and lengths are checked against the CRD's status schema here, so that a
@@ -52,6 +67,8 @@ def parse_event(payload: bytes) -> Ignored | Applicable:
     session = data.get("object") if isinstance(data, dict) else None
     if not isinstance(session, dict):
         raise MalformedEvent("data.object is not an object")
+    if event_type in REFUND_EVENTS or event_type == CHARGE_REFUNDED:
+        return _parse_refund_event(event, event_id, event_type, session)
     if event_type not in HANDLED_EVENTS:
         return Ignored(event_id, event_type, "ignored_type")
     ref = object_of(session)
@@ -62,6 +79,11 @@ def parse_event(payload: bytes) -> Ignored | Applicable:
     if phase is None:
         return Ignored(event_id, event_type, "ignored_unmanaged")
     _check_session(session)
+    livemode, account = _origin(event)
+    return Applicable(event_id, event_type, ref, phase, snapshot(session), livemode, account)
+
+
+def _origin(event: dict[str, Any]) -> tuple[bool | None, str | None]:
     livemode = event.get("livemode")
     if livemode is not None and not isinstance(livemode, bool):
         raise MalformedEvent("livemode: not a boolean")
@@ -69,7 +91,29 @@ def parse_event(payload: bytes) -> Ignored | Applicable:
     if account is not None and (not isinstance(account, str)
                                 or not ACCOUNT_ID.fullmatch(account)):
         raise MalformedEvent("account: not an account id")
-    return Applicable(event_id, event_type, ref, phase, snapshot(session), livemode, account)
+    return livemode, account
+
+
+def _parse_refund_event(event: dict[str, Any], event_id: str, event_type: str,
+                        obj: dict[str, Any]) -> Parsed:
+    """`refund.*` binds to the PaymentRefund its metadata names; `charge.refunded` to the
+    PaymentSession its charge's metadata (copied from the PaymentIntent) names. A refund
+    made in the Dashboard has no paykube metadata: its refund events are ignored, its
+    charge event reaches the session."""
+    ref = object_of(obj)
+    if ref is None:
+        return Ignored(event_id, event_type, "ignored_unmanaged")
+    livemode, account = _origin(event)
+    try:
+        if event_type == CHARGE_REFUNDED:
+            facts = charge_refunded_facts(obj)
+            if facts.payment_intent_id is None:
+                return Ignored(event_id, event_type, "ignored_unmanaged")
+            return PaymentRefunded(event_id, event_type, ref, facts.payment_intent_id,
+                                   facts.amount_refunded, livemode, account)
+        return RefundReport(event_id, event_type, ref, refund_snapshot(obj), livemode, account)
+    except ProviderPayloadInvalid as exc:
+        raise MalformedEvent(exc.message) from exc
 
 
 def _check_session(session: dict[str, Any]) -> None:
