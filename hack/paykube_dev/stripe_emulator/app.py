@@ -6,7 +6,7 @@ from aiohttp import web
 
 from paykube_dev.psp_emulator.app import background
 
-from . import api, control, page, resources
+from . import api, control, page, refund_routes, resources
 from .appkeys import DISPATCHER, STATE
 from .delivery import Dispatcher
 from .state import EmulatorState
@@ -19,6 +19,7 @@ def build_app(state: EmulatorState, *, sweep_interval: float = 0.5) -> web.Appli
     app[DISPATCHER] = Dispatcher(state)
     api.add_routes(app)
     resources.add_routes(app)
+    refund_routes.add_routes(app)
     control.add_routes(app)
     page.add_routes(app)
     app.cleanup_ctx.append(background(app[DISPATCHER], state.sweep, sweep_interval))

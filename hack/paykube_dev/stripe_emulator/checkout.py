@@ -111,7 +111,18 @@ def build_session(
         metadata=_metadata(params.get("metadata"), "metadata"), url_base=url_base,
         locale=_string(params, "locale"),
         payment_method_types=_string_list(params, "payment_method_types") or ["card"],
+        intent_metadata=_intent_metadata(params.get("payment_intent_data")),
     )
+
+
+def _intent_metadata(value: Any) -> dict[str, str]:
+    """`payment_intent_data[metadata]`: the PaymentIntent's (and so its charge's) metadata;
+    the rest of `payment_intent_data` is accepted and not emulated."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise errors.invalid("payment_intent_data", "Invalid hash")
+    return _metadata(value.get("metadata"), "payment_intent_data[metadata]")
 
 
 def _string(params: Params, name: str, param: str | None = None) -> str | None:

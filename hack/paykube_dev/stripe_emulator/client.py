@@ -23,6 +23,26 @@ class _Calls:
         return _Call("POST", f"{P}/sessions/{session_id}/{action}", body)
 
     @staticmethod
+    def refund_mode(status: str, payment_intent: str | None) -> _Call:
+        return _Call("POST", f"{P}/refund-mode",
+                     _drop_none(status=status, payment_intent=payment_intent))
+
+    @staticmethod
+    def refund_transition(refund_id: str, action: str, failure_reason: str | None,
+                          wait: bool) -> _Call:
+        body = _drop_none(failure_reason=failure_reason, wait=wait)
+        return _Call("POST", f"{P}/refunds/{refund_id}/{action}", body)
+
+    @staticmethod
+    def dashboard_refund(payment_intent: str, amount: int | None, wait: bool) -> _Call:
+        body = _drop_none(amount=amount, wait=wait)
+        return _Call("POST", f"{P}/payment-intents/{payment_intent}/refunds", body)
+
+    @staticmethod
+    def refunds(payment_intent: str | None) -> _Call:
+        return _Call("GET", f"{P}/refunds", params=_drop_none(payment_intent=payment_intent))
+
+    @staticmethod
     def events(type_: str | None, session_id: str | None, account_id: str | None = None) -> _Call:
         params = _drop_none(type=type_, session=session_id, account=account_id)
         return _Call("GET", f"{P}/events", params=params)
@@ -130,6 +150,31 @@ class EmulatorControl(BaseControl):
 
     def expire(self, session_id: str, *, wait: bool = True) -> JsonObject:
         return self.transition(session_id, "expire", wait=wait)
+
+    def refund_mode(self, status: str, payment_intent: str | None = None) -> JsonObject:
+        """How the next refunds start: `pending`, `requires_action` or `succeeded` (the
+        default), for one PaymentIntent or (None) for all."""
+        return self._do(_Calls.refund_mode(status, payment_intent))
+
+    def refund_transition(
+        self, refund_id: str, action: str, *, failure_reason: str | None = None,
+        wait: bool = True,
+    ) -> JsonObject:
+        """action: succeeded | failed | requires_action | canceled; `{"refund", "events",
+        "deliveries"}` after the change (and the deliveries if wait)."""
+        return self._do(_Calls.refund_transition(refund_id, action, failure_reason, wait))
+
+    def dashboard_refund(
+        self, payment_intent: str, amount: int | None = None, *, wait: bool = True,
+    ) -> JsonObject:
+        """A refund made outside paykube (no metadata); the rest when `amount` is None."""
+        return self._do(_Calls.dashboard_refund(payment_intent, amount, wait))
+
+    def refunds(self, payment_intent: str | None = None) -> list[JsonObject]:
+        return list(self._do(_Calls.refunds(payment_intent))["data"])
+
+    def refund(self, refund_id: str) -> JsonObject:
+        return self._do(_Call("GET", f"{P}/refunds/{refund_id}"))
 
     def events(
         self, type: str | None = None, session_id: str | None = None, *,
@@ -245,6 +290,26 @@ class AsyncEmulatorControl(BaseAsyncControl):
         self, session_id: str, action: Action, *, wait: bool = True, email: str | None = None,
     ) -> JsonObject:
         return await self._do(_Calls.transition(session_id, action, wait, email))
+
+    async def refund_mode(self, status: str, payment_intent: str | None = None) -> JsonObject:
+        return await self._do(_Calls.refund_mode(status, payment_intent))
+
+    async def refund_transition(
+        self, refund_id: str, action: str, *, failure_reason: str | None = None,
+        wait: bool = True,
+    ) -> JsonObject:
+        return await self._do(_Calls.refund_transition(refund_id, action, failure_reason, wait))
+
+    async def dashboard_refund(
+        self, payment_intent: str, amount: int | None = None, *, wait: bool = True,
+    ) -> JsonObject:
+        return await self._do(_Calls.dashboard_refund(payment_intent, amount, wait))
+
+    async def refunds(self, payment_intent: str | None = None) -> list[JsonObject]:
+        return list((await self._do(_Calls.refunds(payment_intent)))["data"])
+
+    async def refund(self, refund_id: str) -> JsonObject:
+        return await self._do(_Call("GET", f"{P}/refunds/{refund_id}"))
 
     async def events(
         self, type: str | None = None, session_id: str | None = None, *,

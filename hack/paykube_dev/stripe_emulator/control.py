@@ -11,7 +11,9 @@ from paykube_dev.psp_emulator import control as common
 from .accounts import Account, AccountBook, is_live, is_secret_key
 from .appkeys import DISPATCHER, STATE
 from .delivery import event_payload
-from .model import JsonObject, WebhookEndpoint
+from .errors import StripeError
+from .model import Event, JsonObject, WebhookEndpoint
+from .refunds import RefundTransitionError
 from .state import ACTIONS, Action, EmulatorState, TransitionError
 
 PREFIX = "/_emulator"
@@ -295,6 +297,78 @@ async def disconnect(request: web.Request) -> web.Response:
     return _ok(_account_view(state.book, account))
 
 
+async def refund_mode(request: web.Request) -> web.Response:
+    """`{"status": "pending" | "requires_action" | "succeeded", "payment_intent"?}`: how the
+    next refunds of that PaymentIntent (or, without one, of every intent) start."""
+    state = request.app[STATE]
+    body = await _body(request)
+    intent = body.get("payment_intent")
+    try:
+        state.set_refund_mode(str(body.get("status", "succeeded")),
+                              intent if isinstance(intent, str) else None)
+    except RefundTransitionError as exc:
+        return _fail(400, str(exc))
+    return _ok({"modes": dict(state.refund_modes)})
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    intent = request.query.get("payment_intent")
+    return _ok({"data": [r.to_api() for r in request.app[STATE].refunds.values()
+                         if intent is None or r.payment_intent == intent]})
+
+
+async def get_refund(request: web.Request) -> web.Response:
+    refund = request.app[STATE].refunds.get(request.match_info["id"])
+    if refund is None:
+        return _fail(404, f"no refund {request.match_info['id']}")
+    return _ok(refund.to_api())
+
+
+async def move_refund(request: web.Request) -> web.Response:
+    """`POST /_emulator/refunds/{id}/{action}` `{"failure_reason"?, "wait"?}`; action:
+    succeeded, failed (also after succeeded: a bank return), requires_action, canceled."""
+    state = request.app[STATE]
+    body = await _body(request)
+    reason = body.get("failure_reason")
+    try:
+        refund, events = state.move_refund(request.match_info["id"],
+                                           request.match_info["action"],
+                                           reason if isinstance(reason, str) else None)
+    except KeyError:
+        return _fail(404, f"no refund {request.match_info['id']}")
+    except RefundTransitionError as exc:
+        return _fail(409, str(exc))
+    return await _refund_answer(request, refund.to_api(), events, body.get("wait", True))
+
+
+async def dashboard_refund(request: web.Request) -> web.Response:
+    """`POST /_emulator/payment-intents/{id}/refunds {"amount"?, "wait"?}`: a refund made in
+    the Dashboard (no metadata, no API request), with its events."""
+    state = request.app[STATE]
+    body = await _body(request)
+    amount = body.get("amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)
+                               or amount < 1):
+        return _fail(400, "amount must be a positive integer")
+    try:
+        refund, events = state.dashboard_refund(request.match_info["id"], amount)
+    except KeyError:
+        return _fail(404, f"no payment intent {request.match_info['id']}")
+    except (RefundTransitionError, StripeError) as exc:
+        return _fail(409, str(exc))
+    return await _refund_answer(request, refund.to_api(), events, body.get("wait", True))
+
+
+async def _refund_answer(request: web.Request, refund: JsonObject, events: list[Event],
+                         wait: object) -> web.Response:
+    dispatcher = request.app[DISPATCHER]
+    deliveries = []
+    for event in events:
+        deliveries += await dispatcher.dispatch_now_or_later(event, bool(wait))
+    return _ok({"refund": refund, "events": [e.to_api() for e in events],
+                "deliveries": [d.to_api() for d in deliveries]})
+
+
 def add_routes(app: web.Application) -> None:
     state: EmulatorState = app[STATE]
     common.add_routes(app, state)
@@ -305,6 +379,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/sessions", list_sessions)
     r.add_get(f"{PREFIX}/sessions/{{id}}", get_session)
     r.add_post(f"{PREFIX}/sessions/{{id}}/{{action}}", transition)
+    r.add_post(f"{PREFIX}/refund-mode", refund_mode)
+    r.add_get(f"{PREFIX}/refunds", list_refunds)
+    r.add_get(f"{PREFIX}/refunds/{{id}}", get_refund)
+    r.add_post(f"{PREFIX}/refunds/{{id}}/{{action}}", move_refund)
+    r.add_post(f"{PREFIX}/payment-intents/{{id}}/refunds", dashboard_refund)
     r.add_get(f"{PREFIX}/events", list_events)
     r.add_get(f"{PREFIX}/events/{{id}}", get_event)
     r.add_get(f"{PREFIX}/events/{{id}}/payload", event_body)

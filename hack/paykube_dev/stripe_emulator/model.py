@@ -68,6 +68,9 @@ class PaymentIntent:
     status: IntentStatus
     payment_method_types: list[str]
     last_payment_error: JsonObject | None = None
+    # From the session create's `payment_intent_data[metadata]`; its charge copies it.
+    metadata: dict[str, str] = field(default_factory=dict)
+    charge: Charge | None = None  # made when the payment succeeds
 
     def to_api(self) -> JsonObject:
         return {
@@ -78,10 +81,95 @@ class PaymentIntent:
             "confirmation_method": "automatic", "created": self.created,
             "currency": self.currency, "customer": None, "description": None,
             "last_payment_error": copy.deepcopy(self.last_payment_error),
-            "latest_charge": None, "livemode": self.livemode, "metadata": {},
+            "latest_charge": self.charge.id if self.charge else None,
+            "livemode": self.livemode, "metadata": dict(self.metadata),
             "payment_method": None, "payment_method_types": list(self.payment_method_types),
             "status": self.status,
         }
+
+
+@dataclass
+class Charge:
+    """The successful charge of a PaymentIntent: what refunds draw on.
+
+    `amount_refunded` counts refunds pending, needing action or succeeded, as Stripe's does
+    (a refund that fails or is canceled gives its amount back)."""
+
+    id: str
+    amount: int
+    currency: str
+    payment_intent: str
+    created: int
+    livemode: bool
+    metadata: dict[str, str]
+    amount_refunded: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - self.amount_refunded
+
+    def to_api(self) -> JsonObject:
+        return {
+            "id": self.id, "object": "charge", "amount": self.amount,
+            "amount_captured": self.amount, "amount_refunded": self.amount_refunded,
+            "application": None, "application_fee": None, "application_fee_amount": None,
+            "balance_transaction": None, "billing_details": {
+                "address": None, "email": None, "name": None, "phone": None},
+            "calculated_statement_descriptor": "PAYKUBE EMULATOR", "captured": True,
+            "created": self.created, "currency": self.currency, "customer": None,
+            "description": None, "disputed": False, "failure_balance_transaction": None,
+            "failure_code": None, "failure_message": None, "fraud_details": {},
+            "livemode": self.livemode, "metadata": dict(self.metadata), "on_behalf_of": None,
+            "outcome": None, "paid": True, "payment_intent": self.payment_intent,
+            "payment_method": None, "receipt_email": None, "receipt_number": None,
+            "receipt_url": None, "refunded": self.amount_refunded >= self.amount,
+            "review": None, "shipping": None, "source_transfer": None,
+            "statement_descriptor": None, "statement_descriptor_suffix": None,
+            "status": "succeeded", "transfer_data": None, "transfer_group": None,
+        }
+
+
+RefundStatus = Literal["pending", "requires_action", "succeeded", "failed", "canceled"]
+# The statuses whose amount the charge counts as refunded.
+HOLDS_MONEY: frozenset[str] = frozenset({"pending", "requires_action", "succeeded"})
+
+
+@dataclass
+class Refund:
+    """A refund of part or all of a charge; `session_id` is the Checkout Session it came
+    from (the emulator's events are filed by session)."""
+
+    id: str
+    account: str
+    session_id: str
+    amount: int
+    currency: str
+    payment_intent: str
+    charge: str
+    created: int
+    livemode: bool
+    status: RefundStatus
+    reason: str | None
+    metadata: dict[str, str]
+    failure_reason: str | None = None
+
+    def to_api(self) -> JsonObject:
+        body: JsonObject = {
+            "id": self.id, "object": "refund", "amount": self.amount,
+            "balance_transaction": None, "charge": self.charge, "created": self.created,
+            "currency": self.currency, "destination_details": None,
+            "metadata": dict(self.metadata), "payment_intent": self.payment_intent,
+            "reason": self.reason, "receipt_number": None,
+            "source_transfer_reversal": None, "status": self.status,
+            "transfer_reversal": None,
+        }
+        if self.status == "failed":  # Stripe sends it only on failed refunds
+            body["failure_reason"] = self.failure_reason
+        if self.status == "requires_action":
+            body["next_action"] = {"type": "display_details", "display_details": {
+                "email_sent": {"email_sent_at": self.created, "email_sent_to": "jenny@example.com"},
+                "expires_at": self.created + 45 * 24 * 3600}}
+        return body
 
 
 @dataclass
@@ -105,6 +193,7 @@ class Session:
     payment_status: PaymentStatus = "unpaid"
     payment_intent: PaymentIntent | None = None
     customer_details: JsonObject | None = None
+    intent_metadata: dict[str, str] = field(default_factory=dict)
     async_outcome: Literal["succeeded", "failed"] | None = None
 
     @property

@@ -17,13 +17,23 @@ from .errors import StripeError
 from .faults import FAULT_KINDS, RATE_LIMIT_REASONS, FaultBook
 from .forms import Params
 from .model import (
+    Charge,
     Event,
     JsonObject,
     PaymentIntent,
+    Refund,
     RequestRecord,
     Session,
     WebhookEndpoint,
     new_id,
+)
+from .refunds import (
+    START_STATUSES,
+    RefundChange,
+    RefundTransitionError,
+    move_refund,
+    open_refund,
+    refund_params,
 )
 
 DEFAULT_API_VERSION = "2025-03-31.basil"
@@ -74,6 +84,9 @@ class EmulatorState(EmulatorCore[RequestRecord]):
         self.clock.offset = 0.0
         self.book = AccountBook()
         self.sessions: dict[str, Session] = {}
+        self.refunds: dict[str, Refund] = {}
+        # How new refunds start: per PaymentIntent id, or "*" for all (control plane).
+        self.refund_modes: dict[str, str] = {}
         self.events: dict[str, Event] = {}
         self.endpoints: dict[str, WebhookEndpoint] = {
             e.id: copy.deepcopy(e) for e in self._initial_endpoints
@@ -188,7 +201,10 @@ class EmulatorState(EmulatorCore[RequestRecord]):
                 created=self.clock.now_int(), livemode=session.livemode,
                 status="succeeded" if action == "paid" else "processing",
                 payment_method_types=list(session.payment_method_types),
+                metadata=dict(session.intent_metadata),
             )
+            if action == "paid":
+                self._charge(session.payment_intent)
             session.customer_details = customer_details(
                 email or session.customer_email or "customer@example.com", name,
             )
@@ -204,6 +220,7 @@ class EmulatorState(EmulatorCore[RequestRecord]):
                 session.payment_status = "paid"
                 session.async_outcome = "succeeded"
                 intent.status = "succeeded"
+                self._charge(intent)
             else:
                 # As Stripe does: the session stays complete/unpaid, the intent goes back to
                 # requires_payment_method with the failure recorded.
@@ -221,6 +238,15 @@ class EmulatorState(EmulatorCore[RequestRecord]):
         return self.record_event(
             session, _EVENT_TYPES[action], request_id=request_id,
             idempotency_key=idempotency_key,
+        )
+
+    def _charge(self, intent: PaymentIntent) -> None:
+        """The succeeded payment's charge; it carries the intent's metadata, as Stripe's
+        does (which is how a `charge.refunded` names paykube's session)."""
+        intent.charge = Charge(
+            id=new_id("ch_"), amount=intent.amount, currency=intent.currency,
+            payment_intent=intent.id, created=self.clock.now_int(), livemode=intent.livemode,
+            metadata=dict(intent.metadata),
         )
 
     def expire_via_api(
@@ -257,18 +283,130 @@ class EmulatorState(EmulatorCore[RequestRecord]):
                 f"{action} needs {status}" + (f"/{payment_status}" if payment_status else "")
             )
 
+    # --- refunds -------------------------------------------------------------------------
+
+    def paid_session(self, scope: Scope, params: Params) -> Session:
+        """The session whose charge a create names (`payment_intent` or `charge`), refused
+        as Stripe does when there is no successful charge to refund."""
+        intent_id, charge_id = params.get("payment_intent"), params.get("charge")
+        if intent_id is None and charge_id is None:
+            raise StripeError(400, "One of the following params should be provided for this "
+                                   "request: payment_intent or charge.")
+        for session in self.sessions_of(scope):
+            intent = session.payment_intent
+            if intent is None or (intent_id is not None and intent.id != intent_id):
+                continue
+            if charge_id is not None and (intent.charge is None or intent.charge.id != charge_id):
+                continue
+            if intent.charge is None or intent.status != "succeeded":
+                raise StripeError(
+                    400, f"This PaymentIntent ({intent.id}) does not have a successful charge "
+                         "to refund.", param="payment_intent", saved=True)
+            return session
+        if intent_id is not None:
+            raise errors.no_such("payment_intent", str(intent_id), "payment_intent")
+        raise errors.no_such("charge", str(charge_id), "charge")
+
+    def start_status(self, intent_id: str) -> str:
+        return self.refund_modes.get(intent_id) or self.refund_modes.get("*") or "succeeded"
+
+    def set_refund_mode(self, status: str, intent_id: str | None) -> None:
+        if status not in START_STATUSES:
+            raise RefundTransitionError(
+                f"refunds can start as one of {', '.join(START_STATUSES)}, not {status!r}")
+        self.refund_modes[intent_id or "*"] = status
+
+    def create_refund(
+        self, scope: Scope, params: Params, *, request_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Refund, list[Event]]:
+        amount, reason, metadata = refund_params(params)
+        session = self.paid_session(scope, params)
+        return self._open(session, amount, reason, metadata, request_id, idempotency_key)
+
+    def dashboard_refund(self, intent_id: str, amount: int | None) -> tuple[Refund, list[Event]]:
+        """A refund made in the Dashboard: no metadata, no API request."""
+        session = next((s for s in self.sessions.values()
+                        if s.payment_intent is not None and s.payment_intent.id == intent_id),
+                       None)
+        if session is None:
+            raise KeyError(intent_id)
+        intent = session.payment_intent
+        assert intent is not None
+        if intent.charge is None or intent.status != "succeeded":
+            raise RefundTransitionError(f"{intent_id} has no successful charge to refund")
+        return self._open(session, amount, None, {}, None, None)
+
+    def _open(
+        self, session: Session, amount: int | None, reason: str | None,
+        metadata: dict[str, str], request_id: str | None, idempotency_key: str | None,
+    ) -> tuple[Refund, list[Event]]:
+        intent = session.payment_intent
+        assert intent is not None
+        assert intent.charge is not None
+        change = open_refund(
+            intent.charge, account=session.account, session_id=session.id, amount=amount,
+            reason=reason, metadata=metadata, status=self.start_status(intent.id),
+            now=self.clock.now_int(),
+        )
+        self.refunds[change.refund.id] = change.refund
+        return change.refund, self._record_change(session, change, request_id, idempotency_key)
+
+    def move_refund(
+        self, refund_id: str, action: str, failure_reason: str | None = None,
+    ) -> tuple[Refund, list[Event]]:
+        """A control-plane status change; KeyError for an unknown refund."""
+        refund = self.refunds[refund_id]
+        session = self.sessions[refund.session_id]
+        intent = session.payment_intent
+        assert intent is not None
+        assert intent.charge is not None
+        change = move_refund(refund, intent.charge, action, failure_reason)
+        return refund, self._record_change(session, change, None, None)
+
+    def get_refund(self, scope: Scope, refund_id: str) -> Refund:
+        refund = self.refunds.get(refund_id)
+        if (refund is None or refund.account != scope.account.id
+                or refund.livemode != scope.livemode):
+            raise errors.no_such("refund", refund_id, "refund")
+        return refund
+
+    def refunds_of(self, scope: Scope) -> list[Refund]:
+        """The scope's refunds in its mode, newest first."""
+        return [r for r in reversed(self.refunds.values())
+                if r.account == scope.account.id and r.livemode == scope.livemode]
+
+    def charge(self, scope: Scope, charge_id: str) -> Charge:
+        for session in self.sessions_of(scope):
+            intent = session.payment_intent
+            if intent is not None and intent.charge is not None and intent.charge.id == charge_id:
+                return intent.charge
+        raise errors.no_such("charge", charge_id, "charge")
+
+    def _record_change(
+        self, session: Session, change: RefundChange, request_id: str | None,
+        idempotency_key: str | None,
+    ) -> list[Event]:
+        return [self.record_event(session, event_type, snapshot=snapshot,
+                                  request_id=request_id, idempotency_key=idempotency_key)
+                for event_type, snapshot in change.events]
+
     # --- events ------------------------------------------------------------------------
 
     def record_event(
         self, session: Session, event_type: str, *, request_id: str | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, snapshot: JsonObject | None = None,
     ) -> Event:
+        """An event of the session's account, filed under the session; `snapshot` is the
+        event's object (the session itself unless given: a refund, a charge)."""
         account = self.accounts[session.account]
         event = Event(
             id=new_id("evt_"), type=event_type, created=self.clock.now_int(),
             api_version=self.api_version, livemode=session.livemode, account_id=account.id,
-            session_id=session.id, snapshot=session.to_api(), request_id=request_id,
-            idempotency_key=idempotency_key, connected_to=account.platform,
+            session_id=session.id,
+            snapshot=session.to_api() if snapshot is None else snapshot,
+            request_id=request_id, idempotency_key=idempotency_key,
+            connected_to=account.platform,
         )
         event.pending = {e.id for e in self.endpoints.values() if e.wants(event)}
         self.events[event.id] = event
@@ -292,6 +430,9 @@ class EmulatorState(EmulatorCore[RequestRecord]):
             "sessions_by_client_reference_id": dict(by_reference),
             "sessions_by_status": dict(by_status),
             "events": len(self.events), "events_by_type": dict(by_type),
+            "refunds_created": len(self.refunds),
+            "refunds_by_status": dict(collections.Counter(
+                r.status for r in self.refunds.values())),
             "deliveries": len(self.deliveries),
             "api_requests": len(self.requests), "accounts": len(self.accounts),
             "held": len([h for h in self.faults.held if not h.released.is_set()]),

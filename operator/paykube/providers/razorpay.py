@@ -35,9 +35,11 @@ from paykube.lifecycle import SessionSnapshot, timestamp
 from paykube.providers.base import (
     AccountCredentials,
     AccountIdentity,
+    CreateRefund,
     CreateSession,
     ProviderPayloadInvalid,
     ProviderSession,
+    RefundSnapshot,
     WebhookEndpoint,
     optional_int,
     optional_text,
@@ -58,6 +60,7 @@ LINK_ID = re.compile(r"plink_[A-Za-z0-9]{10,32}")
 PAYMENT_ID = re.compile(r"pay_[A-Za-z0-9]{10,32}")
 ACCOUNT_ID = re.compile(r"acc_[A-Za-z0-9]{10,32}")
 KEY_ID = re.compile(r"rzp_(test|live)_[A-Za-z0-9]{1,64}")
+REFUND_ID = re.compile(r"rfnd_[A-Za-z0-9]{10,32}")
 
 HANDLED_EVENTS = frozenset({
     "payment_link.paid",
@@ -265,6 +268,12 @@ def _is_duplicate_reference(exc: ProviderError) -> bool:
             and exc.param == "reference_id")
 
 
+def _refunds_unsupported() -> ProviderError:
+    """Permanent: a PaymentRefund of a Razorpay payment fails with this explanation."""
+    return ProviderError("refunds are not supported for razorpay yet",
+                         code=ErrorCode.PROVIDER_REJECTED, provider=PROVIDER)
+
+
 class RazorpayProvider:
     name = PROVIDER
 
@@ -365,6 +374,22 @@ class RazorpayProvider:
     async def delete_webhook_endpoint(self, account: AccountCredentials,
                                       endpoint_id: str) -> None:
         return None  # never registered (see ensure_webhook_endpoint): nothing to delete
+
+    # --- refunds: not yet (docs/refunds.md) ---------------------------------------------
+
+    def valid_refund_id(self, refund_id: str) -> bool:
+        return REFUND_ID.fullmatch(refund_id) is not None
+
+    async def create_refund(self, request: CreateRefund,
+                            account: AccountCredentials) -> RefundSnapshot:
+        raise _refunds_unsupported()
+
+    async def get_refund(self, refund_id: str, account: AccountCredentials) -> RefundSnapshot:
+        raise _refunds_unsupported()
+
+    async def list_refunds(self, payment_id: str,
+                           account: AccountCredentials) -> tuple[RefundSnapshot, ...]:
+        raise _refunds_unsupported()
 
     @staticmethod
     def _id(link_id: str) -> str:

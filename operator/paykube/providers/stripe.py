@@ -24,15 +24,18 @@ import httpx
 import stripe
 
 from paykube.api.providers import DEFAULT_STRIPE_API_VERSION
-from paykube.api.types import RESERVED_METADATA_PREFIX, Phase
+from paykube.api.refunds import RefundPhase
+from paykube.api.types import RESERVED_METADATA_PREFIX, ObjectRef, Phase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot, timestamp
 from paykube.providers.base import (
     AccountCredentials,
     AccountIdentity,
+    CreateRefund,
     CreateSession,
     ProviderPayloadInvalid,
     ProviderSession,
+    RefundSnapshot,
     WebhookEndpoint,
     optional_int,
     optional_text,
@@ -52,6 +55,9 @@ PAYMENT_INTENT_ID = re.compile(r"pi_[A-Za-z0-9_]{1,250}")
 ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
 WEBHOOK_ENDPOINT_ID = re.compile(r"we_[A-Za-z0-9]{1,250}")
 EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}")
+# Refunds are `re_`; Stripe gives refunds of some payment methods `pyr_` ids.
+REFUND_ID = re.compile(r"(re|pyr)_[A-Za-z0-9]{1,250}")
+CHARGE_ID = re.compile(r"(ch|py)_[A-Za-z0-9]{1,250}")
 
 HANDLED_EVENTS = {
     "checkout.session.completed",
@@ -59,6 +65,15 @@ HANDLED_EVENTS = {
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
 }
+# The refund events (docs/refunds.md): the webhook binds refund.* to a PaymentRefund by
+# the refund's metadata, charge.refunded to a PaymentSession by the charge's.
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed",
+                           "charge.refunded"})
+# list_refunds reads at most this many refunds of one payment (Stripe's page maximum).
+REFUND_PAGE_SIZE = 100
+MAX_REFUND_PAGES = 10
+# What paykube's webhook endpoints subscribe to.
+SUBSCRIBED_EVENTS = frozenset(HANDLED_EVENTS) | REFUND_EVENTS
 
 
 # A PaymentIntent whose async payment failed goes back to `requires_payment_method` (or is
@@ -165,10 +180,7 @@ def create_params(request: CreateSession) -> dict[str, Any]:
         items = [{"quantity": 1,
                   "price_data": {"currency": spec.currency, "unit_amount": spec.amount,
                                  "product_data": {"name": spec.description or ref.name}}}]
-    metadata = {k: v for k, v in spec.metadata.items()
-                if not k.startswith(RESERVED_METADATA_PREFIX)}
-    metadata |= {"paykube_namespace": ref.namespace, "paykube_name": ref.name,
-                 "paykube_uid": ref.uid}
+    metadata = _metadata(spec.metadata, ref)
     params: dict[str, Any] = {
         "mode": "payment",
         "line_items": items,
@@ -177,10 +189,148 @@ def create_params(request: CreateSession) -> dict[str, Any]:
         "client_reference_id": ref.uid,
         "expires_at": int(request.expires_at.timestamp()),
         "metadata": metadata,
+        # The PaymentIntent's metadata goes on to its charge, so that `charge.refunded`
+        # (whose object is the charge) names the session as the session's events do.
+        "payment_intent_data": {"metadata": metadata},
     }
     if spec.customer_email:
         params["customer_email"] = spec.customer_email
     return params
+
+
+def _metadata(own: Mapping[str, str] | None, ref: ObjectRef) -> dict[str, str]:
+    """The user's metadata without paykube's reserved keys, plus paykube's own keys naming
+    the object (webhooks find their object by them)."""
+    metadata = {k: v for k, v in (own or {}).items()
+                if not k.startswith(RESERVED_METADATA_PREFIX)}
+    return metadata | {"paykube_namespace": ref.namespace, "paykube_name": ref.name,
+                       "paykube_uid": ref.uid}
+
+
+REFUND_STATUSES: Mapping[str, RefundPhase] = {
+    "pending": RefundPhase.PENDING,
+    "requires_action": RefundPhase.REQUIRES_ACTION,
+    "succeeded": RefundPhase.SUCCEEDED,
+    "failed": RefundPhase.FAILED,
+    "canceled": RefundPhase.CANCELED,
+}
+
+
+def refund_params(request: CreateRefund) -> dict[str, Any]:
+    """`POST /v1/refunds` for one PaymentRefund: on the session's PaymentIntent, with the
+    refund's object in its metadata and the session's name (for people reading Stripe)."""
+    metadata = _metadata(request.metadata, request.ref) | {
+        "paykube_session": request.session.name}
+    params: dict[str, Any] = {"payment_intent": request.payment_id, "amount": request.amount,
+                              "metadata": metadata}
+    if request.reason:
+        params["reason"] = request.reason
+    return params
+
+
+def refund_phase(refund: Mapping[str, Any]) -> RefundPhase:
+    status = refund.get("status")
+    if not isinstance(status, str) or status not in REFUND_STATUSES:
+        raise ProviderPayloadInvalid(
+            "refund status", f"is not one of {', '.join(REFUND_STATUSES)}")
+    return REFUND_STATUSES[status]
+
+
+def _intent_id(obj: Mapping[str, Any]) -> str | None:
+    """`payment_intent` as an id, or expanded; checked against the id format."""
+    intent: Any = obj.get("payment_intent")
+    if isinstance(intent, Mapping):
+        intent_id = optional_text(intent, "id", 255, "payment_intent.")
+    else:
+        intent_id = optional_text(obj, "payment_intent", 255)
+    if intent_id is not None and not PAYMENT_INTENT_ID.fullmatch(intent_id):
+        raise ProviderPayloadInvalid("payment_intent", "is not a PaymentIntent id (pi_...)")
+    return intent_id
+
+
+def _livemode(obj: Mapping[str, Any]) -> bool | None:
+    livemode = obj.get("livemode")
+    if livemode is not None and not isinstance(livemode, bool):
+        raise ProviderPayloadInvalid("livemode", "is not a boolean")
+    return livemode
+
+
+def _paykube_metadata(obj: Mapping[str, Any]) -> dict[str, str]:
+    """paykube's own metadata keys of an object (strings within the status bounds); the
+    user's keys are not paykube's to judge."""
+    metadata = obj.get("metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ProviderPayloadInvalid("metadata", "is not an object")
+    found: dict[str, str] = {}
+    for key in ("paykube_namespace", "paykube_name", "paykube_uid", "paykube_session"):
+        value = optional_text(metadata, key, 253, "metadata.")
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def refund_snapshot(refund: Mapping[str, Any]) -> RefundSnapshot:
+    """The facts paykube keeps of a refund; ProviderPayloadInvalid when a field is not what
+    Stripe sends (bounds as in the PaymentRefund's status schema)."""
+    if not isinstance(refund, Mapping):
+        raise ProviderPayloadInvalid("refund", "is not an object")
+    refund_id = optional_text(refund, "id", 255)
+    if not refund_id:
+        raise ProviderPayloadInvalid("refund id", "is missing")
+    if not REFUND_ID.fullmatch(refund_id):
+        raise ProviderPayloadInvalid("refund id", "is not a refund id (re_... or pyr_...)")
+    amount = optional_int(refund, "amount", 0, _MAX_AMOUNT)
+    if amount is None:
+        raise ProviderPayloadInvalid("amount", "is missing")
+    return RefundSnapshot(
+        refund_id=refund_id, phase=refund_phase(refund), amount=amount,
+        currency=optional_text(refund, "currency", 16), payment_id=_intent_id(refund),
+        provider_status=optional_text(refund, "status", 64),
+        failure_reason=optional_text(refund, "failure_reason", 255),
+        refund_uid=_paykube_metadata(refund).get("paykube_uid"), livemode=_livemode(refund),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargeRefundFacts:
+    """What a `charge.refunded` event says: how much of the charge is refunded (pending and
+    succeeded refunds, paykube's or the Dashboard's), and paykube's metadata keys the
+    charge carries from its PaymentIntent (the webhook binds them to a PaymentSession as it
+    does a session's; absent for payments paykube did not make)."""
+
+    charge_id: str
+    payment_intent_id: str | None
+    amount: int
+    amount_refunded: int
+    refunded: bool
+    currency: str | None
+    livemode: bool | None
+    metadata: Mapping[str, str]
+
+
+def charge_refunded_facts(charge: Mapping[str, Any]) -> ChargeRefundFacts:
+    if not isinstance(charge, Mapping):
+        raise ProviderPayloadInvalid("charge", "is not an object")
+    charge_id = optional_text(charge, "id", 255)
+    if not charge_id or not CHARGE_ID.fullmatch(charge_id):
+        raise ProviderPayloadInvalid("charge id", "is not a charge id (ch_... or py_...)")
+    amount = optional_int(charge, "amount", 0, _MAX_AMOUNT)
+    refunded_amount = optional_int(charge, "amount_refunded", 0, _MAX_AMOUNT)
+    if amount is None or refunded_amount is None:
+        raise ProviderPayloadInvalid("amount or amount_refunded", "is missing")
+    if refunded_amount > amount:
+        raise ProviderPayloadInvalid("amount_refunded", "is more than the charge's amount")
+    refunded = charge.get("refunded", refunded_amount == amount)
+    if not isinstance(refunded, bool):
+        raise ProviderPayloadInvalid("refunded", "is not a boolean")
+    return ChargeRefundFacts(
+        charge_id=charge_id, payment_intent_id=_intent_id(charge), amount=amount,
+        amount_refunded=refunded_amount, refunded=refunded,
+        currency=optional_text(charge, "currency", 16), livemode=_livemode(charge),
+        metadata=_paykube_metadata(charge),
+    )
 
 
 @dataclasses.dataclass
@@ -418,8 +568,10 @@ class StripeProvider:
                                   lambda o: endpoints.list_async({"limit": 100}, o))
         for item in listed.get("data") or ():
             if isinstance(item, dict) and item.get("url") == url:
-                return WebhookEndpoint(self._endpoint_id(item), url)
-        params = _params({"url": url, "enabled_events": sorted(HANDLED_EVENTS),
+                endpoint_id = self._endpoint_id(item)
+                await self._subscribe(account, endpoint_id, item.get("enabled_events"))
+                return WebhookEndpoint(endpoint_id, url)
+        params = _params({"url": url, "enabled_events": sorted(SUBSCRIBED_EVENTS),
                           "api_version": account.api_version or DEFAULT_STRIPE_API_VERSION,
                           "description": "paykube", "connect": bool(account.connect_account)})
         # The connect flag says whose events the endpoint receives; the endpoint itself
@@ -445,6 +597,94 @@ class StripeProvider:
         except ProviderError as exc:
             if exc.http_status != 404:  # already gone: what we wanted
                 raise
+
+    async def _subscribe(self, account: AccountCredentials, endpoint_id: str,
+                         enabled: object) -> None:
+        """An endpoint registered before paykube handled refunds gets the refund events
+        added (its other events stay)."""
+        events = ({e for e in enabled if isinstance(e, str)} if isinstance(enabled, list)
+                  else set())
+        if "*" in events or events >= SUBSCRIBED_EVENTS:
+            return
+        params = _params({"enabled_events": sorted(events | SUBSCRIBED_EVENTS)})
+        platform = AccountCredentials(account.api_key, account.api_version)
+        endpoints = self._client.v1.webhook_endpoints
+        await self._call("webhook_endpoint_update", platform, Priority.CREATE,
+                         lambda o: endpoints.update_async(endpoint_id, params, o))
+
+    # --- refunds (docs/refunds.md) -------------------------------------------------------
+
+    def valid_refund_id(self, refund_id: str) -> bool:
+        return REFUND_ID.fullmatch(refund_id) is not None
+
+    async def create_refund(self, request: CreateRefund,
+                            account: AccountCredentials | SecretStr) -> RefundSnapshot:
+        """Once per PaymentRefund: the idempotency key is the refund's uid, so a create
+        repeated after a crash gets the same refund back (Stripe keeps keys 24 hours)."""
+        account = _credentials(account)
+        if not PAYMENT_INTENT_ID.fullmatch(request.payment_id):
+            raise ProviderError("refusing to refund a payment that is not a PaymentIntent id",
+                                code=ErrorCode.PAYLOAD_INVALID, param="payment_intent")
+        refunds = self._client.v1.refunds
+        params = _params(refund_params(request))
+        body = await self._call("refund_create", account, Priority.CREATE,
+                                lambda o: refunds.create_async(params, o),
+                                idempotency_key=request.idempotency_key)
+        refund = refund_snapshot(body)
+        if refund.payment_id not in (None, request.payment_id):
+            raise ProviderPayloadInvalid("refund payment_intent", "is not the one refunded")
+        return refund
+
+    async def get_refund(self, refund_id: str,
+                         account: AccountCredentials | SecretStr) -> RefundSnapshot:
+        account = _credentials(account)
+        if not REFUND_ID.fullmatch(refund_id):
+            raise ProviderError("refusing a refund id that is not a Stripe refund id",
+                                code=ErrorCode.PAYLOAD_INVALID, param="refund id")
+        refunds = self._client.v1.refunds
+        body = await self._call("refund_get", account, Priority.POLL,
+                                lambda o: refunds.retrieve_async(refund_id, None, o))
+        refund = refund_snapshot(body)
+        if refund.refund_id != refund_id:
+            raise ProviderPayloadInvalid("refund id", "is not the one asked for")
+        return refund
+
+    async def list_refunds(self, payment_id: str, account: AccountCredentials | SecretStr,
+                           ) -> tuple[RefundSnapshot, ...]:
+        """Every refund of the PaymentIntent, page by page to the end. More than
+        MAX_REFUND_PAGES pages is refused rather than cut: a partial list would understate
+        what is refunded."""
+        account = _credentials(account)
+        if not PAYMENT_INTENT_ID.fullmatch(payment_id):
+            raise ProviderError("refusing a payment that is not a PaymentIntent id",
+                                code=ErrorCode.PAYLOAD_INVALID, param="payment_intent")
+        found: dict[str, RefundSnapshot] = {}
+        query: dict[str, Any] = {"payment_intent": payment_id, "limit": REFUND_PAGE_SIZE}
+        for _ in range(MAX_REFUND_PAGES):
+            body = await self._refund_page(account, query)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise ProviderPayloadInvalid("refund list data", "is not a list")
+            for item in data:
+                refund = refund_snapshot(item)
+                if refund.payment_id not in (None, payment_id):
+                    raise ProviderPayloadInvalid("refund payment_intent",
+                                                 "is not the PaymentIntent listed")
+                found.setdefault(refund.refund_id, refund)
+            if body.get("has_more") is not True:
+                return tuple(found.values())
+            if not data:
+                raise ProviderPayloadInvalid("refund list", "has more but an empty page")
+            query = query | {"starting_after": refund_snapshot(data[-1]).refund_id}
+        raise ProviderPayloadInvalid(
+            "refund list", f"has more than {MAX_REFUND_PAGES * REFUND_PAGE_SIZE} refunds")
+
+    async def _refund_page(self, account: AccountCredentials,
+                           query: Mapping[str, Any]) -> dict[str, Any]:
+        refunds = self._client.v1.refunds
+        params = _params(query)
+        return await self._call("refund_list", account, Priority.POLL,
+                                lambda o: refunds.list_async(params, o))
 
     @staticmethod
     def _endpoint_id(item: Mapping[str, Any]) -> str:
