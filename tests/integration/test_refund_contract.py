@@ -22,9 +22,8 @@ from urllib.parse import parse_qsl
 import pytest
 import pytest_asyncio
 
-from paykube.api.refunds import RefundPhase
-from paykube.api.types import ObjectRef, PaymentSessionSpec
-from paykube.errors import ErrorCode, PaykubeError
+from paykube.api.types import ObjectRef, PaymentSessionSpec, RefundPhase
+from paykube.errors import ErrorCode, PaykubeError, ProviderError
 from paykube.providers import stripe as stripe_provider
 from paykube.providers.base import (
     AccountCredentials,
@@ -195,7 +194,7 @@ async def test_the_list_shows_dashboard_refunds_too(psp: Harness) -> None:
 async def test_more_than_the_rest_is_a_permanent_refusal(psp: Harness) -> None:
     session, payment_id = await paid_payment(psp)
     await psp.outside_refund(payment_id, 2000)
-    with pytest.raises(PaykubeError) as refused:
+    with pytest.raises(ProviderError) as refused:
         await psp.provider.create_refund(refund_request(session, payment_id, 501),
                                          psp.account)
     assert refused.value.code is ErrorCode.PROVIDER_REJECTED

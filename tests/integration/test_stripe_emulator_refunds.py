@@ -87,6 +87,7 @@ async def test_the_paid_intents_charge_carries_the_intents_metadata(
 ) -> None:
     intent = await paid_intent(client, async_stripe_control)
     pi = await client.v1.payment_intents.retrieve_async(intent)
+    assert pi.metadata is not None
     assert pi.metadata.to_dict() == PAYKUBE
     charge = await charge_of(client, intent)
     assert charge.id.startswith("ch_")
@@ -109,7 +110,7 @@ async def test_a_create_repeated_with_its_key_is_the_same_refund(
     assert (first.status, first.amount, first.currency, first.payment_intent) == (
         "succeeded", 1000, "eur", intent)
     assert first.reason == "requested_by_customer"
-    assert first.metadata.to_dict() == {"paykube_uid": "uid-r"}
+    assert first.to_dict()["metadata"] == {"paykube_uid": "uid-r"}
     assert len(async_stripe_emulator.state.refunds) == 1
     with pytest.raises(stripe.IdempotencyError) as other:
         await refund(client, intent, 1500, "paykube:uid-r:refund")

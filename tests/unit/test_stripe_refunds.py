@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paykube.api.refunds import RefundPhase
-from paykube.api.types import ObjectRef
+from paykube.api.types import ObjectRef, RefundPhase
 from paykube.errors import ErrorCode
 from paykube.providers.base import CreateRefund, ProviderPayloadInvalid
 from paykube.providers.stripe import (
@@ -103,7 +102,8 @@ def test_a_refund_stripe_would_not_send_is_refused_by_field(changes: dict[str, A
 
 
 def test_a_refund_that_is_not_an_object_is_refused() -> None:
-    for body in (None, [], "re_1"):
+    bodies: tuple[object, ...] = (None, [], "re_1")
+    for body in bodies:
         with pytest.raises(ProviderPayloadInvalid):
             refund_snapshot(body)  # type: ignore[arg-type]  # what a broken PSP sends
 

@@ -24,8 +24,7 @@ import httpx
 import stripe
 
 from paykube.api.providers import DEFAULT_STRIPE_API_VERSION
-from paykube.api.refunds import RefundPhase
-from paykube.api.types import RESERVED_METADATA_PREFIX, ObjectRef, Phase
+from paykube.api.types import RESERVED_METADATA_PREFIX, ObjectRef, Phase, RefundPhase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot, timestamp
 from paykube.providers.base import (
