@@ -140,3 +140,115 @@ def test_two_refunds_racing_for_the_same_rest_exactly_one_succeeds(stack: Stack,
         "AmountExceedsRefundable"
     assert sorted(r["amount"] for r in stack.emulator.refunds(intent)) == [800, 1200]
     assert wait_refunded(stack, namespace, "contested", 2000)["status"]["phase"] == "Paid"
+
+
+def history(obj: Manifest) -> list[tuple[str, str]]:
+    return [(h["phase"], h["source"]) for h in obj["status"]["history"]]
+
+
+def test_async_refunds_go_pending_then_succeed_or_fail(stack: Stack, namespace: str) -> None:
+    session = paid_session(stack, namespace, "slow-bank", amount=3000)
+    intent = session["status"]["paymentIntentId"]
+    stack.emulator.refund_mode("pending", intent)
+    apply_refund(stack, namespace, "later", "slow-bank", amount=1000)
+    pending = wait_for_refund(stack, namespace, "later",
+                              lambda s: bool(s.get("refundId")), "a refund id")
+    assert pending["status"]["phase"] == "Pending"
+    assert pending["status"]["providerStatus"] == "pending"
+    stack.emulator.refund_transition(pending["status"]["refundId"], "succeeded")
+    done = wait_refund(stack, namespace, "later", "Succeeded")
+    assert history(done)[-1] == ("Succeeded", "webhook")
+
+    apply_refund(stack, namespace, "bounced", "slow-bank", amount=500)
+    bounced = wait_for_refund(stack, namespace, "bounced",
+                              lambda s: bool(s.get("refundId")), "a refund id")
+    stack.emulator.refund_transition(bounced["status"]["refundId"], "failed",
+                                     failure_reason="lost_or_stolen_card")
+    failed = wait_refund(stack, namespace, "bounced", "Failed")
+    # The webhook's report waited for the operator's retrieve, which agreed: credited to it.
+    assert history(failed)[-1] == ("Failed", "webhook")
+    assert failed["status"]["error"]["code"] == "RefundFailed"
+    assert failed["status"]["failureReason"] == "lost_or_stolen_card"
+    assert failed["status"].get("unconfirmed") is None
+    after = wait_refunded(stack, namespace, "slow-bank", 1000)
+    records = {r["name"]: r["phase"] for r in after["status"]["refunds"]}
+    assert records == {"later": "Succeeded", "bounced": "Failed"}
+    # The failed 500 is refundable again.
+    apply_refund(stack, namespace, "retry", "slow-bank")
+    assert wait_refund(stack, namespace, "retry", "Pending")["status"]["amount"] == 2000
+
+
+def wait_for_refund(stack: Stack, namespace: str, name: str,
+                    check: Any, what: str, timeout: float = 60.0) -> Manifest:
+    deadline = time.monotonic() + timeout
+    obj: Manifest = {}
+    while time.monotonic() < deadline:
+        obj = get_refund(stack, namespace, name)
+        if check(obj.get("status") or {}):
+            return obj
+        time.sleep(0.3)
+    raise AssertionError(f"refund {namespace}/{name}: {what} not reached in {timeout}s; "
+                         f"last status: {json.dumps(obj.get('status'), indent=1)}")
+
+
+def test_a_refund_made_in_the_dashboard_appears_on_the_session(stack: Stack,
+                                                               namespace: str) -> None:
+    session = paid_session(stack, namespace, "elsewhere", amount=5000)
+    intent = session["status"]["paymentIntentId"]
+    stack.emulator.dashboard_refund(intent, 700)
+    seen = wait_refunded(stack, namespace, "elsewhere", 700)
+    assert seen["status"].get("refunds") in (None, [])  # not one of paykube's refunds
+    # paykube's refund of "the rest" knows about the Dashboard's refund.
+    apply_refund(stack, namespace, "remainder", "elsewhere")
+    assert wait_refund(stack, namespace, "remainder", "Succeeded")["status"]["amount"] == 4300
+    assert wait_refunded(stack, namespace, "elsewhere", 5000)["status"]["phase"] == "Paid"
+
+
+def signed_post(stack: Stack, route: str, event: dict[str, Any], secret: str) -> Any:
+    import httpx
+
+    from paykube_dev.stripe_emulator import sign_payload
+
+    body = json.dumps(event).encode()
+    headers = {"Stripe-Signature": sign_payload(body, secret, int(time.time())),
+               "Content-Type": "application/json"}
+    return httpx.post(f"{stack.webhook.url}{route}", content=body, headers=headers,
+                      timeout=30)
+
+
+def test_duplicated_reordered_and_contradicting_refund_webhooks(stack: Stack,
+                                                                namespace: str) -> None:
+    from tests.plugins.paykube_fixtures import WEBHOOK_SECRET
+
+    session = paid_session(stack, namespace, "noisy", amount=2500)
+    intent = session["status"]["paymentIntentId"]
+    stack.emulator.refund_mode("pending", intent)
+    apply_refund(stack, namespace, "echo", "noisy", amount=900)
+    pending = wait_for_refund(stack, namespace, "echo", lambda s: bool(s.get("refundId")),
+                              "a refund id")
+    refund_id = pending["status"]["refundId"]
+    stack.emulator.refund_transition(refund_id, "succeeded")
+    done = wait_refund(stack, namespace, "echo", "Succeeded")
+    events = {e["type"]: e for e in stack.emulator.events()
+              if e["data"]["object"].get("id") == refund_id}
+    assert {"refund.created", "refund.updated"} <= set(events)
+    # The old `created` (pending) again, after `updated` (succeeded): nothing moves back.
+    for event in (events["refund.created"], events["refund.updated"]):
+        answer = signed_post(stack, "/webhooks/stripe", event, WEBHOOK_SECRET)
+        assert answer.status_code == 200
+        assert answer.json()["outcome"] == "duplicate"
+    assert get_refund(stack, namespace, "echo")["status"]["phase"] == "Succeeded"
+    # A signed `refund.failed` that Stripe does not back: held for the operator's retrieve,
+    # which says succeeded; the refund stays Succeeded (no invitation to refund twice).
+    failed_object = {**events["refund.updated"]["data"]["object"], "status": "failed",
+                     "failure_reason": "unknown"}
+    forged = {**events["refund.updated"], "id": "evt_forged_refund_failed",
+              "type": "refund.failed", "data": {"object": failed_object}}
+    answer = signed_post(stack, "/webhooks/stripe", forged, WEBHOOK_SECRET)
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "awaiting_confirmation"
+    settled = wait_for_refund(stack, namespace, "echo",
+                              lambda s: s.get("unconfirmed") is None, "the retrieve")
+    assert settled["status"]["phase"] == "Succeeded"
+    assert history(settled) == history(done)
+    assert wait_refunded(stack, namespace, "noisy", 900)["status"]["amountRefunded"] == 900

@@ -39,7 +39,7 @@ from paykube.kube.status import cancel_requested
 from paykube.kube.writer import StatusWriter
 from paykube.lifecycle import ProviderObserved, advance
 from paykube.refunds.lifecycle import RefundObserved, advance_refund
-from paykube.refunds.reservation import with_refunded
+from paykube.refunds.reservation import update_record, with_refunded
 from paykube.secrets.files import SecretSetting
 from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets
@@ -313,8 +313,21 @@ class WebhookService:
         return self._ok(outcome, **fields, phase=after.phase.value)
 
     async def _refund_transition(self, ref: ObjectRef, before: RefundStatus,
-                                 after: RefundStatus, _obj: Manifest) -> None:
+                                 after: RefundStatus, obj: Manifest) -> None:
+        """After the answer: the session's record of the refund follows it (the amount
+        refunded came with `charge.refunded`; a failure is the operator's to confirm, and
+        its retrieve resets the amount), and the Event."""
         entry = after.history[-1]
+        session = str(obj.get("spec", {}).get("sessionRef", {}).get("name", ""))
+        if session and after.session_uid:
+            session_ref = ObjectRef(ref.namespace, session, after.session_uid)
+            try:
+                await self.writer.apply(session_ref, lambda _o, current: update_record(
+                    current, ref.uid, after.phase, after.refund_id))
+            except NotFound:
+                pass  # the session is gone; the refund's own status is the record
+            except PaykubeError as exc:  # the operator's poll brings it in step later
+                log.warning("session record not updated: %s", exc.message)
         try:
             await self.kube.create_event(
                 ref, type_="Normal", reason=after.phase.value,

@@ -89,7 +89,10 @@ class RefundReconciler:
         written = await self.writer.apply(ref, start, base=body)
         obj, status = written.obj, written.after
         if status.refund_id is not None:
-            return status if status.phase.settled else await self.poll(ref, obj)
+            if not status.phase.settled:
+                return await self.poll(ref, obj)
+            await self._settle_record(ref, obj, status)
+            return status
         if status.phase is not RefundPhase.PENDING:
             return status  # refused before it reached the PSP
         try:
@@ -209,6 +212,25 @@ class RefundReconciler:
             await self._follow_on_session(ref_of(session_obj), ref.uid, after.phase,
                                           refund_id, provider, account, status.payment_id)
         return after
+
+    async def _settle_record(self, ref: ObjectRef, obj: Manifest, status: RefundStatus) -> None:
+        """A settled refund whose session still records another phase (the webhook that
+        settled it could not update the session): bring the record in step."""
+        spec = RefundSpec.from_dict(obj["spec"])
+        session_obj = await self._session_or_none(ref.namespace, spec.session_name,
+                                                  status.session_uid)
+        if session_obj is None or status.payment_id is None:
+            return
+        record = record_of(Status.from_dict(session_obj.get("status")), ref.uid)
+        if record is None or record.phase is status.phase:
+            return
+        try:
+            account = await self._account(ref, obj, status.provider_ref)
+        except _Refused:
+            return
+        await self._follow_on_session(ref_of(session_obj), ref.uid, status.phase,
+                                      status.refund_id, self.providers(account.type), account,
+                                      status.payment_id)
 
     async def finalize(self, body: Manifest) -> None:
         """Deleting never reverses or loses money: a refund at the PSP keeps its finalizer
