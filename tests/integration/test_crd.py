@@ -2,8 +2,9 @@
 
 The API server itself validates PaymentSessions (OpenAPI schema and CEL rules in
 crds/paymentsession.yaml): every example in crds/examples/ is accepted, every file in
-crds/examples/invalid/ is refused with the message its `# expect:` line names, the spec is
-immutable except `cancel`, and `cancel` never goes back to false.
+crds/examples/invalid/ (PaymentSessions and PaymentRefunds) is refused with the message its
+`# expect:` line names, the spec is immutable except `cancel`, and `cancel` never goes back
+to false. The PaymentRefund's own behaviour: test_crd_refund.py.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "crds" / "examples"
-VALID = sorted(EXAMPLES.glob("*.yaml"))
+VALID = sorted(EXAMPLES.glob("paymentsession-*.yaml"))
 INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))
 SIMPLE = EXAMPLES / "paymentsession-simple.yaml"
 EXPECT = "# expect:"
@@ -69,6 +70,10 @@ def test_examples_are_present() -> None:
     assert SIMPLE in VALID
     assert len(VALID) >= 3
     assert len(INVALID) >= 10
+    # Every example is a PaymentSession or a PaymentRefund (the latter: test_crd_refund.py).
+    kinds = {manifest(p)["kind"] for p in EXAMPLES.glob("*.yaml")}
+    assert kinds == {"PaymentSession", "PaymentRefund"}
+    assert all(manifest(p)["kind"] == "PaymentSession" for p in VALID)
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
@@ -192,7 +197,8 @@ def test_printer_columns(kube: ControlPlane, namespace: str) -> None:
 
     wide = kube.kubectl("get", "paysess", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split() == [
-        "NAME", "PHASE", "AMOUNT", "CURRENCY", "SESSION", "AGE", "URL", "EXPIRES", "PROVIDER",
+        "NAME", "PHASE", "AMOUNT", "REFUNDED", "CURRENCY", "SESSION", "AGE", "URL", "EXPIRES",
+        "PROVIDER",
     ]
     row = wide[1].split()
     assert row[-2:] == [status["url"], status["expiresAt"]]

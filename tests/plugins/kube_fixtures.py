@@ -16,6 +16,7 @@ from paykube_dev.kube import REPO, ControlPlane
 CRD = REPO / "crds" / "paymentsession.yaml"
 PROVIDER_CRDS = (REPO / "crds" / "paymentprovider.yaml",
                  REPO / "crds" / "clusterpaymentprovider.yaml")
+REFUND_CRD = REPO / "crds" / "paymentrefund.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +27,9 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def crd_installed(kube: ControlPlane) -> Path:
-    """All of paykube's CRDs (PaymentSession and the provider accounts); returns the
-    PaymentSession CRD's path."""
-    for path in PROVIDER_CRDS:
+    """All of paykube's CRDs (PaymentSession, PaymentRefund and the provider accounts);
+    returns the PaymentSession CRD's path."""
+    for path in (*PROVIDER_CRDS, REFUND_CRD):
         kube.install_crd(path)
     return kube.install_crd(CRD)
 
