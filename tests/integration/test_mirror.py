@@ -149,11 +149,12 @@ def test_migrations_upgrade_an_empty_database_idempotently(mariadb: MariaDB) -> 
         migrate(url)  # again: nothing to do
         tables = set(sqlalchemy.inspect(engine).get_table_names())
         assert tables == {"payment_sessions", "payment_session_transitions",
-                          "error_explanations", VERSION_TABLE}
+                          "error_explanations", "payment_refunds",
+                          "payment_refund_transitions", "payment_ledger", VERSION_TABLE}
         with engine.connect() as conn:
             query = text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 -- constant
             versions = conn.execute(query).all()
-            assert [v[0] for v in versions] == ["0003"]
+            assert [v[0] for v in versions] == ["0004"]
             # The migrations build exactly what schema.py declares.
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "version_table": VERSION_TABLE})

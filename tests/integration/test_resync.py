@@ -206,7 +206,10 @@ def test_resync_command_line(kube: ControlPlane, namespace: str, db_url: str,
     history_entries = sum(len(s["history"]) for s in STATUSES.values() if s)
     assert report == {"objects": 5, "inserted": 5, "updated": 0,
                       "transitions_added": history_entries, "marked_deleted": 0,
-                      "unchanged": 0, "skipped": 0}
+                      "unchanged": 0, "skipped": 0,
+                      **{f"refund_{k}": 0 for k in ("objects", "inserted", "updated",
+                                                    "transitions_added", "marked_deleted",
+                                                    "unchanged", "skipped")}}
     # All namespaces (other tests' objects included): ours are now unchanged.
     result = subprocess.run(argv[:-2], env=env, capture_output=True, text=True, timeout=120,
                             check=False)

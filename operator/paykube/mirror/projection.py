@@ -1,6 +1,12 @@
-"""From a PaymentSession manifest to mirror rows, and the ordering key between observations.
+"""From a PaymentSession or PaymentRefund manifest to mirror rows, and the ordering key
+between observations.
 
 Pure functions (no I/O), shared by the store, the writer's pending queue and resync.
+Each object kind (`SESSION`, `REFUND`) has its own row table and transitions table; both
+feed the money ledger (`payment_ledger`): a Paid session adds `+amountTotal`, a refund
+that Succeeded `-amount`, and a succeeded refund later Failed (returned by the bank)
+`+amount` back. A ledger row is derived from the history (which only grows), so any
+observation, replayed or late, derives the same rows.
 """
 
 from __future__ import annotations
@@ -9,7 +15,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from paykube.api.types import HistoryEntry, Phase, Status
+from paykube.api.refunds import RefundHistoryEntry, RefundStatus
+from paykube.api.types import HistoryEntry, Phase, RefundPhase, Status
+
+SESSION = "session"
+REFUND = "refund"
+KINDS = (SESSION, REFUND)
+# payment_ledger.kind
+LEDGER_PAYMENT = "payment"
+LEDGER_REFUND = "refund"
 
 # Layout of the ordering key, a non-negative signed BIGINT:
 #   bits 58..61  phase rank (0..3 today, room up to 15)
@@ -86,6 +100,8 @@ class Projection:
     version: int
     row: dict[str, Any]
     transitions: tuple[dict[str, Any], ...]
+    kind: str = SESSION
+    ledger: tuple[dict[str, Any], ...] = ()  # payment_ledger rows, without recorded_at
 
 
 def project(manifest: dict[str, Any]) -> Projection:
@@ -128,10 +144,131 @@ def project(manifest: dict[str, Any]) -> Projection:
         "provider": _provider(manifest.get("status")),
         **_synced(status),
         **_outbox(status),
+        "amount_refunded": status.amount_refunded,
         "version": version,
     }
     return Projection(uid=uid, version=version, row=row,
-                      transitions=_transitions(uid, status.history))
+                      transitions=_transitions(uid, status.history),
+                      ledger=_payment_ledger(row, status))
+
+
+def project_as(manifest: dict[str, Any], kind: str) -> Projection:
+    """`project` for a PaymentSession, `project_refund` for a PaymentRefund."""
+    if kind == REFUND:
+        return project_refund(manifest)
+    if kind == SESSION:
+        return project(manifest)
+    raise ValueError(f"unknown object kind {kind!r}")
+
+
+def _payment_ledger(row: dict[str, Any], status: Status) -> tuple[dict[str, Any], ...]:
+    """`+amountTotal` (else the spec's amount) once the session is Paid."""
+    if status.phase is not Phase.PAID:
+        return ()
+    paid_at = next((parse_time(h.at) for h in status.history if h.phase is Phase.PAID), None)
+    amount = status.amount_total if status.amount_total is not None else row["amount"]
+    return ({"uid": row["uid"], "kind": LEDGER_PAYMENT, "phase": Phase.PAID.value,
+             "session_uid": row["uid"], "namespace": row["namespace"], "name": row["name"],
+             "provider": row["provider"], "amount": int(amount),
+             "currency": status.currency or row["currency"],
+             "at": paid_at or utcnow()},)
+
+
+# A total order of refund phases consistent with the lifecycle's (Pending < RequiresAction
+# < Succeeded < Failed; Canceled ends like Failed), for the ordering key only.
+_REFUND_RANK = {
+    RefundPhase.PENDING: 0,
+    RefundPhase.REQUIRES_ACTION: 1,
+    RefundPhase.SUCCEEDED: 2,
+    RefundPhase.FAILED: 3,
+    RefundPhase.CANCELED: 3,
+}
+
+
+def refund_rank(phase: RefundPhase) -> int:
+    return _REFUND_RANK[phase]
+
+
+def project_refund(manifest: dict[str, Any]) -> Projection:
+    """The `payment_refunds` row (without `updated_at`/`deleted`), its transitions and its
+    ledger rows."""
+    uid = manifest_uid(manifest)
+    meta = manifest.get("metadata") or {}
+    spec = manifest.get("spec") or {}
+    try:
+        status = RefundStatus.from_dict(manifest.get("status"))
+        session_name = str(spec["sessionRef"]["name"])
+        requested = spec.get("amount")
+        requested_amount = int(requested) if requested is not None else None
+        resource_version = int(meta.get("resourceVersion") or 0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"refund manifest {uid} is malformed: {exc!r}") from None
+    version = ordering_key(refund_rank(status.phase), len(status.history), resource_version)
+    created_at = parse_time(meta.get("creationTimestamp")) or utcnow().replace(microsecond=0)
+    error = status.error
+    reason = spec.get("reason")
+    waiting = [parse_time(h.at) for h in status.history if not h.published]
+    times = [t for t in waiting if t is not None]
+    row: dict[str, Any] = {
+        "uid": uid,
+        "namespace": str(meta.get("namespace") or ""),
+        "name": str(meta.get("name") or ""),
+        "session_name": session_name,
+        "session_uid": status.session_uid,
+        "provider": _clip(status.provider, 32),
+        "refund_id": status.refund_id,
+        "payment_id": status.payment_id,
+        "requested_amount": requested_amount,
+        "amount": status.amount,
+        "currency": status.currency,
+        "reason": _clip(str(reason), 32) if reason is not None else None,
+        "phase": status.phase.value,
+        "phase_rank": refund_rank(status.phase),
+        "provider_status": _clip(status.provider_status, 64),
+        "failure_reason": _clip(status.failure_reason, 64),
+        "error_code": _clip(error.code, 128) if error else None,
+        "error_provider_code": _clip(error.provider_code, 128) if error else None,
+        "error_message": error.message if error else None,
+        "outbox_pending": min(len(waiting), 32767),
+        "outbox_since": min(times) if times else None,
+        "created_at": created_at,
+        "version": version,
+    }
+    return Projection(uid=uid, version=version, row=row, kind=REFUND,
+                      transitions=_refund_transitions(uid, status.history),
+                      ledger=_refund_ledger(row, status))
+
+
+def _refund_transitions(uid: str, history: tuple[RefundHistoryEntry, ...]
+                        ) -> tuple[dict[str, Any], ...]:
+    seen: dict[RefundPhase, dict[str, Any]] = {}
+    for entry in history:
+        if entry.phase not in seen:
+            seen[entry.phase] = {"uid": uid, "phase": entry.phase.value,
+                                 "phase_rank": refund_rank(entry.phase),
+                                 "at": parse_time(entry.at), "source": entry.source.value,
+                                 "event_id": entry.event_id}
+    return tuple(seen.values())
+
+
+def _refund_ledger(row: dict[str, Any], status: RefundStatus) -> tuple[dict[str, Any], ...]:
+    """`-amount` once Succeeded; `+amount` when Failed after Succeeded (a bank's return).
+    A refund that failed or was canceled without succeeding moved no money. Nothing until
+    the amount and currency are known (the next observation adds what is missing)."""
+    if status.amount is None or not status.currency:
+        return ()
+    reached = {h.phase: parse_time(h.at) for h in reversed(status.history)}
+    if RefundPhase.SUCCEEDED not in reached:
+        return ()
+    out = []
+    for phase, sign in ((RefundPhase.SUCCEEDED, -1), (RefundPhase.FAILED, +1)):
+        if phase in reached:
+            out.append({"uid": row["uid"], "kind": LEDGER_REFUND, "phase": phase.value,
+                        "session_uid": row["session_uid"], "namespace": row["namespace"],
+                        "name": row["name"], "provider": row["provider"],
+                        "amount": sign * status.amount, "currency": status.currency,
+                        "at": reached[phase] or utcnow()})
+    return tuple(out)
 
 
 def _provider(raw_status: object) -> str:

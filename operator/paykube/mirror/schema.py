@@ -3,7 +3,10 @@
 `payment_sessions` holds the current state of each PaymentSession (one row per uid);
 `payment_session_transitions` is the append-only ledger (one row per uid and phase reached);
 `error_explanations` caches plain-words explanations of provider errors per
-(provider, code, param).
+(provider, code, param). Refunds (revision 0004, docs/refunds.md): `payment_refunds` (one
+row per PaymentRefund uid, version-keyed like sessions), `payment_refund_transitions` (one
+row per refund uid and phase reached) and `payment_ledger` (one signed row per money
+movement: a payment, a refund, a refund returned by the bank).
 
 The migrations in `paykube/mirror/migrations/versions` create exactly these tables (a test
 compares them); change both together, through a new revision.
@@ -99,6 +102,8 @@ payment_sessions = Table(
     # Flagged by a relist or resync (the object vanished while nobody watched), not by an
     # observed deletion.
     Column("deleted_while_away", Boolean, nullable=False, server_default=false()),
+    # status.amountRefunded: what the PSP reports refunded (revision 0004).
+    Column("amount_refunded", BigInteger, nullable=True),
     PrimaryKeyConstraint("uid"),
     # Totals over a day range, grouped by day, phase and currency: covering (reporting
     # `totals()` reads nothing else), so no row lookups.
@@ -156,4 +161,84 @@ error_explanations = Table(
     Column("explanation", Text, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     UniqueConstraint("provider", "code", "param"),
+)
+
+payment_refunds = Table(
+    "payment_refunds",
+    metadata,
+    Column("uid", String(64), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(253), nullable=False),
+    # spec.sessionRef.name, and the session's uid once the refund was reserved on it.
+    Column("session_name", String(253), nullable=False),
+    Column("session_uid", String(64), nullable=True),
+    Column("provider", String(32), nullable=True),
+    Column("refund_id", String(255), nullable=True),
+    Column("payment_id", String(255), nullable=True),
+    # spec.amount (None: the whole rest), and status.amount fixed at reservation.
+    Column("requested_amount", BigInteger, nullable=True),
+    Column("amount", BigInteger, nullable=True),
+    Column("currency", String(16), nullable=True),
+    Column("reason", String(32), nullable=True),
+    Column("phase", String(16), nullable=False),
+    Column("phase_rank", SmallInteger, nullable=False),
+    Column("provider_status", String(64), nullable=True),
+    Column("failure_reason", String(64), nullable=True),
+    Column("error_code", String(128), nullable=True),
+    Column("error_provider_code", String(128), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("outbox_pending", SmallInteger, nullable=False, server_default="0"),
+    Column("outbox_since", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    # The ordering key, as for sessions (paykube.mirror.projection.refund_rank).
+    Column("version", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, server_default=false()),
+    Column("deleted_at", Timestamp, nullable=True),
+    Column("deleted_while_away", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("uid"),
+    # A session's refunds: by uid once reserved, by name before (a refused refund).
+    Index(None, "session_uid", "created_at"),
+    Index(None, "namespace", "session_name", "created_at"),
+    Index(None, "namespace", "name"),
+    Index(None, "created_at"),
+    Index(None, "refund_id"),
+)
+
+payment_refund_transitions = Table(
+    "payment_refund_transitions",
+    metadata,
+    Column("uid", String(64), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("phase_rank", SmallInteger, nullable=False),
+    Column("at", Timestamp, nullable=True),
+    Column("source", String(16), nullable=True),
+    Column("event_id", String(255), nullable=True),
+    Column("recorded_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("uid", "phase"),
+    Index(None, "at"),
+)
+
+payment_ledger = Table(
+    "payment_ledger",
+    metadata,
+    # The object that moved the money (a PaymentSession or a PaymentRefund) and the phase
+    # that did: one row per (uid, kind, phase), so a replayed observation adds nothing.
+    Column("uid", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # payment | refund
+    Column("phase", String(16), nullable=False),
+    Column("session_uid", String(64), nullable=True),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(253), nullable=False),
+    Column("provider", String(32), nullable=True),
+    # Signed, in the currency's minor unit: + received, - given back.
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(16), nullable=False),
+    # When the money moved (the phase's history time; else when the mirror first saw it).
+    Column("at", Timestamp, nullable=False),
+    Column("recorded_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("uid", "kind", "phase"),
+    # Sums over a time range per currency and kind: covering.
+    Index("ix_payment_ledger_totals", "at", "currency", "kind", "amount"),
+    Index(None, "session_uid"),
 )

@@ -5,8 +5,10 @@ of the observation it was written from (`version`, see `projection.ordering_key`
 upsert only replaces the row's columns when the incoming key is higher, in one
 `INSERT ... ON DUPLICATE KEY UPDATE` whose assignments all test the key and update
 `version` last (both servers evaluate the assignments left to right, each seeing the
-columns already assigned). The ledger gets each history entry once (a no-op update on
-its (uid, phase) key).
+columns already assigned). The transitions table gets each history entry once (a no-op
+update on its (uid, phase) key), and `payment_ledger` each money movement once (its
+(uid, kind, phase) key). PaymentRefunds (`kind=REFUND`) are written the same way to their
+own tables (`payment_refunds`, `payment_refund_transitions`).
 
 `MirrorWriter` is what reconciliation calls: `record()` only remembers the newest pending
 observation per uid and returns; a background task writes them in batches and, while the
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import ColumnElement, Connection, Engine, case, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Table, case, select, update
 from sqlalchemy.dialects.mysql import Insert
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -33,15 +35,32 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from paykube.errors import CredentialsError, ErrorCode, PaykubeError
 from paykube.mirror.projection import (
+    REFUND,
+    SESSION,
     ManifestError,
     Projection,
     manifest_uid,
-    project,
+    project_as,
     resource_version_of,
     utcnow,
 )
+from paykube.mirror.schema import payment_ledger as ledger_table
+from paykube.mirror.schema import payment_refund_transitions, payment_refunds
 from paykube.mirror.schema import payment_session_transitions as transitions_table
 from paykube.mirror.schema import payment_sessions as sessions_table
+
+# Per object kind: its rows, and its transitions.
+_TABLES: dict[str, tuple[Table, Table]] = {
+    SESSION: (sessions_table, transitions_table),
+    REFUND: (payment_refunds, payment_refund_transitions),
+}
+
+
+def _tables(kind: str) -> tuple[Table, Table]:
+    try:
+        return _TABLES[kind]
+    except KeyError:
+        raise ValueError(f"unknown object kind {kind!r}") from None
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +126,14 @@ def _reason(exc: Exception) -> str:
 
 @dataclass(frozen=True)
 class Sweep:
-    """What a full list showed: every object of `namespace` (None: all namespaces)
-    that `covers` selects, as of `resource_version`."""
+    """What a full list showed: every object of `kind` in `namespace` (None: all
+    namespaces) that `covers` selects, as of `resource_version`."""
 
     namespace: str | None
     listed: frozenset[str]
     resource_version: int
     covers: Callable[[str], bool] = lambda namespace: True
+    kind: str = SESSION
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,11 @@ class MirrorOp:
     projection: Projection | None = None
     deleted: bool = False
     away: bool = False  # the deletion was inferred from a relist, not observed
+    kind: str = SESSION
+
+    def __post_init__(self) -> None:
+        if self.projection is not None and self.projection.kind != self.kind:
+            object.__setattr__(self, "kind", self.projection.kind)
 
 
 _NEWER = "newer"  # only a higher ordering key replaces the row (normal writes)
@@ -139,28 +164,46 @@ def upsert_statement(projections: Projection | Sequence[Projection],
     """
     if isinstance(projections, Projection):
         projections = [projections]
+    table, _ = _tables(projections[0].kind)
+    if any(p.kind != projections[0].kind for p in projections):
+        raise ValueError("one statement writes one kind of object")
     now = utcnow()
     rows = [{**p.row, "updated_at": now} for p in projections]
-    stmt = mysql_insert(sessions_table).values(rows)
+    stmt = mysql_insert(table).values(rows)
     incoming = stmt.inserted.version
-    stored = sessions_table.c.version
+    stored = table.c.version
     wins = incoming > stored if mode == _NEWER else incoming >= stored
     assignments: list[tuple[str, Any]] = [
-        (name, case((wins, stmt.inserted[name]), else_=sessions_table.c[name]))
+        (name, case((wins, stmt.inserted[name]), else_=table.c[name]))
         for name in rows[0] if name not in ("uid", "version")
     ]
     assignments.append(("version", case((wins, incoming), else_=stored)))
     return stmt.on_duplicate_key_update(assignments)
 
 
-def _flag_deleted(conn: Connection, *where: ColumnElement[bool], away: bool = False) -> int:
+def _flag_deleted(conn: Connection, *where: ColumnElement[bool], away: bool = False,
+                  table: Table = sessions_table) -> int:
     """Flag the rows matching `where` deleted (once: flagged rows keep their time);
     `away`: found absent by a relist or resync rather than seen deleted."""
     now = utcnow()
     return int(conn.execute(
-        update(sessions_table).where(*where, sessions_table.c.deleted.is_(False))
+        update(table).where(*where, table.c.deleted.is_(False))
         .values(deleted=True, deleted_at=now, updated_at=now, deleted_while_away=away)
     ).rowcount)
+
+
+def _add_ledger(conn: Connection, projections: Sequence[Projection]) -> int:
+    """Insert the money movements of `projections`; a movement already recorded keeps its
+    row (the key is (uid, kind, phase): a replay adds nothing, a first write wins)."""
+    now = utcnow()
+    rows = [{**entry, "recorded_at": now} for p in projections for entry in p.ledger]
+    if not rows:
+        return 0
+    result = conn.execute(mysql_insert(ledger_table).values(rows)
+                          .on_duplicate_key_update(uid=ledger_table.c.uid))
+    # Affected rows (CLIENT_FOUND_ROWS): 1 per inserted row and per row found unchanged;
+    # the statement cannot tell them apart, so this is an upper bound.
+    return int(result.rowcount)
 
 
 class MirrorStore:
@@ -171,17 +214,18 @@ class MirrorStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def upsert(self, manifest: dict[str, Any]) -> bool:
-        """Mirror one observation; True when the `payment_sessions` row changed.
+    def upsert(self, manifest: dict[str, Any], kind: str = SESSION) -> bool:
+        """Mirror one observation; True when the object's row changed.
 
         An observation older than (or as old as) the row leaves it alone; its history
-        entries are still added to the ledger when missing. Raises `MirrorError`
+        entries and money movements are still added when missing. Raises `MirrorError`
         (DATABASE_UNAVAILABLE: retry) or `ManifestError` (the manifest is unusable).
         """
-        proj = project(manifest)
+        proj = project_as(manifest, kind)
         with database_errors("mirror upsert"), self.engine.begin() as conn:
             changed = self._write_row(conn, proj, _NEWER)
             self._add_transitions(conn, proj)
+            _add_ledger(conn, [proj])
         return changed
 
     def apply(self, ops: Sequence[MirrorOp]) -> int:
@@ -189,35 +233,44 @@ class MirrorStore:
         statements; returns how many ops found something to write."""
         if not ops:
             return 0
-        uids = [op.uid for op in ops]
-        s, t = sessions_table, transitions_table
         with database_errors("mirror batch"), self.engine.begin() as conn:
-            versions: dict[str, int] = dict(
-                conn.execute(select(s.c.uid, s.c.version).where(s.c.uid.in_(uids))).all())
-            known: dict[str, set[str]] = {}
-            for uid, phase in conn.execute(select(t.c.uid, t.c.phase).where(t.c.uid.in_(uids))):
-                known.setdefault(uid, set()).add(phase)
-            newer = [op.projection for op in ops if op.projection is not None
-                     and op.projection.version > versions.get(op.uid, -1)]
-            if newer:
-                conn.execute(upsert_statement(newer))
-            now = utcnow()
-            missing = [{**tr, "recorded_at": now} for op in ops if op.projection is not None
-                       for tr in op.projection.transitions
-                       if tr["phase"] not in known.get(op.uid, ())]
-            if missing:
-                conn.execute(mysql_insert(t).values(missing)
-                             .on_duplicate_key_update(uid=t.c.uid))
-            deleted = [op.uid for op in ops if op.deleted and not op.away]
-            if deleted:
-                _flag_deleted(conn, s.c.uid.in_(deleted))
-            gone = [op.uid for op in ops if op.deleted and op.away]
-            if gone:
-                _flag_deleted(conn, s.c.uid.in_(gone), away=True)
+            done = 0
+            for kind in _TABLES:
+                of_kind = [op for op in ops if op.kind == kind]
+                if of_kind:
+                    done += self._apply_kind(conn, kind, of_kind)
+            _add_ledger(conn, [op.projection for op in ops if op.projection is not None])
+        return done
+
+    def _apply_kind(self, conn: Connection, kind: str, ops: Sequence[MirrorOp]) -> int:
+        uids = [op.uid for op in ops]
+        s, t = _tables(kind)
+        versions: dict[str, int] = dict(
+            conn.execute(select(s.c.uid, s.c.version).where(s.c.uid.in_(uids))).all())
+        known: dict[str, set[str]] = {}
+        for uid, phase in conn.execute(select(t.c.uid, t.c.phase).where(t.c.uid.in_(uids))):
+            known.setdefault(uid, set()).add(phase)
+        newer = [op.projection for op in ops if op.projection is not None
+                 and op.projection.version > versions.get(op.uid, -1)]
+        if newer:
+            conn.execute(upsert_statement(newer))
+        now = utcnow()
+        missing = [{**tr, "recorded_at": now} for op in ops if op.projection is not None
+                   for tr in op.projection.transitions
+                   if tr["phase"] not in known.get(op.uid, ())]
+        if missing:
+            conn.execute(mysql_insert(t).values(missing)
+                         .on_duplicate_key_update(uid=t.c.uid))
+        deleted = [op.uid for op in ops if op.deleted and not op.away]
+        if deleted:
+            _flag_deleted(conn, s.c.uid.in_(deleted), table=s)
+        gone = [op.uid for op in ops if op.deleted and op.away]
+        if gone:
+            _flag_deleted(conn, s.c.uid.in_(gone), away=True, table=s)
         return len(newer) + len(deleted) + len(gone)
 
     def repair(self, manifest: dict[str, Any], *, expected_version: int | None = None,
-               revive: bool = False) -> bool:
+               revive: bool = False, kind: str = SESSION) -> bool:
         """Rewrite the row from `manifest` even if the row claims the same ordering key;
         `revive` clears `deleted`. For resync.
 
@@ -226,21 +279,22 @@ class MirrorStore:
         it still holds `expected_version`, the key resync read. A writer that stored a
         newer observation since then keeps it (one guarded UPDATE, so no race window).
         """
-        proj = project(manifest)
+        proj = project_as(manifest, kind)
         if expected_version is not None:
             return self._replace_row(proj, expected_version, revive=revive)
+        table, _ = _tables(kind)
         with database_errors("mirror repair"), self.engine.begin() as conn:
             changed = self._write_row(conn, proj, _NOT_OLDER)
             if revive:
                 result = conn.execute(
-                    update(sessions_table)
-                    .where(sessions_table.c.uid == proj.uid, sessions_table.c.deleted.is_(True))
+                    update(table)
+                    .where(table.c.uid == proj.uid, table.c.deleted.is_(True))
                     .values(deleted=False, deleted_at=None, updated_at=utcnow()))
                 changed = changed or result.rowcount > 0
         return changed
 
     def _replace_row(self, proj: Projection, expected_version: int, *, revive: bool) -> bool:
-        s = sessions_table
+        s, _ = _tables(proj.kind)
         now = utcnow()
         values: dict[str, Any] = {k: v for k, v in proj.row.items() if k != "uid"}
         values["updated_at"] = now
@@ -252,18 +306,26 @@ class MirrorStore:
                                   .values(values))
         return result.rowcount > 0
 
-    def add_transitions(self, manifest: dict[str, Any]) -> int:
-        """Add the manifest's missing ledger rows; how many were added."""
-        proj = project(manifest)
+    def add_transitions(self, manifest: dict[str, Any], kind: str = SESSION) -> int:
+        """Add the manifest's missing transitions (and money movements); how many
+        transitions were added."""
+        proj = project_as(manifest, kind)
         with database_errors("mirror transitions"), self.engine.begin() as conn:
+            _add_ledger(conn, [proj])
             return self._add_transitions(conn, proj)
+
+    def add_ledger(self, manifest: dict[str, Any], kind: str = SESSION) -> None:
+        """Add the manifest's missing money movements (idempotent)."""
+        proj = project_as(manifest, kind)
+        with database_errors("mirror ledger"), self.engine.begin() as conn:
+            _add_ledger(conn, [proj])
 
     def mark_absent_deleted(self, sweep: Sweep) -> int:
         """Flag the rows that a full list at `sweep.resource_version` shows are gone: in
         the list's scope, not listed, and last observed at or before the list (a row
         written from a later observation belongs to an object created since). Each row
         is flagged only while it still holds the key read here. Returns how many."""
-        s = sessions_table
+        s, _ = _tables(sweep.kind)
         query = select(s.c.uid, s.c.namespace, s.c.version).where(s.c.deleted.is_(False))
         if sweep.namespace is not None:
             query = query.where(s.c.namespace == sweep.namespace)
@@ -274,18 +336,20 @@ class MirrorStore:
             flagged = 0
             for uid, version in gone:
                 flagged += _flag_deleted(conn, s.c.uid == uid, s.c.version == version,
-                                         away=True)
+                                         away=True, table=s)
         return flagged
 
-    def mark_deleted(self, uid: str, *, away: bool = False) -> bool:
+    def mark_deleted(self, uid: str, *, away: bool = False, kind: str = SESSION) -> bool:
         """Flag the row of a deleted object (kept for reporting); True if it changed.
         `away`: resync found the object gone, nobody saw it deleted."""
+        table, _ = _tables(kind)
         with database_errors("mirror delete"), self.engine.begin() as conn:
-            return bool(_flag_deleted(conn, sessions_table.c.uid == uid, away=away))
+            return bool(_flag_deleted(conn, table.c.uid == uid, away=away, table=table))
 
     def _write_row(self, conn: Connection, proj: Projection, mode: str) -> bool:
+        table, _ = _tables(proj.kind)
         current = conn.execute(
-            select(sessions_table.c.version).where(sessions_table.c.uid == proj.uid)
+            select(table.c.version).where(table.c.uid == proj.uid)
         ).scalar_one_or_none()
         if current is not None and mode == _NEWER and current >= proj.version:
             return False  # fast path; the statement below guards against races anyway
@@ -299,52 +363,69 @@ class MirrorStore:
     def _add_transitions(self, conn: Connection, proj: Projection) -> int:
         if not proj.transitions:
             return 0
+        _, table = _tables(proj.kind)
         existing = set(conn.execute(
-            select(transitions_table.c.phase).where(transitions_table.c.uid == proj.uid)
+            select(table.c.phase).where(table.c.uid == proj.uid)
         ).scalars())
         now = utcnow()
         missing = [{**t, "recorded_at": now} for t in proj.transitions
                    if t["phase"] not in existing]
         if not missing:
             return 0
-        stmt = mysql_insert(transitions_table).values(missing)
+        stmt = mysql_insert(table).values(missing)
         # A concurrent writer may have added the same phase: keep its row (append-only).
-        conn.execute(stmt.on_duplicate_key_update(uid=transitions_table.c.uid))
+        conn.execute(stmt.on_duplicate_key_update(uid=table.c.uid))
         return len(missing)
 
     # -- reads --------------------------------------------------------------------------
 
-    def rows(self, *, include_deleted: bool = True) -> list[dict[str, Any]]:
-        """Every `payment_sessions` row as a dict, ordered by uid."""
-        query = select(sessions_table).order_by(sessions_table.c.uid)
+    def rows(self, *, include_deleted: bool = True, kind: str = SESSION
+             ) -> list[dict[str, Any]]:
+        """Every row of the kind's table (`payment_sessions`) as a dict, ordered by uid."""
+        table, _ = _tables(kind)
+        query = select(table).order_by(table.c.uid)
         if not include_deleted:
-            query = query.where(sessions_table.c.deleted.is_(False))
+            query = query.where(table.c.deleted.is_(False))
         with database_errors("mirror read"), self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
-    def row(self, uid: str) -> dict[str, Any] | None:
-        query = select(sessions_table).where(sessions_table.c.uid == uid)
+    def row(self, uid: str, kind: str = SESSION) -> dict[str, Any] | None:
+        table, _ = _tables(kind)
+        query = select(table).where(table.c.uid == uid)
         with database_errors("mirror read"), self.engine.connect() as conn:
             found = conn.execute(query).mappings().first()
         return dict(found) if found is not None else None
 
-    def transitions(self, uid: str | None = None) -> list[dict[str, Any]]:
-        """Ledger rows (of one uid, or all), ordered by uid, then phase rank."""
-        t = transitions_table
+    def transitions(self, uid: str | None = None, kind: str = SESSION
+                    ) -> list[dict[str, Any]]:
+        """Transitions (of one uid, or all), ordered by uid, then phase rank."""
+        _, t = _tables(kind)
         query = select(t).order_by(t.c.uid, t.c.phase_rank, t.c.at)
         if uid is not None:
             query = query.where(t.c.uid == uid)
         with database_errors("mirror read"), self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
-    def transition_phases(self) -> dict[str, set[str]]:
-        """The phases in the ledger, per uid."""
-        t = transitions_table
+    def transition_phases(self, kind: str = SESSION) -> dict[str, set[str]]:
+        """The phases in the transitions table, per uid."""
+        _, t = _tables(kind)
         out: dict[str, set[str]] = {}
         with database_errors("mirror read"), self.engine.connect() as conn:
             for uid, phase in conn.execute(select(t.c.uid, t.c.phase)):
                 out.setdefault(uid, set()).add(phase)
         return out
+
+    def ledger(self, *, uid: str | None = None, session_uid: str | None = None
+               ) -> list[dict[str, Any]]:
+        """Money movements (of one object, of one session, or all), oldest first."""
+        g = ledger_table
+        query = select(g).order_by(g.c.at, g.c.uid, g.c.kind, g.c.phase)
+        if uid is not None:
+            query = query.where(g.c.uid == uid)
+        if session_uid is not None:
+            query = query.where(g.c.session_uid == session_uid)
+        with database_errors("mirror read"), self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def _retry_later(exc: PaykubeError) -> bool:
@@ -378,7 +459,7 @@ class MirrorWriter:
         self._max_backoff = max_backoff
         self._rng = rng or random.Random()
         self._pending: dict[str, _Pending] = {}
-        self._sweeps: dict[str | None, Sweep] = {}
+        self._sweeps: dict[tuple[str, str | None], Sweep] = {}
         self._seq = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -393,13 +474,14 @@ class MirrorWriter:
 
     # -- what the operator calls ---------------------------------------------------------
 
-    async def record(self, manifest: dict[str, Any]) -> None:
-        """Queue an observation of a PaymentSession; returns at once and never raises.
+    async def record(self, manifest: dict[str, Any], kind: str = SESSION) -> None:
+        """Queue an observation of a PaymentSession (or, with `kind=REFUND`, of a
+        PaymentRefund); returns at once and never raises.
 
         Per uid only the newest pending observation (by ordering key) is kept.
         """
         try:
-            proj = project(manifest)
+            proj = project_as(manifest, kind)
         except ManifestError as exc:
             self.dropped += 1
             log.warning("mirror: ignoring an unusable manifest: %s", exc)
@@ -414,7 +496,8 @@ class MirrorWriter:
         elif current.op.projection is None or proj.version > current.op.projection.version:
             self._put(MirrorOp(proj.uid, proj, current.op.deleted, current.op.away))
 
-    async def record_deleted(self, uid_or_manifest: str | dict[str, Any]) -> None:
+    async def record_deleted(self, uid_or_manifest: str | dict[str, Any],
+                             kind: str = SESSION) -> None:
         """Queue the deletion of an object (after its last pending observation)."""
         try:
             uid = (uid_or_manifest if isinstance(uid_or_manifest, str)
@@ -423,7 +506,8 @@ class MirrorWriter:
             log.warning("mirror: ignoring a deletion without uid: %s", exc)
             return
         current = self._pending.get(uid)
-        self._put(MirrorOp(uid, current.op.projection if current else None, deleted=True))
+        self._put(MirrorOp(uid, current.op.projection if current else None, deleted=True,
+                           kind=kind))
 
     async def record_listed(self, sweep: Sweep) -> None:
         """After a (re)list: objects of its scope that are neither listed nor newer than
@@ -431,12 +515,13 @@ class MirrorWriter:
         observations are written. Never raises."""
         for uid, pending in list(self._pending.items()):
             proj = pending.op.projection
-            if (proj is not None and not pending.op.deleted and uid not in sweep.listed
+            if (proj is not None and proj.kind == sweep.kind and not pending.op.deleted
+                    and uid not in sweep.listed
                     and (sweep.namespace is None or proj.row["namespace"] == sweep.namespace)
                     and sweep.covers(proj.row["namespace"])
                     and resource_version_of(proj.version) <= sweep.resource_version):
                 self._put(MirrorOp(uid, proj, deleted=True, away=True))
-        self._sweeps[sweep.namespace] = sweep
+        self._sweeps[(sweep.kind, sweep.namespace)] = sweep
         self._idle.clear()
         self._wake.set()
 
@@ -522,8 +607,8 @@ class MirrorWriter:
             log.error("mirror: could not flag the rows of objects deleted while the watch "
                       "was away (resync repairs them): %s", exc)
             flagged = 0
-        if self._sweeps.get(sweep.namespace) is sweep:
-            del self._sweeps[sweep.namespace]
+        if self._sweeps.get((sweep.kind, sweep.namespace)) is sweep:
+            del self._sweeps[(sweep.kind, sweep.namespace)]
         if flagged:
             log.info("mirror: flagged %d rows of objects deleted while the watch was away",
                      flagged)

@@ -18,7 +18,7 @@ from paykube.kube.client import KubeClient
 from paykube.kube.refund_writer import RefundWriter
 from paykube.kube.writer import StatusWriter
 from paykube.mirror.explanations import MySQLExplanationStore
-from paykube.mirror.follow import follow, watch_scopes
+from paykube.mirror.follow import KINDS, follow, watch_scopes
 from paykube.mirror.store import MirrorWriter
 from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.accounts import ProviderAccounts
@@ -130,9 +130,10 @@ class Runtime:
         if self.mirror is not None:
             self.mirror.start()
             for scope in watch_scopes(self.settings.namespaces):
-                task = asyncio.create_task(
-                    follow(self.kube, self.mirror, scope, self.settings.namespaces))
-                self._tasks.add(task)
+                for kind in KINDS:  # PaymentSessions and PaymentRefunds, a watch each
+                    self._tasks.add(asyncio.create_task(
+                        follow(self.kube, self.mirror, scope, self.settings.namespaces,
+                               kind=kind)))
 
     async def aclose(self) -> None:
         await self.reconciler.writer.drain()
