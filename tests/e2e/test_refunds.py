@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from tests.plugins.paykube_fixtures import Manifest, Stack
+from tests.plugins.paykube_fixtures import Manifest, Stack, solo_operator
 
 REFUND_API = "payments.paykube.dev/v1alpha1"
 
@@ -252,3 +253,74 @@ def test_duplicated_reordered_and_contradicting_refund_webhooks(stack: Stack,
     assert settled["status"]["phase"] == "Succeeded"
     assert history(settled) == history(done)
     assert wait_refunded(stack, namespace, "noisy", 900)["status"]["amountRefunded"] == 900
+
+
+def solo_paid(stack: Stack, solo: Any, name: str, amount: int = 4000) -> Manifest:
+    """A Paid session under a solo operator (no webhook endpoint: its poll sees the pay)."""
+    stack.apply(solo.namespace, name, amount=amount)
+    opened = stack.wait_phase(solo.namespace, name, "Open", timeout=120)
+    solo.emulator.pay(opened["status"]["sessionId"])
+    return stack.wait_phase(solo.namespace, name, "Paid", timeout=120)
+
+
+def test_crash_between_refund_create_and_status_write_makes_one_refund(
+        stack: Stack, tmp_path: Path) -> None:
+    """kill -9 the operator while the emulator holds the refund's create response."""
+    with solo_operator(stack, tmp_path) as solo:
+        session = solo_paid(stack, solo, "crash-refund")
+        intent = session["status"]["paymentIntentId"]
+        solo.emulator.add_fault("hold", count=1, method="POST", path="/v1/refunds")
+        apply_refund(stack, solo.namespace, "once", "crash-refund", amount=1500)
+        solo.emulator.wait_for_held(1)
+        assert len(solo.emulator.refunds(intent)) == 1  # created; the answer is held
+        solo.operator.kill()
+        solo.emulator.release()
+        assert get_refund(stack, solo.namespace, "once")["status"].get("refundId") is None
+        solo.restart_operator()
+        done = wait_refund(stack, solo.namespace, "once", "Succeeded", timeout=120)
+        at_stripe = solo.emulator.refunds(intent)
+        assert [r["id"] for r in at_stripe] == [done["status"]["refundId"]]
+        assert at_stripe[0]["amount"] == 1500
+
+
+def test_refunds_converge_through_429s_and_500s(stack: Stack, tmp_path: Path) -> None:
+    count = 6
+    with solo_operator(stack, tmp_path) as solo:
+        intents = {f"faulty-{i}": solo_paid(stack, solo, f"faulty-{i}", amount=1000 + i)
+                   ["status"]["paymentIntentId"] for i in range(count)}
+        solo.emulator.add_fault("rate_limit", count=None, probability=0.15, retry_after=1)
+        solo.emulator.add_fault("api_error", count=None, probability=0.18)
+        for name in intents:
+            apply_refund(stack, solo.namespace, f"{name}-back", name)
+        for i, (name, intent) in enumerate(intents.items()):
+            done = wait_refund(stack, solo.namespace, f"{name}-back", "Succeeded", timeout=180)
+            assert done["status"]["amount"] == 1000 + i
+            assert [r["id"] for r in solo.emulator.refunds(intent)] == [
+                done["status"]["refundId"]]
+        requests = [r for r in solo.emulator.requests() if r["path"].startswith("/v1/refunds")]
+        assert any(r["fault"] for r in requests), "the faults really hit refund calls"
+
+
+def test_deleting_a_pending_refund_waits_for_the_provider(stack: Stack, namespace: str) -> None:
+    session = paid_session(stack, namespace, "undeletable", amount=1800)
+    stack.emulator.refund_mode("pending", session["status"]["paymentIntentId"])
+    apply_refund(stack, namespace, "in-flight", "undeletable", amount=800)
+    pending = wait_for_refund(stack, namespace, "in-flight", lambda s: bool(s.get("refundId")),
+                              "a refund id")
+    stack.kube.kubectl("delete", "paymentrefund", "in-flight", "-n", namespace, "--wait=false")
+    time.sleep(2.0)
+    held = get_refund(stack, namespace, "in-flight")
+    assert held["metadata"].get("deletionTimestamp") and held["metadata"].get("finalizers")
+    stack.emulator.refund_transition(pending["status"]["refundId"], "succeeded")
+    gone_deadline = time.monotonic() + 90
+    while time.monotonic() < gone_deadline:
+        result = stack.kube.kubectl("get", "paymentrefund", "in-flight", "-n", namespace,
+                                    check=False)
+        if result.returncode != 0:
+            break
+        time.sleep(0.5)
+    assert "NotFound" in result.stderr
+    # The money stays refunded, and the session keeps the record.
+    after = wait_refunded(stack, namespace, "undeletable", 800)
+    assert [(r["name"], r["phase"]) for r in after["status"]["refunds"]] == [
+        ("in-flight", "Succeeded")]
