@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.plugins.paykube_fixtures import Manifest, Stack, solo_operator
+from sqlalchemy import text
+
+from paykube.mirror.store import make_engine
+from paykube_dev.services import ActiveMQ, MariaDB
+from tests.plugins.paykube_fixtures import EVENTS_QUEUE, Manifest, Stack, solo_operator
+from tests.plugins.stomp_helpers import subscriber
 
 REFUND_API = "payments.paykube.dev/v1alpha1"
 
@@ -324,3 +330,66 @@ def test_deleting_a_pending_refund_waits_for_the_provider(stack: Stack, namespac
     after = wait_refunded(stack, namespace, "undeletable", 800)
     assert [(r["name"], r["phase"]) for r in after["status"]["refunds"]] == [
         ("in-flight", "Succeeded")]
+
+
+def test_each_refund_phase_reaches_the_bus_and_the_mirror(
+        stack: Stack, tmp_path: Path, mariadb: MariaDB, activemq: ActiveMQ) -> None:
+    url = mariadb.create_database(f"refunds_{uuid.uuid4().hex[:8]}")
+    engine = make_engine(url)
+    with solo_operator(stack, tmp_path, PAYKUBE_DATABASE_URL=url) as solo, \
+            subscriber(activemq, EVENTS_QUEUE) as sub:
+        session = solo_paid(stack, solo, "mirrored", amount=2600)
+        intent = session["status"]["paymentIntentId"]
+        solo.emulator.refund_mode("pending", intent)
+        apply_refund(stack, solo.namespace, "good", "mirrored", amount=600)
+        apply_refund(stack, solo.namespace, "bad", "mirrored", amount=400)
+        ids = {}
+        for name in ("good", "bad"):
+            ids[name] = wait_for_refund(stack, solo.namespace, name,
+                                        lambda s: bool(s.get("refundId")),
+                                        "a refund id")["status"]["refundId"]
+        solo.emulator.refund_transition(ids["good"], "succeeded")
+        solo.emulator.refund_transition(ids["bad"], "failed", failure_reason="unknown")
+        good = wait_refund(stack, solo.namespace, "good", "Succeeded")
+        bad = wait_refund(stack, solo.namespace, "bad", "Failed")
+        uids = {good["metadata"]["uid"]: "good", bad["metadata"]["uid"]: "bad"}
+
+        seen: dict[str, list[str]] = {"good": [], "bad": []}
+        deadline = time.monotonic() + 60
+        while (len(seen["good"]) < 2 or len(seen["bad"]) < 2) and \
+                time.monotonic() < deadline:
+            body = json.loads(sub.get(timeout=max(deadline - time.monotonic(), 0.1)).body)
+            if body["type"].startswith("dev.paykube.paymentrefund.") and \
+                    body["data"]["uid"] in uids:
+                seen[uids[body["data"]["uid"]]].append(body["type"].rsplit(".", 1)[1])
+                if body["type"].endswith(".failed"):
+                    assert body["data"]["error"]["code"] == "RefundFailed"
+                    assert "message" not in body["data"]["error"]
+        assert sorted(seen["good"]) == ["pending", "succeeded"]
+        assert sorted(seen["bad"]) == ["failed", "pending"]
+
+        def mirrored() -> dict[str, Any] | None:
+            with engine.connect() as db:
+                rows = {r.name: r for r in db.execute(text(
+                    "SELECT name, phase, amount, refund_id FROM payment_refunds "
+                    "WHERE namespace = :ns"), {"ns": solo.namespace})}
+                transitions = sorted((r.uid, r.phase) for r in db.execute(text(
+                    "SELECT uid, phase FROM payment_refund_transitions WHERE uid IN "
+                    "(:a, :b)"), {"a": good["metadata"]["uid"], "b": bad["metadata"]["uid"]}))
+                ledger = sorted((r.kind, r.phase, int(r.amount)) for r in db.execute(text(
+                    "SELECT kind, phase, amount FROM payment_ledger WHERE namespace = :ns"),
+                    {"ns": solo.namespace}))
+            if {n: r.phase for n, r in rows.items()} != {"good": "Succeeded", "bad": "Failed"}:
+                return None
+            return {"rows": rows, "transitions": transitions, "ledger": ledger}
+
+        found = None
+        deadline = time.monotonic() + 60
+        while found is None and time.monotonic() < deadline:
+            found = mirrored()
+            time.sleep(0.5)
+        assert found is not None, "the mirror did not reach the refunds' phases"
+        assert found["rows"]["good"].refund_id == ids["good"]
+        assert found["rows"]["good"].amount == 600
+        assert len(found["transitions"]) == 4
+        assert found["ledger"] == [("payment", "Paid", 2600), ("refund", "Succeeded", -600)]
