@@ -141,9 +141,9 @@ class DashboardService:
     # -- pages -----------------------------------------------------------------------------
 
     async def compute_overview(self, window: Window) -> Overview:
-        groups, series = await asyncio.gather(
+        groups, series, movements = await asyncio.gather(
             *(self.run(part) for part in self.queries.overview_parts(window)))
-        return self.queries.combine_overview(window, groups, series)
+        return self.queries.combine_overview(window, groups, series, movements)
 
     async def overview(self, request: web.Request) -> web.Response:
         window = self.window(request)

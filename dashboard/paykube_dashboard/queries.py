@@ -4,6 +4,9 @@ them in a thread). Read-only: nothing here writes, and the engine's user has SEL
 Window aggregates read `ix_payment_sessions_dashboard` (covering, led by `created_at`);
 lists are keyset-paginated by (created_at, uid), newest first, never OFFSET. Revision 0003
 adds these indexes; tests/integration/test_dashboard_queries.py checks them with EXPLAIN.
+Money movements (payments, refunds) come from `payment_ledger` by when they happened,
+through its covering `ix_payment_ledger_totals` (revision 0004); a session's refunds from
+`payment_refunds` by the session's uid (or, before a refund was reserved, its name).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from sqlalchemy import (
 )
 
 from paykube.api.types import Phase
+from paykube.mirror.projection import LEDGER_PAYMENT, LEDGER_REFUND
+from paykube.mirror.schema import payment_ledger as ledger_table
+from paykube.mirror.schema import payment_refunds as refunds_table
 from paykube.mirror.schema import payment_session_transitions as transitions_table
 from paykube.mirror.schema import payment_sessions as sessions_table
 from paykube.mirror.store import database_errors
@@ -40,7 +46,12 @@ PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
 ENDED: tuple[str, ...] = tuple(p.value for p in Phase if p.terminal)
 _S = sessions_table
 _T = transitions_table
+_R = refunds_table
+_L = ledger_table
 DASHBOARD_INDEX = "ix_payment_sessions_dashboard"
+LEDGER_INDEX = "ix_payment_ledger_totals"
+# A session page lists at most this many of its refunds (the operator records 50 at most).
+MAX_REFUNDS_SHOWN = 100
 
 
 class CursorError(ValueError):
@@ -48,6 +59,19 @@ class CursorError(ValueError):
 
 
 # -- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Money:
+    """Money that moved in a window, in one currency (minor units): what payments brought
+    in, what refunds gave back (net of refunds a bank returned), and the difference."""
+
+    received: int = 0
+    refunded: int = 0  # >= 0 normally; what was given back
+
+    @property
+    def net(self) -> int:
+        return self.received - self.refunded
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,7 @@ class Overview:
     by_provider: dict[str, dict[str, int]]  # provider -> phase -> count
     by_namespace: dict[str, dict[str, int]]  # namespace -> phase -> count (top ones)
     namespaces_total: int
+    money: dict[str, Money] = field(default_factory=dict)  # currency -> movements
 
     @property
     def created(self) -> int:
@@ -139,9 +164,30 @@ class Step:
 
 
 @dataclass(frozen=True)
+class RefundSummary:
+    uid: str
+    name: str
+    phase: str
+    amount: int | None  # fixed at reservation; None before (spec: requested_amount)
+    requested_amount: int | None
+    currency: str | None
+    refund_id: str | None
+    error_code: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted: bool
+
+
+@dataclass(frozen=True)
 class SessionDetail:
     row: dict[str, Any]
     steps: list[Step]
+    refunds: list[RefundSummary] = field(default_factory=list)
+
+    @property
+    def refunded(self) -> int:
+        """What paykube's own refunds of this session gave back and kept given back."""
+        return sum(r.amount or 0 for r in self.refunds if r.phase == "Succeeded")
 
 
 @dataclass(frozen=True)
@@ -209,14 +255,16 @@ class DashboardQueries:
             conn.execute(text("SELECT 1"))
 
     def overview(self, window: Window) -> Overview:
-        groups, series = self.overview_parts(window)
-        return self.combine_overview(window, groups(), series())
+        groups, series, movements = self.overview_parts(window)
+        return self.combine_overview(window, groups(), series(), movements())
 
     def overview_parts(self, window: Window) -> tuple[Callable[[], list[Any]],
+                                                      Callable[[], list[Any]],
                                                       Callable[[], list[Any]]]:
         """Sessions created in the window, by their phase now: two passes over the covering
-        index (one grouped by phase/currency/provider/namespace, one by time bucket), as
-        separate calls that the handler runs side by side."""
+        index (one grouped by phase/currency/provider/namespace, one by time bucket); and
+        the money that moved in the window, from the ledger's covering index. Separate
+        calls that the handler runs side by side."""
         paid = func.sum(case((_S.c.phase == Phase.PAID.value,
                               func.coalesce(_S.c.amount_total, _S.c.amount)), else_=0))
         groups = (select(_S.c.phase, _S.c.currency, _S.c.provider, _S.c.namespace,
@@ -228,15 +276,20 @@ class DashboardQueries:
                   .op("DIV")(seconds)).label("bucket")
         series = (select(bucket, _S.c.phase, func.count().label("n"))
                   .where(*_in_window(window)).group_by(bucket, _S.c.phase))
+        money = (select(_L.c.currency, _L.c.kind, func.sum(_L.c.amount).label("amount"))
+                 .where(_L.c.at >= window.start, _L.c.at < window.end)
+                 .group_by(_L.c.currency, _L.c.kind)
+                 .with_hint(_L, f"FORCE INDEX ({LEDGER_INDEX})"))
         return (lambda: self._all(_covering(groups), "dashboard overview"),
-                lambda: self._all(_covering(series), "dashboard overview"))
+                lambda: self._all(_covering(series), "dashboard overview"),
+                lambda: self._all(money, "dashboard overview"))
 
     def _all(self, query: Select[Any], what: str) -> list[Any]:
         with database_errors(what), self.engine.connect() as conn:
             return list(conn.execute(query).all())
 
-    def combine_overview(self, window: Window, rows: list[Any], buckets: list[Any]
-                         ) -> Overview:
+    def combine_overview(self, window: Window, rows: list[Any], buckets: list[Any],
+                         movements: Sequence[Any] = ()) -> Overview:
         by_phase: dict[str, int] = {}
         collected: dict[str, int] = {}
         by_provider: dict[str, dict[str, int]] = {}
@@ -258,7 +311,7 @@ class DashboardQueries:
         return Overview(window=window, by_phase=by_phase, collected=collected, series=series,
                         by_provider=dict(sorted(by_provider.items())),
                         by_namespace=dict(ranked[: self.top_namespaces]),
-                        namespaces_total=len(by_namespace))
+                        namespaces_total=len(by_namespace), money=_money(movements))
 
     def attention(self, now: dt.datetime, processing_threshold: dt.timedelta,
                   window: Window, limit: int = 50) -> Attention:
@@ -361,8 +414,20 @@ class DashboardQueries:
                 return None
             steps = conn.execute(select(_T).where(_T.c.uid == uid)
                                  .order_by(_T.c.at.is_(None), _T.c.at, _T.c.phase_rank)).all()
+            # Reserved refunds name the session's uid (a session recreated under the same
+            # name is another payment); refused ones only its name.
+            refunds = [*conn.execute(
+                select(*_REFUND_COLUMNS).where(_R.c.session_uid == uid)
+                .order_by(_R.c.created_at, _R.c.uid).limit(MAX_REFUNDS_SHOWN)),
+                *conn.execute(
+                select(*_REFUND_COLUMNS).where(_R.c.namespace == row["namespace"],
+                                               _R.c.session_name == row["name"],
+                                               _R.c.session_uid.is_(None))
+                .order_by(_R.c.created_at, _R.c.uid).limit(MAX_REFUNDS_SHOWN))]
+        refunds.sort(key=lambda r: (r.created_at, r.uid))
         return SessionDetail(dict(row), [Step(s.phase, s.at, s.source, s.event_id,
-                                              s.recorded_at) for s in steps])
+                                              s.recorded_at) for s in steps],
+                             [_refund(r) for r in refunds[:MAX_REFUNDS_SHOWN]])
 
     def errors(self, window: Window, limit: int = 20) -> list[ErrorGroup]:
         """The most frequent error codes of the sessions created in the window."""
@@ -409,6 +474,34 @@ class DashboardQueries:
                 select(column).distinct().order_by(column)).scalars())
                 for column in (_S.c.namespace, _S.c.provider, _S.c.currency)]
         return Facets(*values)
+
+
+_REFUND_COLUMNS = (_R.c.uid, _R.c.name, _R.c.phase, _R.c.amount, _R.c.requested_amount,
+                   _R.c.currency, _R.c.refund_id, _R.c.error_code, _R.c.created_at,
+                   _R.c.updated_at, _R.c.deleted)
+
+
+def _refund(r: Any) -> RefundSummary:
+    return RefundSummary(
+        uid=r.uid, name=r.name, phase=r.phase,
+        amount=int(r.amount) if r.amount is not None else None,
+        requested_amount=int(r.requested_amount) if r.requested_amount is not None else None,
+        currency=r.currency, refund_id=r.refund_id, error_code=r.error_code,
+        created_at=r.created_at, updated_at=r.updated_at, deleted=bool(r.deleted))
+
+
+def _money(movements: Sequence[Any]) -> dict[str, Money]:
+    """Ledger sums per (currency, kind) -> per currency: payments in, refunds out."""
+    received: dict[str, int] = {}
+    refunded: dict[str, int] = {}
+    for m in movements:
+        amount = int(m.amount or 0)
+        if m.kind == LEDGER_PAYMENT:
+            received[m.currency] = received.get(m.currency, 0) + amount
+        elif m.kind == LEDGER_REFUND:  # negative rows give back, positive ones return
+            refunded[m.currency] = refunded.get(m.currency, 0) - amount
+    return {c: Money(received.get(c, 0), refunded.get(c, 0))
+            for c in sorted(received.keys() | refunded.keys())}
 
 
 def _capped_count(conn: Any, matching: Select[Any]) -> int:

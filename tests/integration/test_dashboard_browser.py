@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from paykube_dashboard.money import format_amount
 from tests.plugins.dashboard_fixtures import (
     HOSTILE,
     Browser,
@@ -306,3 +307,47 @@ def test_phone_width_layout(browser: Browser, dashboard_data: DashboardData) -> 
             browser.screenshot(name)
     finally:
         browser.size(1280, 900)
+
+
+def test_session_refunds_and_net_collected(browser: Browser,
+                                           dashboard_data: DashboardData) -> None:
+    """A refunded session lists its PaymentRefunds (reserved ones by uid, a refused one by
+    name) and what the provider reports refunded; the overview nets refunds per currency
+    from the ledger."""
+    uid = dashboard_data.refunded_uid
+    session = dashboard_data.rows("SELECT namespace, name, currency FROM payment_sessions "
+                                  "WHERE uid = :u", u=uid)[0]
+    browser.open(f"/sessions/{uid}")
+    assert browser.text("#amount-refunded") == format_amount(800, session.currency)
+    expected = dashboard_data.rows(
+        "SELECT name, phase, amount, refund_id FROM payment_refunds WHERE session_uid = :u "
+        "OR (namespace = :ns AND session_name = :n AND session_uid IS NULL) "
+        "ORDER BY created_at, uid", u=uid, ns=session.namespace, n=session.name)
+    assert [r.name for r in expected] == ["refund-shipping", "refund-goodwill",
+                                          "refund-too-much"]
+    rows = browser.all("#refunds-table tbody tr")
+    assert [r.get_attribute("data-phase") for r in rows] == [r.phase for r in expected]
+    for row, refund in zip(rows, expected, strict=True):
+        assert row.find_element("css selector", "th").text == refund.name
+        cells = row.find_elements("css selector", "td")
+        assert cells[0].get_attribute("data-minor") == (
+            str(refund.amount) if refund.amount is not None else "")
+        assert cells[2].text == (refund.refund_id or "")
+    assert format_amount(500, session.currency) in browser.text("#refunds-table caption")
+    check_page(browser, "session-refunds")
+
+    start, query = _window(dashboard_data)
+    end = dashboard_data.now + dt.timedelta(minutes=5)
+    browser.open(f"/?{query}")
+    sums: dict[str, dict[str, int]] = {}
+    for currency, kind, amount in dashboard_data.rows(
+            "SELECT currency, kind, SUM(amount) FROM payment_ledger WHERE at >= :s "
+            "AND at < :e GROUP BY currency, kind", s=start, e=end):
+        sums.setdefault(currency, {})[kind] = int(amount)
+    shown = {row.find_element("css selector", "th").text.lower():
+             tuple(int(row.find_element("css selector", f"td.{c}").get_attribute("data-minor"))
+                   for c in ("received", "refunded", "net"))
+             for row in browser.all("#net-table tbody tr")}
+    assert shown == {c: (k.get("payment", 0), -k.get("refund", 0),
+                         k.get("payment", 0) + k.get("refund", 0)) for c, k in sums.items()}
+    assert shown[session.currency][1] == 500  # the succeeded refund; pending moves nothing

@@ -170,11 +170,18 @@ def test_the_dashboards_database_user_cannot_write(dashboard_data: DashboardData
         "VALUES (:u, 'Paid', 3, NOW())",
         "DROP TABLE payment_session_transitions",
         "CREATE TABLE stolen (x INT)",
+        # The refund tables of revision 0004: readable (the grant is database-wide), no more.
+        "UPDATE payment_refunds SET phase = 'Succeeded'",
+        "DELETE FROM payment_ledger",
+        "INSERT INTO payment_refund_transitions (uid, phase, phase_rank, recorded_at) "
+        "VALUES (:u, 'Failed', 3, NOW())",
     ]
     try:
         with engine.connect() as conn:
-            assert conn.execute(sqlalchemy.text("SELECT COUNT(*) FROM payment_sessions")
-                                ).scalar_one() > 0
+            for table in ("payment_sessions", "payment_refunds", "payment_ledger",
+                          "payment_refund_transitions"):
+                assert conn.execute(sqlalchemy.text(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
+                                    ).scalar_one() > 0, table
             for statement in statements:
                 with pytest.raises(sqlalchemy.exc.DBAPIError) as refused:
                     conn.execute(sqlalchemy.text(statement), {"u": uid})

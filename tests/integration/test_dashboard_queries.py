@@ -23,6 +23,7 @@ from paykube_dev.services import MariaDB
 pytestmark = pytest.mark.integration
 DASHBOARD_INDEX = "ix_payment_sessions_dashboard"
 ERRORS_INDEX = "ix_payment_sessions_errors"
+LEDGER_INDEX = "ix_payment_ledger_totals"
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,12 @@ def test_window_aggregates_read_only_the_covering_index(engine: sqlalchemy.Engin
         aggregate = plans[0][1][0]
         assert aggregate["key"] in indexes, plans[0]
         assert "Using index" in (aggregate["Extra"] or ""), plans[0]
+    # The money that moved: the ledger's covering index, nothing else.
+    ledger = [p for p in _explain(engine, lambda: queries.overview(w))
+              if "payment_ledger" in p[0]]
+    assert len(ledger) == 1, ledger
+    assert ledger[0][1][0]["key"] == LEDGER_INDEX, ledger
+    assert "Using index" in (ledger[0][1][0]["Extra"] or ""), ledger
 
 
 def test_attention_lists_use_indexes(engine: sqlalchemy.Engine) -> None:

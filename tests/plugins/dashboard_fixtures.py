@@ -31,7 +31,8 @@ import sqlalchemy
 from sqlalchemy.pool import NullPool
 
 from paykube.mirror.migrate import migrate
-from paykube.mirror.projection import utcnow
+from paykube.mirror.projection import project_refund, utcnow
+from paykube.mirror.store import MirrorOp, MirrorStore
 from paykube_dev.dashboard_program import start_dashboard
 from paykube_dev.dashboard_seed import SeedSession, error_status, generate, seed, session
 from paykube_dev.proc import CACHE_DIR
@@ -59,6 +60,7 @@ class DashboardData:
     engine: sqlalchemy.Engine
     now: dt.datetime
     hostile_uid: str
+    refunded_uid: str = ""  # a Paid session with PaymentRefunds (seed_refunds)
 
     def scalar(self, sql: str, **params: Any) -> Any:
         with self.engine.connect() as conn:
@@ -97,6 +99,48 @@ class RunningDashboard:
             return exc.code, dict(exc.headers), exc.read().decode(errors="replace")
 
 
+REFUNDS = (  # name, phase path, amount (None: refused before reservation), asked
+    ("refund-shipping", ("Pending", "Succeeded"), 500, 500),
+    ("refund-goodwill", ("Pending",), 300, 300),
+    ("refund-too-much", ("Failed",), None, 10**9),
+)
+
+
+def seed_refunds(engine: sqlalchemy.Engine, now: dt.datetime) -> str:
+    """PaymentRefunds of the newest Paid session, written through the mirror's own
+    `MirrorStore.apply`; the session reports 800 refunded (pending and succeeded)."""
+    with engine.connect() as conn:
+        session_row = conn.execute(sqlalchemy.text(
+            "SELECT uid, namespace, name, currency FROM payment_sessions WHERE phase = 'Paid' "
+            "AND deleted = 0 ORDER BY created_at DESC, uid LIMIT 1")).one()
+    ops = []
+    for i, (name, path, amount, asked) in enumerate(REFUNDS):
+        at = now - dt.timedelta(minutes=30 - i)
+        status: dict[str, Any] = {
+            "phase": path[-1],
+            "history": [{"phase": p, "at": (at + dt.timedelta(seconds=j)).isoformat() + "Z",
+                         "source": "operator", "published": True} for j, p in enumerate(path)]}
+        if amount is None:
+            status["error"] = {"code": "AmountExceedsRefundable", "retryable": False,
+                               "message": "more than the refundable rest"}
+        else:
+            status |= {"provider": "stripe", "sessionUid": session_row.uid, "amount": amount,
+                       "currency": session_row.currency, "paymentId": "pi_seeded",
+                       "refundId": f"re_seeded_{i}"}
+        manifest = {"metadata": {"uid": str(uuid.uuid4()), "name": name,
+                                 "namespace": session_row.namespace, "resourceVersion": "7",
+                                 "creationTimestamp": at.isoformat() + "Z"},
+                    "spec": {"sessionRef": {"name": session_row.name}, "amount": asked},
+                    "status": status}
+        proj = project_refund(manifest)
+        ops.append(MirrorOp(proj.uid, proj))
+    MirrorStore(engine).apply(ops)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE payment_sessions SET amount_refunded = 800 "
+                                     "WHERE uid = :u"), {"u": session_row.uid})
+    return str(session_row.uid)
+
+
 def hostile_session(now: dt.datetime) -> dict[str, Any]:
     created = now - dt.timedelta(hours=2)
     error = error_status(0)
@@ -117,12 +161,14 @@ def dashboard_data(mariadb: MariaDB) -> Iterator[DashboardData]:
     hostile = hostile_session(now)
     seed(engine, [*generate(SEEDED, now=now - dt.timedelta(minutes=1)),
                   SeedSession(hostile)])
+    refunded = seed_refunds(engine, now)
     user, password = "dash_ro", secrets.token_hex(12)
     database = sqlalchemy.engine.make_url(url).database
     with mariadb.temporary_user(user, password, grant="SELECT", database=database):
         read_only = str(sqlalchemy.engine.make_url(url).set(username=user, password=password)
                         .render_as_string(hide_password=False))
-        yield DashboardData(url, read_only, engine, now, hostile["metadata"]["uid"])
+        yield DashboardData(url, read_only, engine, now, hostile["metadata"]["uid"],
+                            refunded)
     engine.dispose()
 
 

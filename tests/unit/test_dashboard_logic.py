@@ -17,7 +17,15 @@ from paykube_dashboard import charts
 from paykube_dashboard.app import BadRequest, _filters, _safe_link
 from paykube_dashboard.auth import BasicAuth, FailureThrottle, Verdict, credentials_match
 from paykube_dashboard.money import format_amount
-from paykube_dashboard.queries import CursorError, decode_cursor, encode_cursor
+from paykube_dashboard.queries import (
+    CursorError,
+    Money,
+    RefundSummary,
+    SessionDetail,
+    _money,
+    decode_cursor,
+    encode_cursor,
+)
 from paykube_dashboard.settings import DashboardSettings
 from paykube_dashboard.windows import (
     MAX_BUCKETS,
@@ -188,3 +196,31 @@ def test_credentials_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPat
         credentials_match(_basic(*pair.split(":")), "ops", SecretStr("s3cret"))
     assert calls == [(g.encode(), b"ops:s3cret") for g in
                      ("ops:s3cret", "x:s3cret", "ops:s", "ops:s3cret-and-more")]
+
+
+class _Movement:
+    def __init__(self, currency: str, kind: str, amount: int | None) -> None:
+        self.currency, self.kind, self.amount = currency, kind, amount
+
+
+def test_money_nets_refunds_against_payments_per_currency() -> None:
+    # Ledger sums per (currency, kind): refunds are negative, a bank's return adds back.
+    money = _money([_Movement("usd", "payment", 1999), _Movement("usd", "refund", -750),
+                    _Movement("eur", "refund", -100), _Movement("jpy", "payment", 500),
+                    _Movement("gbp", "payment", None)])
+    assert money == {"eur": Money(0, 100), "gbp": Money(0, 0), "jpy": Money(500, 0),
+                     "usd": Money(1999, 750)}
+    assert [m.net for m in money.values()] == [-100, 0, 500, 1249]
+    assert list(money) == sorted(money)
+
+
+def test_a_sessions_refunded_sum_counts_succeeded_refunds_only() -> None:
+    def refund(phase: str, amount: int | None) -> RefundSummary:
+        return RefundSummary(uid=phase, name=phase, phase=phase, amount=amount,
+                             requested_amount=amount, currency="usd", refund_id=None,
+                             error_code=None, created_at=NOW, updated_at=NOW, deleted=False)
+
+    detail = SessionDetail({}, [], [refund("Succeeded", 500), refund("Pending", 300),
+                                    refund("Failed", None), refund("Succeeded", 200),
+                                    refund("Canceled", 50)])
+    assert detail.refunded == 700
