@@ -33,8 +33,10 @@ from paykube.providers.base import (
     ProviderPayloadInvalid,
 )
 from paykube.providers.ratelimit import RateLimiter
+from paykube.providers.razorpay import RazorpayProvider
 from paykube.providers.stripe import REFUND_EVENTS, StripeProvider
 from paykube.settings import SecretStr
+from paykube_dev.razorpay_emulator import AsyncRazorpayControl, RazorpayEmulator, account_id_for_key
 from paykube_dev.services import StripeMock
 from paykube_dev.stripe_emulator import AsyncEmulatorControl, StripeEmulator
 from tests.integration.test_stripe_adapter import Recording
@@ -64,6 +66,7 @@ class Harness:
     refund_path: Callable[[str], str]  # the create's path for a payment
     requests: Callable[[], Awaitable[int]]  # API requests the emulator saw
     foreign_refund_id: str  # well-formed, not the account's
+    failure_reasons: bool = True  # whether the PSP says why a refund failed
 
 
 def _limiter() -> RateLimiter:
@@ -104,7 +107,46 @@ async def stripe_harness() -> AsyncIterator[Harness]:
         await provider.aclose()
 
 
-HARNESSES = ["stripe_harness"]
+@pytest_asyncio.fixture
+async def razorpay_harness() -> AsyncIterator[Harness]:
+    async with RazorpayEmulator() as emulator, AsyncRazorpayControl(emulator.base_url) as ctl:
+        key_id, secret = "rzp_test_" + secrets.token_hex(7), secrets.token_urlsafe(18)
+        account_id = account_id_for_key(key_id)
+        provider = RazorpayProvider(api_base=emulator.base_url, limiter=_limiter(),
+                                    backoff_base=0.01, backoff_cap=0.05)
+        emulator.state.book.for_key(key_id, secret, emulator.state.clock.now_int())
+
+        async def pay(link_id: str) -> None:
+            await ctl.transition(link_id, "pay")
+
+        async def refunds_at_psp(payment_id: str) -> list[dict[str, object]]:
+            return await ctl.refunds(payment_id)
+
+        async def start_pending(payment_id: str) -> None:
+            await ctl.refund_mode("pending", payment_id)
+
+        async def settle(refund_id: str, outcome: str) -> None:
+            await ctl.refund_transition(
+                refund_id, "processed" if outcome == "succeeded" else outcome)
+
+        async def outside_refund(payment_id: str, amount: int) -> str:
+            return str((await ctl.dashboard_refund(payment_id, amount))["refund"]["id"])
+
+        async def fail_next(kind: str, method: str, path: str) -> None:
+            await ctl.add_fault(kind, method=method, path=path)
+
+        async def requests() -> int:
+            return len(await ctl.requests())
+
+        account = AccountCredentials(SecretStr(f"{key_id}:{secret}"), account_id=account_id)
+        yield Harness("razorpay", provider, account, pay, refunds_at_psp, start_pending,
+                      settle, outside_refund, fail_next,
+                      lambda payment: f"/v1/payments/{payment}/refund", requests,
+                      "rfnd_" + "A" * 14, failure_reasons=False)
+        await provider.aclose()
+
+
+HARNESSES = ["stripe_harness", "razorpay_harness"]
 
 
 @pytest.fixture(params=HARNESSES)
@@ -174,7 +216,7 @@ async def test_retrieve_follows_pending_to_succeeded_and_to_failed(psp: Harness)
     seen_two = await psp.provider.get_refund(two.refund_id, psp.account)
     assert seen_one.phase is RefundPhase.SUCCEEDED
     assert seen_two.phase is RefundPhase.FAILED
-    assert seen_two.failure_reason
+    assert bool(seen_two.failure_reason) is psp.failure_reasons
     assert seen_two.amount == 700
 
 
@@ -203,8 +245,11 @@ async def test_more_than_the_rest_is_a_permanent_refusal(psp: Harness) -> None:
     assert len(await psp.refunds_at_psp(payment_id)) == 1
 
 
-@pytest.mark.parametrize("kind", ["api_error", "rate_limit"])
-async def test_5xx_and_429_are_retried_to_one_refund(psp: Harness, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["api_error", "rate_limit", "garbage", "drop"])
+async def test_5xx_429_and_lost_answers_are_retried_to_one_refund(psp: Harness,
+                                                                   kind: str) -> None:
+    """garbage and drop: the PSP made the refund and the answer was lost; the retry must
+    get that refund back (Stripe: by the idempotency key; Razorpay: by the receipt)."""
     session, payment_id = await paid_payment(psp)
     await psp.fail_next(kind, "POST", psp.refund_path(payment_id))
     refund = await psp.provider.create_refund(refund_request(session, payment_id, 1000),

@@ -130,6 +130,39 @@ async def cancel_link(request: web.Request) -> web.Response:
     return json_response(link.to_api())
 
 
+async def create_refund(request: web.Request) -> web.Response:
+    refund, events = request.app[STATE].create_refund(
+        request[SCOPE], request.match_info["id"], request[BODY])
+    request[OBJECT_ID] = refund.id
+    for event in events:
+        request.app[DISPATCHER].dispatch_later(event)
+    return json_response(refund.to_api())
+
+
+async def fetch_refund(request: web.Request) -> web.Response:
+    refund = request.app[STATE].get_refund(request[SCOPE], request.match_info["id"])
+    return json_response(refund.to_api())
+
+
+async def list_payment_refunds(request: web.Request) -> web.Response:
+    """`?count=` (1..100, default 10) and `?skip=`: Razorpay's paging."""
+    state = request.app[STATE]
+    _, payment = state.payment(request[SCOPE], request.match_info["id"])
+    count = _query_int(request, "count", 10, 1, 100)
+    skip = _query_int(request, "skip", 0, 0, 2**31)
+    items = [r.to_api() for r in state.refunds_of_payment(payment.id)][skip:skip + count]
+    return json_response({"entity": "collection", "count": len(items), "items": items})
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise errors.invalid(name, f"The {name} must be between {low} and {high}.")
+    return int(raw)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/payment_links", create_link)
@@ -137,3 +170,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/payment_links", list_links)
     r.add_get("/v1/payment_links/{id}", fetch_link)
     r.add_post("/v1/payment_links/{id}/cancel", cancel_link)
+    r.add_post("/v1/payments/{id}/refund", create_refund)
+    r.add_get("/v1/payments/{id}/refunds", list_payment_refunds)
+    r.add_get("/v1/refunds/{id}", fetch_refund)

@@ -55,6 +55,23 @@ class _Calls:
                   error: dict[str, Any] | None) -> Call:
         return fault_call(kind, count, fields, error)
 
+    @staticmethod
+    def refund_mode(status: str, payment_id: str | None) -> Call:
+        return Call("POST", f"{P}/refund-mode", drop_none(status=status, payment_id=payment_id))
+
+    @staticmethod
+    def refund_transition(refund_id: str, action: str, wait: bool) -> Call:
+        return Call("POST", f"{P}/refunds/{refund_id}/{action}", {"wait": wait})
+
+    @staticmethod
+    def dashboard_refund(payment_id: str, amount: int | None, wait: bool) -> Call:
+        body = drop_none(amount=amount, wait=wait)
+        return Call("POST", f"{P}/payments/{payment_id}/refunds", body)
+
+    @staticmethod
+    def refunds(payment_id: str | None) -> Call:
+        return Call("GET", f"{P}/refunds", params=drop_none(payment_id=payment_id))
+
 
 class RazorpayControl(BaseControl):
     """Sync control client: `RazorpayControl("http://127.0.0.1:port")`."""
@@ -157,6 +174,25 @@ class RazorpayControl(BaseControl):
         return self._do(_Calls.add_fault(kind, count, fields, error))
 
 
+    def refund_mode(self, status: str, payment_id: str | None = None) -> JsonObject:
+        """How the next refunds start: `pending` or `processed` (the default), for one
+        payment or (None) for all."""
+        return self._do(_Calls.refund_mode(status, payment_id))
+
+    def refund_transition(self, refund_id: str, action: str, *,
+                          wait: bool = True) -> JsonObject:
+        """action: processed | failed (from pending); `{"refund", "events", "deliveries"}`."""
+        return self._do(_Calls.refund_transition(refund_id, action, wait))
+
+    def dashboard_refund(self, payment_id: str, amount: int | None = None, *,
+                         wait: bool = True) -> JsonObject:
+        """A refund made on the Dashboard (no notes, no receipt); the rest when None."""
+        return self._do(_Calls.dashboard_refund(payment_id, amount, wait))
+
+    def refunds(self, payment_id: str | None = None) -> list[JsonObject]:
+        return self._data(_Calls.refunds(payment_id))
+
+
 class AsyncRazorpayControl(BaseAsyncControl):
     """The operations async tests need, for an emulator in the test's own loop."""
 
@@ -202,3 +238,17 @@ class AsyncRazorpayControl(BaseAsyncControl):
         fields = {"method": method, "path": path, "seconds": seconds,
                   "retry_after": retry_after, "probability": probability}
         return await self._do(_Calls.add_fault(kind, count, fields, error))
+
+    async def refund_mode(self, status: str, payment_id: str | None = None) -> JsonObject:
+        return await self._do(_Calls.refund_mode(status, payment_id))
+
+    async def refund_transition(self, refund_id: str, action: str, *,
+                                wait: bool = True) -> JsonObject:
+        return await self._do(_Calls.refund_transition(refund_id, action, wait))
+
+    async def dashboard_refund(self, payment_id: str, amount: int | None = None, *,
+                               wait: bool = True) -> JsonObject:
+        return await self._do(_Calls.dashboard_refund(payment_id, amount, wait))
+
+    async def refunds(self, payment_id: str | None = None) -> list[JsonObject]:
+        return await self._data(_Calls.refunds(payment_id))

@@ -13,7 +13,9 @@ from paykube_dev.psp_emulator.clock import JsonObject
 from .accounts import KEY_ID, AccountBook, account_id_for_key, is_live
 from .appkeys import DISPATCHER, STATE
 from .delivery import event_payload
-from .model import WebhookEndpoint
+from .errors import RazorpayError
+from .model import Event, WebhookEndpoint
+from .refunds import RefundTransitionError
 from .state import ACTIONS, EVENTS, Action, RazorpayState, TransitionError
 
 PREFIX = common.PREFIX
@@ -231,6 +233,65 @@ async def clock(request: web.Request) -> web.Response:
     return ok({"now": state.clock.now(), "offset": state.clock.offset, "expired": expired})
 
 
+async def refund_mode(request: web.Request) -> web.Response:
+    """`{"status": "pending" | "processed", "payment_id"?}`: how the next refunds of that
+    payment (or, without one, of every payment) start."""
+    state = request.app[STATE]
+    body = await read_body(request)
+    payment = body.get("payment_id")
+    try:
+        state.set_refund_mode(str(body.get("status", "processed")),
+                              payment if isinstance(payment, str) else None)
+    except RefundTransitionError as exc:
+        return fail(400, str(exc))
+    return ok({"modes": dict(state.refund_modes)})
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    payment = request.query.get("payment_id")
+    return ok({"data": [r.to_api() for r in request.app[STATE].refunds.values()
+                        if payment is None or r.payment_id == payment]})
+
+
+async def move_refund(request: web.Request) -> web.Response:
+    """`POST /_emulator/refunds/{id}/{action}` `{"wait"?}`; action: processed, failed."""
+    state = request.app[STATE]
+    body = await read_body(request)
+    try:
+        refund, event = state.move_refund(request.match_info["id"],
+                                          request.match_info["action"])
+    except KeyError:
+        return fail(404, f"no refund {request.match_info['id']}")
+    except RefundTransitionError as exc:
+        return fail(409, str(exc))
+    return await _refund_answer(request, refund.to_api(), [event], body.get("wait", True))
+
+
+async def dashboard_refund(request: web.Request) -> web.Response:
+    """`POST /_emulator/payments/{id}/refunds {"amount"?, "wait"?}`: a refund made on the
+    Dashboard (no notes, no receipt), with its events."""
+    state = request.app[STATE]
+    body = await read_body(request)
+    amount = body.get("amount")
+    try:
+        refund, events = state.create_refund(None, request.match_info["id"],
+                                             {} if amount is None else {"amount": amount})
+    except RazorpayError as exc:
+        status = 404 if exc.field == "id" else 409
+        return fail(status, exc.description)
+    return await _refund_answer(request, refund.to_api(), events, body.get("wait", True))
+
+
+async def _refund_answer(request: web.Request, refund: JsonObject, events: list[Event],
+                         wait: object) -> web.Response:
+    dispatcher = request.app[DISPATCHER]
+    deliveries = []
+    for event in events:
+        deliveries += await dispatcher.dispatch_now_or_later(event, bool(wait))
+    return ok({"refund": refund, "events": [e.to_control() for e in events],
+               "deliveries": [d.to_api() for d in deliveries]})
+
+
 def add_routes(app: web.Application) -> None:
     state: RazorpayState = app[STATE]
     common.add_routes(app, state)
@@ -245,6 +306,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/links", list_links)
     r.add_get(f"{PREFIX}/links/{{id}}", get_link)
     r.add_post(f"{PREFIX}/links/{{id}}/{{action}}", transition)
+    r.add_post(f"{PREFIX}/refund-mode", refund_mode)
+    r.add_get(f"{PREFIX}/refunds", list_refunds)
+    r.add_post(f"{PREFIX}/refunds/{{id}}/{{action}}", move_refund)
+    r.add_post(f"{PREFIX}/payments/{{id}}/refunds", dashboard_refund)
     r.add_get(f"{PREFIX}/events", list_events)
     r.add_get(f"{PREFIX}/events/{{id}}", get_event)
     r.add_get(f"{PREFIX}/events/{{id}}/payload", event_body)

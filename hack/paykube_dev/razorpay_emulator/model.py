@@ -23,13 +23,22 @@ class Payment:
     email: str
     contact: str
     method: str = "card"
+    # Refunds pending or processed (a failed one gives its amount back), as Razorpay counts.
+    amount_refunded: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - self.amount_refunded
 
     def to_api(self, description: str | None, notes: dict[str, str]) -> JsonObject:
+        full = self.amount_refunded >= self.amount
         return {
             "id": self.id, "entity": "payment", "amount": self.amount,
-            "currency": self.currency, "status": "captured", "order_id": self.order_id,
-            "invoice_id": None, "international": False, "method": self.method,
-            "amount_refunded": 0, "refund_status": None, "captured": True,
+            "currency": self.currency, "status": "refunded" if full else "captured",
+            "order_id": self.order_id, "invoice_id": None, "international": False,
+            "method": self.method, "amount_refunded": self.amount_refunded,
+            "refund_status": ("full" if full else "partial") if self.amount_refunded else None,
+            "captured": True,
             "description": description, "card_id": None, "bank": None, "wallet": None,
             "vpa": None, "email": self.email, "contact": self.contact,
             "notes": dict(notes) or [], "fee": self.amount * 2 // 100,
@@ -37,6 +46,38 @@ class Payment:
             "error_description": None, "error_source": None, "error_step": None,
             "error_reason": None, "acquirer_data": {"auth_code": "123456"},
             "created_at": self.created_at,
+        }
+
+
+RefundStatus = Literal["pending", "processed", "failed"]
+
+
+@dataclass
+class Refund:
+    """A refund of a link's payment; `link_id` files its events under the link."""
+
+    id: str
+    account_id: str
+    livemode: bool
+    link_id: str
+    payment_id: str
+    amount: int
+    currency: str
+    created_at: int
+    status: RefundStatus
+    notes: dict[str, str]
+    receipt: str | None
+    speed_requested: str = "normal"
+
+    def to_api(self) -> JsonObject:
+        return {
+            "id": self.id, "entity": "refund", "amount": self.amount,
+            "currency": self.currency, "payment_id": self.payment_id,
+            "notes": dict(self.notes) or [], "receipt": self.receipt,
+            "acquirer_data": {"arn": None}, "created_at": self.created_at,
+            "batch_id": None, "status": self.status,
+            "speed_processed": "normal" if self.status == "processed" else None,
+            "speed_requested": self.speed_requested,
         }
 
 

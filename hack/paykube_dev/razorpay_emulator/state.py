@@ -14,7 +14,8 @@ from paykube_dev.psp_emulator.faults import COMMON_KINDS, FaultBook
 from . import errors
 from .accounts import AccountBook, Scope
 from .links import build_link
-from .model import Event, Payment, PaymentLink, RequestRecord, WebhookEndpoint
+from .model import Event, Payment, PaymentLink, Refund, RequestRecord, WebhookEndpoint
+from .refunds import START_STATUSES, RefundTransitionError, move_refund, open_refund, refund_body
 from .signing import sign_body
 
 DEFAULT_SHORT_URL_BASE = "https://rzp.io/i/"
@@ -22,7 +23,7 @@ FAULT_KINDS = (*COMMON_KINDS, "razorpay_error")
 Action = Literal["pay", "part_pay", "expire", "cancel"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 EVENTS = ("payment_link.paid", "payment_link.partially_paid", "payment_link.expired",
-          "payment_link.cancelled")
+          "payment_link.cancelled", "refund.created", "refund.processed", "refund.failed")
 
 
 class TransitionError(Exception):
@@ -52,6 +53,9 @@ class RazorpayState(EmulatorCore[RequestRecord]):
         self.clock.offset = 0.0
         self.book = AccountBook()
         self.links: dict[str, PaymentLink] = {}
+        self.refunds: dict[str, Refund] = {}
+        # How new refunds start: per payment id, or "*" for all (control plane).
+        self.refund_modes: dict[str, str] = {}
         self.events: dict[str, Event] = {}
         self.endpoints: dict[str, WebhookEndpoint] = {
             e.id: copy.deepcopy(e) for e in self._initial_endpoints
@@ -171,12 +175,77 @@ class RazorpayState(EmulatorCore[RequestRecord]):
                if link.status in ("created", "partially_paid") and link.expires_at <= now]
         return [self.transition(link.id, "expire") for link in due]
 
+    # --- refunds ----------------------------------------------------------------------------
+
+    def payment(self, scope: Scope | None, payment_id: str) -> tuple[PaymentLink, Payment]:
+        """A payment of the scope's links (any account's without a scope); Razorpay's "does
+        not exist" otherwise."""
+        for link in self.links.values():
+            if scope is not None and (link.account_id != scope.account.id
+                                      or link.livemode != scope.livemode):
+                continue
+            for payment in link.payments:
+                if payment.id == payment_id:
+                    return link, payment
+        raise errors.no_such_id()
+
+    def set_refund_mode(self, status: str, payment_id: str | None) -> None:
+        if status not in START_STATUSES:
+            raise RefundTransitionError(
+                f"refunds can start as one of {', '.join(START_STATUSES)}, not {status!r}")
+        self.refund_modes[payment_id or "*"] = status
+
+    def create_refund(self, scope: Scope | None, payment_id: str,
+                      body: JsonObject) -> tuple[Refund, list[Event]]:
+        """`scope` None: a refund made on the Dashboard (any account's payment)."""
+        amount, speed, notes, receipt = refund_body(body)
+        link, payment = self.payment(scope, payment_id)
+        status = (self.refund_modes.get(payment.id) or self.refund_modes.get("*")
+                  or "processed")
+        refund = open_refund(
+            payment, account_id=link.account_id, livemode=link.livemode, link_id=link.id,
+            amount=amount, speed=speed, notes=notes, receipt=receipt, status=status,
+            existing=self.refunds_of_payment(payment.id), now=self.clock.now_int())
+        self.refunds[refund.id] = refund
+        events = [self._record_refund(link, payment, refund, "refund.created")]
+        if refund.status == "processed":
+            events.append(self._record_refund(link, payment, refund, "refund.processed"))
+        return refund, events
+
+    def move_refund(self, refund_id: str, action: str) -> tuple[Refund, Event]:
+        """A control-plane status change; KeyError for an unknown refund."""
+        refund = self.refunds[refund_id]
+        link = self.links[refund.link_id]
+        payment = next(p for p in link.payments if p.id == refund.payment_id)
+        name = move_refund(refund, payment, action)
+        return refund, self._record_refund(link, payment, refund, name)
+
+    def get_refund(self, scope: Scope, refund_id: str) -> Refund:
+        refund = self.refunds.get(refund_id)
+        if (refund is None or refund.account_id != scope.account.id
+                or refund.livemode != scope.livemode):
+            raise errors.no_such_id()
+        return refund
+
+    def refunds_of_payment(self, payment_id: str) -> list[Refund]:
+        """The payment's refunds, newest first."""
+        return [r for r in reversed(self.refunds.values()) if r.payment_id == payment_id]
+
     # --- events -----------------------------------------------------------------------------
 
-    def _record(self, link: PaymentLink, name: str, payment: Payment | None) -> Event:
-        payload: JsonObject = {"payment_link": {"entity": link.to_api()}}
+    def _record_refund(self, link: PaymentLink, payment: Payment, refund: Refund,
+                       name: str) -> Event:
+        return self._record(link, name, payment, {"refund": {"entity": refund.to_api()}})
+
+    def _record(self, link: PaymentLink, name: str, payment: Payment | None,
+                payload: JsonObject | None = None) -> Event:
+        """An event filed under the link; `payload` replaces the link's own entities (a
+        refund event carries the refund and its payment)."""
+        if payload is None:
+            payload = {"payment_link": {"entity": link.to_api()}}
+            if payment is not None:
+                payload["order"] = {"entity": link.order_to_api()}
         if payment is not None:
-            payload["order"] = {"entity": link.order_to_api()}
             payload["payment"] = {"entity": payment.to_api(link.description, link.notes)}
         event = Event(
             id=new_id("evt_", 14), event=name, account_id=link.account_id,
@@ -198,6 +267,7 @@ class RazorpayState(EmulatorCore[RequestRecord]):
                                    if r.method == "POST" and r.path == "/v1/payment_links"),
             "links_by_reference_id": dict(by_reference), "links_by_status": dict(by_status),
             "events": len(self.events), "deliveries": len(self.deliveries),
+            "refunds_created": len(self.refunds),
             "api_requests": len(self.requests), "accounts": len(self.book.accounts),
             "held": len([h for h in self.faults.held if not h.released.is_set()]),
         }

@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
-from paykube.api.types import RESERVED_METADATA_PREFIX, PaymentSessionSpec, Phase
+from paykube.api.types import RESERVED_METADATA_PREFIX, PaymentSessionSpec, Phase, RefundPhase
 from paykube.errors import CredentialsError, ErrorCode, ProviderError
 from paykube.lifecycle import SessionSnapshot, timestamp
 from paykube.providers.base import (
@@ -207,6 +207,76 @@ def create_body(request: CreateSession) -> dict[str, Any]:
     return body
 
 
+REFUND_STATUSES: Mapping[str, RefundPhase] = {
+    "pending": RefundPhase.PENDING,
+    "processed": RefundPhase.SUCCEEDED,
+    "failed": RefundPhase.FAILED,
+}
+# The refund events (docs/refunds.md); the webhook binds them by the refund's notes.
+REFUND_EVENTS = frozenset({"refund.created", "refund.processed", "refund.failed"})
+REFUND_PAGE_SIZE = 100  # Razorpay's maximum `count`
+MAX_REFUND_PAGES = 10
+PAYKUBE_REFUND_NOTES = 4  # namespace, name, uid, session
+
+
+def refund_body(request: CreateRefund) -> dict[str, Any]:
+    """The `POST /v1/payments/{id}/refund` body: the receipt is the PaymentRefund's uid
+    (what makes a repeated create findable), the notes name it and its session. Razorpay
+    has no refund reason: it is not sent."""
+    ref = request.ref
+    user_notes = {k: v for k, v in (request.metadata or {}).items()
+                  if not k.startswith(RESERVED_METADATA_PREFIX)}
+    if len(user_notes) + PAYKUBE_REFUND_NOTES > MAX_NOTES:
+        raise ProviderError(
+            f"spec.metadata has {len(user_notes)} keys; Razorpay keeps at most {MAX_NOTES} "
+            f"notes and paykube uses {PAYKUBE_REFUND_NOTES} of them on a refund",
+            code=ErrorCode.PROVIDER_REJECTED, provider_code="TOO_MANY_NOTES", param="notes",
+            provider=PROVIDER)
+    notes = user_notes | {"paykube_namespace": ref.namespace, "paykube_name": ref.name,
+                          "paykube_uid": ref.uid, "paykube_session": request.session.name}
+    return {"amount": request.amount, "speed": "normal", "receipt": ref.uid, "notes": notes}
+
+
+def refund_phase(refund: Mapping[str, Any]) -> RefundPhase:
+    status = refund.get("status")
+    if not isinstance(status, str) or status not in REFUND_STATUSES:
+        raise ProviderPayloadInvalid("refund status",
+                                     f"is not one of {', '.join(REFUND_STATUSES)}")
+    return REFUND_STATUSES[status]
+
+
+def refund_snapshot(refund: Mapping[str, Any]) -> RefundSnapshot:
+    """The facts paykube keeps of a Razorpay refund entity; ProviderPayloadInvalid when a
+    field is not what Razorpay sends."""
+    if not isinstance(refund, Mapping):
+        raise ProviderPayloadInvalid("refund", "is not an object")
+    refund_id = optional_text(refund, "id", 255)
+    if not refund_id:
+        raise ProviderPayloadInvalid("refund id", "is missing")
+    if not REFUND_ID.fullmatch(refund_id):
+        raise ProviderPayloadInvalid("refund id", "is not a refund id (rfnd_...)")
+    amount = optional_int(refund, "amount", 0, _MAX_AMOUNT)
+    if amount is None:
+        raise ProviderPayloadInvalid("amount", "is missing")
+    payment_id = optional_text(refund, "payment_id", 255)
+    if payment_id is not None and not PAYMENT_ID.fullmatch(payment_id):
+        raise ProviderPayloadInvalid("payment_id", "is not a payment id (pay_...)")
+    currency = optional_text(refund, "currency", 16)
+    # Razorpay sends notes as [] when there are none.
+    notes: Any = refund.get("notes")
+    if notes is not None and notes != [] and not isinstance(notes, Mapping):
+        raise ProviderPayloadInvalid("notes", "is not an object")
+    uid = optional_text(notes, "paykube_uid", 253, "notes.") if isinstance(
+        notes, Mapping) else None
+    return RefundSnapshot(
+        refund_id=refund_id, phase=refund_phase(refund), amount=amount,
+        currency=currency.lower() if currency else None, payment_id=payment_id,
+        provider_status=optional_text(refund, "status", 64),
+        refund_uid=uid,  # a Dashboard refund's receipt is someone's text: not trusted
+        livemode=None,  # Razorpay's entities carry no mode: the account's route binds it
+    )
+
+
 def error_from_response(response: httpx.Response) -> ProviderError:
     """Razorpay's `{"error": {code, description, field, source, step, reason}}` as ours,
     keeping its code (`provider_code`), field (`param`) and reason (`error_type`)."""
@@ -268,10 +338,9 @@ def _is_duplicate_reference(exc: ProviderError) -> bool:
             and exc.param == "reference_id")
 
 
-def _refunds_unsupported() -> ProviderError:
-    """Permanent: a PaymentRefund of a Razorpay payment fails with this explanation."""
-    return ProviderError("refunds are not supported for razorpay yet",
-                         code=ErrorCode.PROVIDER_REJECTED, provider=PROVIDER)
+def _is_duplicate_receipt(exc: ProviderError) -> bool:
+    return (exc.code is ErrorCode.PROVIDER_REJECTED and exc.http_status == 400
+            and exc.param == "receipt")
 
 
 class RazorpayProvider:
@@ -375,21 +444,77 @@ class RazorpayProvider:
                                       endpoint_id: str) -> None:
         return None  # never registered (see ensure_webhook_endpoint): nothing to delete
 
-    # --- refunds: not yet (docs/refunds.md) ---------------------------------------------
+    # --- refunds (docs/refunds.md) -------------------------------------------------------
 
     def valid_refund_id(self, refund_id: str) -> bool:
         return REFUND_ID.fullmatch(refund_id) is not None
 
     async def create_refund(self, request: CreateRefund,
                             account: AccountCredentials) -> RefundSnapshot:
-        raise _refunds_unsupported()
+        """Once per PaymentRefund without an idempotency key: the receipt is the refund's
+        uid, a second create with it is refused, and the first is then found in the
+        payment's refunds (as a repeated link create is found by its reference_id)."""
+        payment = self._payment_id(request.payment_id)
+        body = refund_body(request)
+        try:
+            answer = await self._call("refund_create", "POST", f"/v1/payments/{payment}/refund",
+                                      account, Priority.CREATE, body=body)
+        except ProviderError as exc:
+            if not _is_duplicate_receipt(exc):
+                raise
+            found = [r for r in await self.list_refunds(request.payment_id, account)
+                     if r.refund_uid == request.ref.uid]
+            if not found:
+                raise
+            return found[0]
+        refund = refund_snapshot(answer)
+        if refund.payment_id not in (None, request.payment_id):
+            raise ProviderPayloadInvalid("refund payment_id", "is not the payment refunded")
+        return refund
 
     async def get_refund(self, refund_id: str, account: AccountCredentials) -> RefundSnapshot:
-        raise _refunds_unsupported()
+        if not REFUND_ID.fullmatch(refund_id):
+            raise ProviderError("refusing a refund id that is not a Razorpay refund id",
+                                code=ErrorCode.PAYLOAD_INVALID, param="refund id",
+                                provider=PROVIDER)
+        answer = await self._call("refund_get", "GET", f"/v1/refunds/{quote(refund_id)}",
+                                  account, Priority.POLL)
+        refund = refund_snapshot(answer)
+        if refund.refund_id != refund_id:
+            raise ProviderPayloadInvalid("refund id", "is not the one asked for")
+        return refund
 
     async def list_refunds(self, payment_id: str,
                            account: AccountCredentials) -> tuple[RefundSnapshot, ...]:
-        raise _refunds_unsupported()
+        """Every refund of the payment, page by page (`count`/`skip`); more than
+        MAX_REFUND_PAGES pages is refused rather than cut."""
+        payment = self._payment_id(payment_id)
+        found: dict[str, RefundSnapshot] = {}
+        for page in range(MAX_REFUND_PAGES):
+            answer = await self._call(
+                "refund_list", "GET", f"/v1/payments/{payment}/refunds", account,
+                Priority.POLL, query=(("count", str(REFUND_PAGE_SIZE)),
+                                      ("skip", str(page * REFUND_PAGE_SIZE))))
+            items = answer.get("items")
+            if not isinstance(items, list):
+                raise ProviderPayloadInvalid("refund list items", "is not a list")
+            for item in items:
+                refund = refund_snapshot(item)
+                if refund.payment_id not in (None, payment_id):
+                    raise ProviderPayloadInvalid("refund payment_id", "is not the payment listed")
+                found.setdefault(refund.refund_id, refund)
+            if len(items) < REFUND_PAGE_SIZE:
+                return tuple(found.values())
+        raise ProviderPayloadInvalid(
+            "refund list", f"has more than {MAX_REFUND_PAGES * REFUND_PAGE_SIZE} refunds")
+
+    @staticmethod
+    def _payment_id(payment_id: str) -> str:
+        if not PAYMENT_ID.fullmatch(payment_id):
+            raise ProviderError("refusing a payment id that is not a Razorpay payment id",
+                                code=ErrorCode.PAYLOAD_INVALID, param="payment id",
+                                provider=PROVIDER)
+        return quote(payment_id, safe="")
 
     @staticmethod
     def _id(link_id: str) -> str:
