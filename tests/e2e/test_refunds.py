@@ -393,3 +393,48 @@ def test_each_refund_phase_reaches_the_bus_and_the_mirror(
         assert found["rows"]["good"].amount == 600
         assert len(found["transitions"]) == 4
         assert found["ledger"] == [("payment", "Paid", 2600), ("refund", "Succeeded", -600)]
+
+
+def test_another_tenant_cannot_move_a_tenants_refund_or_its_refunded_amount(
+        stack: Stack) -> None:
+    """Tenant B signs, with its own account's secret, events naming tenant A's refund and
+    A's payment: nothing of A's moves."""
+    from tests.e2e.test_tenancy import make_tenant, open_for, post
+
+    a, b = make_tenant(stack, "ra"), make_tenant(stack, "rb")
+    try:
+        opened = open_for(stack, a, "a-order")
+        stack.emulator.pay(opened["status"]["sessionId"])
+        paid = stack.wait_phase(a.namespace, "a-order", "Paid", timeout=120)
+        apply_refund(stack, a.namespace, "a-refund", "a-order", amount=1000)
+        refund = wait_refund(stack, a.namespace, "a-refund", "Succeeded", timeout=120)
+        refund_id = refund["status"]["refundId"]
+        session_before = wait_refunded(stack, a.namespace, "a-order", 1000)
+        at_stripe = stack.emulator.refund(refund_id)
+        failed = {**at_stripe, "status": "failed", "failure_reason": "unknown"}
+        refund_failed = {"id": "evt_b_forges_refund", "object": "event",
+                         "type": "refund.failed", "livemode": False,
+                         "created": int(time.time()), "data": {"object": failed}}
+        charge = {"id": "ch_bforged", "object": "charge", "amount": 199900,
+                  "amount_refunded": 199900, "refunded": True, "currency": "usd",
+                  "payment_intent": paid["status"]["paymentIntentId"], "livemode": False,
+                  "metadata": {"paykube_namespace": a.namespace, "paykube_name": "a-order",
+                               "paykube_uid": paid["metadata"]["uid"]}}
+        charge_refunded = {"id": "evt_b_forges_charge", "object": "event",
+                           "type": "charge.refunded", "livemode": False,
+                           "created": int(time.time()), "data": {"object": charge}}
+        for event in (refund_failed, charge_refunded):
+            answer = post(stack, b.route, json.dumps(event).encode(), b.signing)
+            assert answer.status_code == 200
+            assert answer.json()["outcome"] == "ignored_wrong_account"
+        time.sleep(1.0)
+        after = get_refund(stack, a.namespace, "a-refund")
+        assert after["status"]["phase"] == "Succeeded"
+        assert after["status"].get("unconfirmed") is None
+        session_after = stack.get(a.namespace, "a-order")
+        assert session_after["status"]["amountRefunded"] == \
+            session_before["status"]["amountRefunded"] == 1000
+    finally:
+        for tenant in (a, b):
+            stack.kube.kubectl("delete", "namespace", tenant.namespace, "--wait=false",
+                               check=False)
