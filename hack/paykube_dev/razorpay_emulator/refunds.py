@@ -73,7 +73,7 @@ def open_refund(payment: Payment, *, account_id: str, livemode: bool, link_id: s
     return refund
 
 
-def move_refund(refund: Refund, payment: Payment, action: str) -> str:
+def change_refund(refund: Refund, payment: Payment, action: str) -> str:
     """pending -> processed | failed; the event name it sends."""
     if action not in REFUND_ACTIONS:
         raise RefundTransitionError(

@@ -15,7 +15,13 @@ from . import errors
 from .accounts import AccountBook, Scope
 from .links import build_link
 from .model import Event, Payment, PaymentLink, Refund, RequestRecord, WebhookEndpoint
-from .refunds import START_STATUSES, RefundTransitionError, move_refund, open_refund, refund_body
+from .refunds import (
+    START_STATUSES,
+    RefundTransitionError,
+    change_refund,
+    open_refund,
+    refund_body,
+)
 from .signing import sign_body
 
 DEFAULT_SHORT_URL_BASE = "https://rzp.io/i/"
@@ -217,7 +223,7 @@ class RazorpayState(EmulatorCore[RequestRecord]):
         refund = self.refunds[refund_id]
         link = self.links[refund.link_id]
         payment = next(p for p in link.payments if p.id == refund.payment_id)
-        name = move_refund(refund, payment, action)
+        name = change_refund(refund, payment, action)
         return refund, self._record_refund(link, payment, refund, name)
 
     def get_refund(self, scope: Scope, refund_id: str) -> Refund:

@@ -96,7 +96,7 @@ def open_refund(charge: Charge, *, account: str, session_id: str, amount: int | 
                                  ("charge.refunded", charge.to_api())])
 
 
-def move_refund(refund: Refund, charge: Charge, action: str,
+def change_refund(refund: Refund, charge: Charge, action: str,
                 failure_reason: str | None = None) -> RefundChange:
     """`refund.updated` for every change, `refund.failed` too when it fails; the charge
     gives the amount back when the refund stops holding it."""

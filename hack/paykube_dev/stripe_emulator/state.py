@@ -31,7 +31,7 @@ from .refunds import (
     START_STATUSES,
     RefundChange,
     RefundTransitionError,
-    move_refund,
+    change_refund,
     open_refund,
     refund_params,
 )
@@ -361,7 +361,7 @@ class EmulatorState(EmulatorCore[RequestRecord]):
         intent = session.payment_intent
         assert intent is not None
         assert intent.charge is not None
-        change = move_refund(refund, intent.charge, action, failure_reason)
+        change = change_refund(refund, intent.charge, action, failure_reason)
         return refund, self._record_change(session, change, None, None)
 
     def get_refund(self, scope: Scope, refund_id: str) -> Refund:
