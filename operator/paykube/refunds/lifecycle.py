@@ -156,8 +156,8 @@ def _observed(current: RefundStatus, observation: RefundObserved,
     reported = refund.phase
     if not _moves(current.phase, reported):
         return current
-    if not observation.authoritative and reported in (RefundPhase.FAILED,
-                                                       RefundPhase.CANCELED):
+    if not observation.authoritative and reported is not current.phase and reported in (
+            RefundPhase.FAILED, RefundPhase.CANCELED):
         if current.unconfirmed is not None and current.unconfirmed.phase is reported:
             return current
         return current.with_changes(
