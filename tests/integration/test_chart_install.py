@@ -86,7 +86,7 @@ def test_rendered_objects_are_valid_and_apply(
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     assert sorted(c["metadata"]["name"] for c in crds) == [
         f"clusterpaymentproviders.{GROUP}", f"paymentproviders.{GROUP}",
-        f"paymentsessions.{GROUP}"]
+        f"paymentrefunds.{GROUP}", f"paymentsessions.{GROUP}"]
     objects = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
     created = ensure_namespaces(kube, objects)
     try:

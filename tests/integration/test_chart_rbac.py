@@ -10,10 +10,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from paykube.api.refunds import RefundStatus
+from paykube.api.types import RefundPhase
 from paykube_dev.kube import ControlPlane
 from tests.plugins.chart_fixtures import (
     CHART,
+    EXAMPLES,
     GROUP,
     RBAC_KINDS,
     as_yaml,
@@ -25,6 +29,12 @@ from tests.plugins.chart_fixtures import (
     unique,
 )
 from tests.plugins.kube_fixtures import create_secret, make_namespace
+
+REFUND_EXAMPLE = EXAMPLES / "paymentrefund-partial.yaml"
+# The dashboard reads the mirror only: its ServiceAccount has no rights (and no token).
+DASHBOARD_ON = ["dashboard.enabled=true", "secrets.existingSecret=paykube-secrets",
+                "dashboard.keys.username=dash-user", "dashboard.keys.password=dash-password",
+                "dashboard.keys.databaseUrl=dash-db-url"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
@@ -69,7 +79,8 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
         kube: ControlPlane, chart_crd: Path, tmp_path: Path, namespaced: bool) -> None:
     release_ns, team_ns, other_ns = (make_namespace(kube, "solo-rbac") for _ in range(3))
     release = unique("rbac")
-    sets = [f"operator.namespaces={{{team_ns}}}", "operator.credentialsSecret=stripe-default"]
+    sets = [f"operator.namespaces={{{team_ns}}}", "operator.credentialsSecret=stripe-default",
+            *DASHBOARD_ON]
     if namespaced:
         sets.append("rbac.namespaced=true")
     docs = [d for d in render(release, release_ns, sets=sets) if d["kind"] in RBAC_KINDS]
@@ -89,6 +100,8 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
             create_secret(kube, ns, secret, {"apiKey": "sk_test_rbac"})
         team_session = create_session(kube, team_ns, "rbac-probe")
         other_session = create_session(kube, other_ns, "rbac-probe")
+        for ns in (team_ns, other_ns):
+            kube.kubectl("apply", "-n", ns, "-f", "-", input=refund_probe())
         operator = Identity(kube, release_ns, one(docs, "ServiceAccount", "operator")[
             "metadata"]["name"], tmp_path)
         webhook = Identity(kube, release_ns, one(docs, "ServiceAccount", "webhook")[
@@ -214,9 +227,103 @@ def test_rbac_allows_what_each_program_needs_and_nothing_more(
         spec = json.loads(kube.kubectl("get", "paymentsession", "rbac-probe", "-n", team_ns,
                                        "-o", "json").stdout)["spec"]
         assert spec["cancel"] is False, "the webhook's spec patch must not have landed"
+
+        dashboard = Identity(kube, release_ns, one(docs, "ServiceAccount", "dashboard")[
+            "metadata"]["name"], tmp_path)
+        check_refunds(operator, webhook, dashboard, team_ns, other_ns, namespaced)
     finally:
         delete_objects(kube, docs)
         for ns in (release_ns, team_ns, other_ns):
             kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
+
+
+def refund_probe() -> str:
+    """A PaymentRefund named rbac-probe for the session rbac-probe."""
+    refund = yaml.safe_load(REFUND_EXAMPLE.read_text())
+    refund["metadata"] = {"name": "rbac-probe"}
+    refund["spec"]["sessionRef"]["name"] = "rbac-probe"
+    return json.dumps(refund)
+
+
+def check_refunds(operator: Identity, webhook: Identity, dashboard: Identity, team_ns: str,
+                  other_ns: str, namespaced: bool) -> None:
+    """PaymentRefunds: the operator follows them (watch, finalizer, status) and reserves
+    their amounts on sessions' status; the webhook reads one and moves its status; only
+    users create or delete them (a compromised program cannot originate a refund); the
+    dashboard has no API rights at all."""
+    payref = f"paymentrefunds.{GROUP}"
+    refund_status = json.dumps({"status": RefundStatus(
+        phase=RefundPhase.PENDING, amount=500, currency="usd").to_dict()})
+    finalizer = json.dumps({"metadata": {"finalizers": ["payments.paykube.dev/refund"]}})
+    no_finalizer = json.dumps({"metadata": {"finalizers": None}})
+    watch = f"/apis/{GROUP}/v1alpha1/namespaces/{team_ns}/paymentrefunds?watch=1&timeoutSeconds=1"
+    create = ("create", "--dry-run=server", "-n", team_ns, "-f", "-")
+
+    # The operator.
+    for verb in ("get", "list", "watch", "patch"):
+        assert operator.can(verb, payref, team_ns), verb
+    for verb in ("get", "patch"):
+        assert operator.can(verb, payref, team_ns, "status"), verb
+    for verb in ("create", "delete", "deletecollection", "update"):
+        assert not operator.can(verb, payref, team_ns), verb
+    assert not operator.can("update", payref, team_ns, "status")
+    operator.allowed("get", "paymentrefunds", "-n", team_ns)
+    operator.allowed("get", "--raw", watch)
+    operator.allowed("get", "paymentrefunds", "-n", team_ns,
+                     "--field-selector", "spec.sessionRef.name=rbac-probe")
+    operator.allowed("patch", "paymentrefund", "rbac-probe", "-n", team_ns, "--type=merge",
+                     "-p", finalizer)
+    operator.allowed("patch", "paymentrefund", "rbac-probe", "-n", team_ns,
+                     "--subresource=status", "--type=merge", "-p", refund_status)
+    reservation = json.dumps({"status": {"refunds": [
+        {"name": "rbac-probe", "uid": "rbac-probe-uid", "amount": 500, "phase": "Pending"}]}})
+    operator.allowed("patch", "paymentsession", "rbac-probe", "-n", team_ns,
+                     "--subresource=status", "--type=merge", "-p", reservation)
+    operator.forbidden(*create, input=refund_probe())
+    operator.forbidden("delete", "paymentrefund", "rbac-probe", "-n", team_ns)
+
+    # The webhook: one refund by name and its status; it cannot drop the operator's
+    # finalizer, change the spec, list, create or delete.
+    assert webhook.can("get", payref, team_ns)
+    assert webhook.can("patch", payref, team_ns, "status")
+    for verb in ("list", "watch", "patch", "update", "delete", "deletecollection", "create"):
+        assert not webhook.can(verb, payref, team_ns), verb
+    assert not webhook.can("update", payref, team_ns, "status")
+    webhook.allowed("get", "paymentrefund", "rbac-probe", "-n", team_ns)
+    webhook.allowed("patch", "paymentrefund", "rbac-probe", "-n", team_ns,
+                    "--subresource=status", "--type=merge", "-p", refund_status)
+    webhook.forbidden("get", "paymentrefunds", "-n", team_ns)
+    webhook.forbidden("get", "--raw", watch)
+    webhook.forbidden(*create, input=refund_probe())
+    webhook.forbidden("delete", "paymentrefund", "rbac-probe", "-n", team_ns)
+    webhook.forbidden("patch", "paymentrefund", "rbac-probe", "-n", team_ns, "--type=merge",
+                      "-p", no_finalizer)
+    webhook.forbidden("patch", "paymentrefund", "rbac-probe", "-n", team_ns, "--type=merge",
+                      "-p", json.dumps({"spec": {"amount": 1}}))
+    got = json.loads(operator.run("get", "paymentrefund", "rbac-probe", "-n", team_ns,
+                                  "-o", "json").stdout)
+    assert got["metadata"]["finalizers"] == ["payments.paykube.dev/refund"]
+    assert got["spec"]["amount"] == 500
+    operator.allowed("patch", "paymentrefund", "rbac-probe", "-n", team_ns, "--type=merge",
+                     "-p", no_finalizer)
+
+    if namespaced:
+        assert not operator.can("list", payref, None)
+        for who in (operator, webhook):
+            assert not who.can("get", payref, other_ns)
+            who.forbidden("get", "paymentrefund", "rbac-probe", "-n", other_ns)
+            who.forbidden("patch", "paymentrefund", "rbac-probe", "-n", other_ns,
+                          "--subresource=status", "--type=merge", "-p", refund_status)
+    else:
+        assert operator.can("list", payref, None)
+        operator.allowed("get", "paymentrefunds", "-A")
+
+    # The dashboard: nothing.
+    for ns in (team_ns, other_ns):
+        for resource in (payref, f"paymentsessions.{GROUP}", "secrets"):
+            for verb in ("get", "list", "watch", "create", "patch", "delete"):
+                assert not dashboard.can(verb, resource, ns), (verb, resource)
+    dashboard.forbidden("get", "paymentrefunds", "-n", team_ns)
+    dashboard.forbidden("get", "paymentrefund", "rbac-probe", "-n", team_ns)

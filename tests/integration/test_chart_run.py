@@ -146,10 +146,11 @@ def wait_for(check: Callable[[], Manifest | None], timeout: float, what: str,
 
 @pytest.fixture
 def own_plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    """A control plane of its own, with the chart's CRD: an operator that watches the whole
+    """A control plane of its own, with the chart's CRDs: an operator that watches the whole
     cluster must not meet the shared cluster's test operator."""
     with ControlPlane.started(tmp_path / "kube") as plane:
-        plane.install_crd(CHART / "crds" / "paymentsession.yaml")
+        for crd in sorted((CHART / "crds").glob("*.yaml")):
+            plane.install_crd(crd)
         yield plane
 
 

@@ -292,18 +292,20 @@ With exact operator.namespaces, Roles in those namespaces grant the same reads i
 {{- end }}
 
 {{- define "paykube.operatorRules" -}}
-# Watch and reconcile PaymentSessions and PaymentProviders; patch for kopf's finalizer and
-# progress annotations.
+# Watch and reconcile PaymentSessions, PaymentRefunds and PaymentProviders; patch for
+# kopf's finalizers and progress annotations. Never create or delete them: users do.
 - apiGroups: [payments.paykube.dev]
-  resources: [paymentsessions, paymentproviders]
+  resources: [paymentsessions, paymentrefunds, paymentproviders]
   verbs: [get, list, watch, patch]
 - apiGroups: [payments.paykube.dev]
   resources: [paymentproviders/status]
   verbs: [get, patch]
-# Status is written only through the status subresource (get adds nothing to the get on
-# the object; kubectl patch --subresource=status reads before it writes).
+# Status is written only through the status subresource, by merge patches with the
+# resourceVersion as precondition (so no update); get adds nothing to the get on the
+# object (kubectl patch --subresource=status reads before it writes). A refund's amount is
+# reserved on its PaymentSession's status.
 - apiGroups: [payments.paykube.dev]
-  resources: [paymentsessions/status]
+  resources: [paymentsessions/status, paymentrefunds/status]
   verbs: [get, patch]
 # Events on the objects (kubectl describe); patch aggregates a repeated Event.
 - apiGroups: [""]
@@ -346,13 +348,14 @@ namespaceSelector matches (get only). In every RBAC mode. */}}
 {{- end }}
 
 {{- define "paykube.webhookRules" -}}
-# Find the object a Stripe event refers to ...
+# Find the object a Stripe event refers to (a session, or a refund by its metadata) ...
 - apiGroups: [payments.paykube.dev]
-  resources: [paymentsessions]
+  resources: [paymentsessions, paymentrefunds]
   verbs: [get]
-# ... and move its status along; nothing else (no spec, no delete, no Secrets).
+# ... and move its status along (charge.refunded raises a session's amountRefunded);
+# nothing else (no list, no spec, no create or delete, no Secrets).
 - apiGroups: [payments.paykube.dev]
-  resources: [paymentsessions/status]
+  resources: [paymentsessions/status, paymentrefunds/status]
   verbs: [get, patch]
 # Events on the objects (kubectl describe).
 - apiGroups: [""]
