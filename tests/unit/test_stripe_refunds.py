@@ -3,8 +3,10 @@ Stripe adapter)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,14 +14,17 @@ from hypothesis import strategies as st
 from paykube.api.types import ObjectRef, RefundPhase
 from paykube.errors import ErrorCode
 from paykube.providers.base import CreateRefund, ProviderPayloadInvalid
+from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import (
     REFUND_EVENTS,
     SUBSCRIBED_EVENTS,
+    StripeProvider,
     charge_refunded_facts,
     refund_params,
     refund_phase,
     refund_snapshot,
 )
+from paykube.settings import SecretStr
 
 REFUND_REF = ObjectRef("shop", "order-1-shipping", "7f0c-refund-uid")
 SESSION_REF = ObjectRef("shop", "order-1", "0b7d-session-uid")
@@ -175,3 +180,39 @@ def test_endpoints_subscribe_to_session_and_refund_events() -> None:
     assert {"refund.created", "refund.updated", "refund.failed",
             "charge.refunded"} == REFUND_EVENTS
     assert REFUND_EVENTS | {"checkout.session.completed"} <= SUBSCRIBED_EVENTS
+
+
+async def answered(body: dict[str, Any], call: str) -> ProviderPayloadInvalid:
+    """What the adapter makes of a 200 answer `body` to one refund call: a PSP (or a proxy
+    in between) answering for another object must not be taken for the one asked about."""
+    answer = httpx.MockTransport(lambda _request: httpx.Response(200, json=body))
+    stripe = StripeProvider(api_base="http://stripe.invalid", attempts=1, transport=answer,
+                            limiter=RateLimiter(rate=1000, burst=10))
+    key = SecretStr("sk_test_unit")
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "create": lambda: stripe.create_refund(
+            CreateRefund(REFUND_REF, SESSION_REF, "pi_1Asked", 500, "eur"), key),
+        "get": lambda: stripe.get_refund("re_1Asked", key),
+        "list": lambda: stripe.list_refunds("pi_1Asked", key),
+    }
+    try:
+        with pytest.raises(ProviderPayloadInvalid) as caught:
+            await calls[call]()
+    finally:
+        await stripe.aclose()
+    return caught.value
+
+
+@pytest.mark.parametrize(("call", "body", "field"), [
+    ("create", stripe_refund(payment_intent="pi_1Other"), "refund payment_intent"),
+    ("get", stripe_refund(id="re_1Other"), "refund id"),
+    ("list", {"object": "list", "has_more": False,
+              "data": [stripe_refund(payment_intent="pi_1Other")]}, "refund payment_intent"),
+    ("list", {"object": "list", "has_more": False, "data": "nope"}, "refund list data"),
+    ("list", {"object": "list", "has_more": True, "data": []}, "refund list"),
+])
+async def test_an_answer_about_another_object_is_refused(call: str, body: dict[str, Any],
+                                                         field: str) -> None:
+    refused = await answered(body, call)
+    assert refused.param == field
+    assert not refused.retryable
