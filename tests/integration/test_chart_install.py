@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from paykube.providers.stripe import SUBSCRIBED_EVENTS
 from paykube_dev.kube import ControlPlane
 from tests.plugins.chart_fixtures import (
     CHART,
@@ -52,10 +53,10 @@ def test_helm_install_upgrade_uninstall_on_the_api_server(
                  "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
                      "loadBalancer": {"ingress": [{"hostname": "lb-1.elb.example.com"}]}}}))
     assert kube.kubectl(*shlex.split(show_host)).stdout == "lb-1.elb.example.com\n"
-    for event in ("checkout.session.completed", "checkout.session.expired",
-                  "checkout.session.async_payment_succeeded",
-                  "checkout.session.async_payment_failed"):
+    # Every event type a registered endpoint subscribes to, refunds' included.
+    for event in SUBSCRIBED_EVENTS:
         assert event in notes
+        assert f'-d "enabled_events[]={event}"' in notes
     assert f"rollout status deploy/{release}-paykube-operator" in notes
     assert "WARNING: no webhook signing secret is configured" in notes
     listed = kube.kubectl("get", "deployments", "-n", unmanaged_namespace, "-o", "name")
