@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 import razorpay
@@ -180,3 +181,32 @@ async def test_faults_apply_to_refunds(
     requests = await control.requests(path)
     assert [(r["status"], r["fault"]) for r in requests] == [(429, "rate_limit"),
                                                              (500, "api_error")]
+
+
+async def test_x_refund_idempotency_gives_the_first_refund_back(
+    async_razorpay_emulator: RazorpayEmulator, async_razorpay_control: AsyncRazorpayControl,
+) -> None:
+    """Razorpay's documented header: the same key and body give the refund made the first
+    time; another body with the key is refused; a malformed key is refused."""
+    emulator = async_razorpay_emulator
+    payment_id = await paid(emulator, async_razorpay_control)
+    url = f"{emulator.base_url}/v1/payments/{payment_id}/refund"
+    body = {"amount": 1000, "receipt": "u-1", "notes": NOTES}
+    async with httpx.AsyncClient(auth=KEY_A) as http:
+        async def create(key: str, payload: dict[str, Any]) -> httpx.Response:
+            return await http.post(url, json=payload, headers={"X-Refund-Idempotency": key})
+
+        first, again = await create("key-0001-abc", body), await create("key-0001-abc", body)
+        assert (first.status_code, again.status_code) == (200, 200)
+        assert again.json() == first.json()
+        other = await create("key-0001-abc", body | {"amount": 2000})
+        assert other.status_code == 400
+        assert other.json()["error"]["description"] == (
+            "Different request with the same idempotency key has already been processed.")
+        for bad in ("short", "has:colon:inside"):
+            refused = await create(bad, body | {"receipt": "u-2"})
+            assert refused.status_code == 400
+            assert "idempotency key" in refused.json()["error"]["description"]
+    assert list(emulator.state.refunds) == [first.json()["id"]]
+    created = await async_razorpay_control.events(event="refund.created")
+    assert len(created) == 1  # the replay sent no second event

@@ -409,3 +409,39 @@ async def test_stripe_mock_accepts_the_session_create_with_intent_metadata(
     assert intent_metadata == {"order": "1002", "paykube_namespace": "shop",
                                "paykube_name": "order-1002", "paykube_uid": ref.uid}
 
+
+
+async def test_razorpay_creates_carry_the_idempotency_key_and_fall_back_on_the_receipt(
+) -> None:
+    """Razorpay's `X-Refund-Idempotency` is the first guard; should Razorpay no longer
+    know the key, the receipt (the PaymentRefund's uid) refuses a second refund and the
+    adapter finds the first in the payment's list."""
+    async with RazorpayEmulator() as emulator, AsyncRazorpayControl(emulator.base_url) as ctl:
+        key_id, secret = "rzp_test_" + secrets.token_hex(7), secrets.token_urlsafe(18)
+        account = AccountCredentials(SecretStr(f"{key_id}:{secret}"),
+                                     account_id=account_id_for_key(key_id))
+        recording = Recording()
+        provider = RazorpayProvider(api_base=emulator.base_url, limiter=_limiter(),
+                                    transport=recording)
+        try:
+            session = session_ref()
+            created = await provider.create_session(
+                CreateSession(session, PaymentSessionSpec.from_dict(SPEC),
+                              dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)), account)
+            await ctl.transition(created.snapshot.session_id, "pay")
+            paid = await provider.get_session(created.snapshot.session_id, account)
+            payment_id = paid.snapshot.payment_intent_id
+            assert payment_id is not None
+            request = refund_request(session, payment_id, 1000)
+            first = await provider.create_refund(request, account)
+            emulator.state.refund_keys.clear()  # Razorpay forgot the key
+            again = await provider.create_refund(request, account)
+        finally:
+            await provider.aclose()
+    assert again.refund_id == first.refund_id
+    assert list(emulator.state.refunds) == [first.refund_id]
+    posts = [(r, status) for r, status in recording.sent if r.method == "POST"
+             and r.url.path.endswith("/refund")]
+    assert [status for _, status in posts] == [200, 400]  # the receipt refused the second
+    assert {r.headers["X-Refund-Idempotency"] for r, _ in posts} == {
+        f"paykube_{request.ref.uid}_refund"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +10,12 @@ import pytest
 from paykube.api.types import ObjectRef, RefundPhase
 from paykube.errors import ErrorCode, ProviderError
 from paykube.providers.base import CreateRefund, ProviderPayloadInvalid
-from paykube.providers.razorpay import refund_body, refund_phase, refund_snapshot
+from paykube.providers.razorpay import (
+    refund_body,
+    refund_idempotency_key,
+    refund_phase,
+    refund_snapshot,
+)
 
 REFUND_REF = ObjectRef("shop", "order-1-shipping", "7f0c2b9e-2f0e-4c55-9d7c-3c2a1b0e9f11")
 SESSION_REF = ObjectRef("shop", "order-1", "0b7d-session-uid")
@@ -81,3 +87,10 @@ def test_too_many_notes_are_refused_before_any_call() -> None:
         refund_body(CreateRefund(REFUND_REF, SESSION_REF, "pay_1", 500, "inr", None, metadata))
     assert (refused.value.code, refused.value.param) == (ErrorCode.PROVIDER_REJECTED, "notes")
     assert not refused.value.retryable
+
+
+def test_the_idempotency_key_is_paykubes_in_razorpays_characters() -> None:
+    request = CreateRefund(REFUND_REF, SESSION_REF, "pay_1", 500, "inr")
+    key = refund_idempotency_key(request)
+    assert key == f"paykube_{REFUND_REF.uid}_refund"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{10,}", key)

@@ -131,8 +131,9 @@ async def cancel_link(request: web.Request) -> web.Response:
 
 
 async def create_refund(request: web.Request) -> web.Response:
-    refund, events = request.app[STATE].create_refund(
-        request[SCOPE], request.match_info["id"], request[BODY])
+    refund, events = request.app[STATE].create_refund_once(
+        request[SCOPE], request.match_info["id"], request[BODY],
+        request.headers.get("X-Refund-Idempotency"))
     request[OBJECT_ID] = refund.id
     for event in events:
         request.app[DISPATCHER].dispatch_later(event)

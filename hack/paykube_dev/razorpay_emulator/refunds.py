@@ -1,13 +1,15 @@
 """Refunds of a payment: `POST /v1/payments/{id}/refund` bodies, the checks against the
 payment, and the status changes the control plane drives (each with its event).
 
-Razorpay takes no idempotency key here: in this emulator a refund's `receipt` is unique per
-payment, which is what makes paykube's creates safe to repeat (the second is refused, the
-first is found in the payment's refund list).
+Two guards make a repeated create safe: Razorpay's `X-Refund-Idempotency` header (the same
+key and body give the first refund back), and, in this emulator, a `receipt` unique per
+payment (a second create with it is refused; the first is then found in the payment's
+refund list), for a key Razorpay no longer remembers.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, cast, get_args
 
 from paykube_dev.psp_emulator.clock import new_id
@@ -26,8 +28,20 @@ REFUND_ACTIONS: tuple[str, ...] = get_args(RefundAction)
 HOLDS_MONEY = frozenset({"pending", "processed"})
 
 
+# Razorpay: at least 10 characters of letters, digits, hyphens and underscores.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{10,255}")
+
+
 class RefundTransitionError(Exception):
     """The refund is not in a status the requested change can leave."""
+
+
+def check_idempotency_key(key: str) -> None:
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise errors.RazorpayError(
+            400, "The idempotency key must be at least 10 characters long and contain only "
+                 "letters, numbers, hyphens and underscores.", source="NA", step="NA",
+            reason="NA")
 
 
 def refund_body(body: dict[str, Any]) -> tuple[int | None, str, dict[str, str], str | None]:

@@ -19,6 +19,7 @@ from .refunds import (
     START_STATUSES,
     RefundTransitionError,
     change_refund,
+    check_idempotency_key,
     open_refund,
     refund_body,
 )
@@ -60,6 +61,8 @@ class RazorpayState(EmulatorCore[RequestRecord]):
         self.book = AccountBook()
         self.links: dict[str, PaymentLink] = {}
         self.refunds: dict[str, Refund] = {}
+        # X-Refund-Idempotency keys: (account, livemode, key) -> (payment, body, refund id).
+        self.refund_keys: dict[tuple[str, bool, str], tuple[str, JsonObject, str]] = {}
         # How new refunds start: per payment id, or "*" for all (control plane).
         self.refund_modes: dict[str, str] = {}
         self.events: dict[str, Event] = {}
@@ -200,6 +203,26 @@ class RazorpayState(EmulatorCore[RequestRecord]):
             raise RefundTransitionError(
                 f"refunds can start as one of {', '.join(START_STATUSES)}, not {status!r}")
         self.refund_modes[payment_id or "*"] = status
+
+    def create_refund_once(self, scope: Scope, payment_id: str, body: JsonObject,
+                           key: str | None) -> tuple[Refund, list[Event]]:
+        """A create with Razorpay's `X-Refund-Idempotency`: the same key with the same
+        request gives the refund made the first time (as it is now, no new events); with
+        another request it is refused. A refused create keeps no key."""
+        if key is None:
+            return self.create_refund(scope, payment_id, body)
+        check_idempotency_key(key)
+        slot = (scope.account.id, scope.livemode, key)
+        if slot in self.refund_keys:
+            first_payment, first_body, refund_id = self.refund_keys[slot]
+            if (first_payment, first_body) != (payment_id, body):
+                raise errors.RazorpayError(
+                    400, "Different request with the same idempotency key has already been "
+                         "processed.", source="NA", step="NA", reason="NA")
+            return self.refunds[refund_id], []
+        refund, events = self.create_refund(scope, payment_id, body)
+        self.refund_keys[slot] = (payment_id, copy.deepcopy(body), refund.id)
+        return refund, events
 
     def create_refund(self, scope: Scope | None, payment_id: str,
                       body: JsonObject) -> tuple[Refund, list[Event]]:

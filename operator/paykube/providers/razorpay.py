@@ -237,6 +237,11 @@ def refund_body(request: CreateRefund) -> dict[str, Any]:
     return {"amount": request.amount, "speed": "normal", "receipt": ref.uid, "notes": notes}
 
 
+def refund_idempotency_key(request: CreateRefund) -> str:
+    """paykube's refund key in the characters Razorpay allows (letters, digits, `-`, `_`)."""
+    return request.idempotency_key.replace(":", "_")
+
+
 def refund_phase(refund: Mapping[str, Any]) -> RefundPhase:
     status = refund.get("status")
     if not isinstance(status, str) or status not in REFUND_STATUSES:
@@ -451,14 +456,18 @@ class RazorpayProvider:
 
     async def create_refund(self, request: CreateRefund,
                             account: AccountCredentials) -> RefundSnapshot:
-        """Once per PaymentRefund without an idempotency key: the receipt is the refund's
-        uid, a second create with it is refused, and the first is then found in the
-        payment's refunds (as a repeated link create is found by its reference_id)."""
+        """Once per PaymentRefund, by two guards: Razorpay's `X-Refund-Idempotency` (the
+        same key and body give the first refund back), and the receipt, which is the
+        refund's uid: should Razorpay no longer know the key, a create with the same
+        receipt is refused and the first refund is found in the payment's refunds (as a
+        repeated link create is found by its reference_id)."""
         payment = self._payment_id(request.payment_id)
         body = refund_body(request)
         try:
-            answer = await self._call("refund_create", "POST", f"/v1/payments/{payment}/refund",
-                                      account, Priority.CREATE, body=body)
+            answer = await self._call(
+                "refund_create", "POST", f"/v1/payments/{payment}/refund", account,
+                Priority.CREATE, body=body,
+                extra_headers={"X-Refund-Idempotency": refund_idempotency_key(request)})
         except ProviderError as exc:
             if not _is_duplicate_receipt(exc):
                 raise
@@ -529,8 +538,9 @@ class RazorpayProvider:
         self, operation: str, method: str, path: str, account: AccountCredentials,
         priority: Priority, *, body: dict[str, Any] | None = None,
         query: tuple[tuple[str, str], ...] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        headers = {"Authorization": basic_auth(account)}
+        headers = {"Authorization": basic_auth(account), **(extra_headers or {})}
         content = None
         if body is not None:
             content = json.dumps(body).encode()
