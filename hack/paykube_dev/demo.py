@@ -124,6 +124,53 @@ def tenant_payment(plane: ControlPlane, control: EmulatorControl) -> str:
                          ).stdout.strip()
 
 
+def refund_demo(plane: ControlPlane, tap: EventTap, database_url: str) -> None:
+    """Part of the paid order-1001 goes back: the PaymentRefund example, its phase in
+    `kubectl get`, its events on the bus and its rows in the mirror."""
+    say("Refunding part of order-1001 (crds/examples/refunds/paymentrefund-partial.yaml)")
+    show(plane, "apply", "-n", NAMESPACE, "-f",
+         str(REPO / "crds" / "examples" / "refunds" / "paymentrefund-partial.yaml"))
+
+    def refund_phase() -> str:
+        return plane.kubectl("get", "payref", "order-1001-shipping", "-n", NAMESPACE, "-o",
+                             "jsonpath={.status.phase}", check=False).stdout.strip()
+
+    wait_until(lambda: refund_phase() == "Succeeded", timeout=60,
+               what="order-1001-shipping Succeeded", interval=0.3)
+    wait_until(lambda: plane.kubectl(
+        "get", "paysess", "order-1001", "-n", NAMESPACE, "-o",
+        "jsonpath={.status.amountRefunded}").stdout.strip() == "500", timeout=60,
+        what="order-1001 amountRefunded 500", interval=0.3)
+    show(plane, "get", "payref", "-n", NAMESPACE)
+    show(plane, "get", "paysess", "order-1001", "-n", NAMESPACE, "-o", "wide")
+    say("Refund events received from ActiveMQ")
+    seen: set[str] = set()
+    for event in tap.drain(3):
+        if event["type"].startswith("dev.paykube.paymentrefund.") and event["id"] not in seen:
+            seen.add(event["id"])
+            print(f"{event['type']:40s} id={event['id']}")
+    say("The refund and the money ledger in the mirror")
+    deadline = time.monotonic() + 30
+    rows: list[Any] = []
+    while time.monotonic() < deadline:
+        with make_engine(database_url).connect() as conn:
+            rows = list(conn.execute(text(
+                "SELECT name, phase, amount, currency, refund_id FROM payment_refunds "
+                "ORDER BY name")))
+        if any(r.phase == "Succeeded" for r in rows):
+            break
+        time.sleep(0.5)
+    for row in rows:
+        print(f"payment_refunds: {row.name:20s} {row.phase:10s} {row.amount:>7} "
+              f"{row.currency} {row.refund_id}")
+    with make_engine(database_url).connect() as conn:
+        for row in conn.execute(text(
+                "SELECT kind, SUM(amount) AS total, currency FROM payment_ledger "
+                "WHERE name IN ('order-1001', 'order-1001-shipping') "
+                "GROUP BY kind, currency ORDER BY kind")):
+            print(f"payment_ledger: {row.kind:8s} {int(row.total):>7} {row.currency}")
+
+
 def run(directory: Path, keep: bool) -> None:
     started = time.monotonic()
     say("Starting the local control plane (etcd, kube-apiserver with RBAC, controller-manager),"
@@ -138,9 +185,10 @@ def run(directory: Path, keep: bool) -> None:
         print(f"platform up in {time.monotonic() - started:.1f}s")
         tap = EventTap(broker)
         print(f"export KUBECONFIG={plane.kubeconfig}")
-        say("Installing the CRDs: PaymentSession, PaymentProvider, ClusterPaymentProvider")
-        for crd in ("paymentsession", "paymentprovider", "clusterpaymentprovider"):
-            plane.install_crd(REPO / "crds" / f"{crd}.yaml")
+        say("Installing the CRDs: PaymentSession, PaymentRefund, PaymentProvider, "
+            "ClusterPaymentProvider")
+        for crd in sorted((REPO / "crds").glob("*.yaml")):
+            plane.install_crd(crd)
         show(plane, "get", "crd")
         plane.kubectl("create", "namespace", CLUSTER_NAMESPACE)
         env = {"PAYKUBE_STRIPE_API_BASE": emulator.base_url, "PAYKUBE_STRIPE_API_KEY": API_KEY,
@@ -209,6 +257,7 @@ def run(directory: Path, keep: bool) -> None:
                 for row in rows:
                     print(f"payment_sessions: {row.name:20s} {row.phase:8s} {row.amount:>7} "
                           f"{row.currency}")
+            refund_demo(plane, tap, database.url)
             tenant_paid_by = tenant_payment(plane, control)
             say("The shop's Razorpay Payment Link, paid in two parts, each part reported by "
                 "Razorpay's own signed webhook on the account's route")
@@ -219,9 +268,10 @@ def run(directory: Path, keep: bool) -> None:
             say(f"The dashboard: {dashboard.url}/ (login {DEMO_LOGIN[0]} / {DEMO_LOGIN[1]}), "
                 "over the mirror with a few hundred sessions of the last days added")
             say(f"Demo done in {time.monotonic() - started:.1f}s: order-1001 went Pending -> "
-                f"Open -> Paid (through the {paid_by}); {TENANT}'s order through its own "
-                f"account and route ({tenant_paid_by}); school-fees-term-2 through Razorpay "
-                f"went Open -> Processing -> Paid (through the {razorpay_paid_by})")
+                f"Open -> Paid (through the {paid_by}) and got 5.00 refunded; {TENANT}'s "
+                f"order through its own account and route ({tenant_paid_by}); "
+                "school-fees-term-2 through Razorpay went Open -> Processing -> Paid "
+                f"(through the {razorpay_paid_by})")
             if keep:
                 print(f"Still running; try: export KUBECONFIG={plane.kubeconfig}; "
                       "kubectl get paysess -A. Ctrl-C stops everything.")

@@ -34,3 +34,15 @@ def test_demo_pays_a_session_through_the_webhook(tmp_path: Path) -> None:
     assert published == [f"dev.paykube.paymentsession.{p}" for p in ("pending", "open", "paid")]
     assert any(line.startswith("payment_sessions: order-1001") and " Paid " in line
                for line in out.splitlines())
+    # Part of order-1001 refunded: kubectl, the bus and the mirror show it.
+    assert "went Pending -> Open -> Paid (through the webhook) and got 5.00 refunded" in out
+    lines = out.splitlines()
+    assert any(line.startswith("order-1001-shipping") and "Succeeded" in line
+               for line in lines), "kubectl get payref shows the refund"
+    refund_events = sorted(line.split()[0] for line in lines
+                           if line.startswith("dev.paykube.paymentrefund."))
+    assert refund_events == ["dev.paykube.paymentrefund.pending",
+                             "dev.paykube.paymentrefund.succeeded"]
+    assert any(line.startswith("payment_refunds: order-1001-shipping") and "Succeeded" in line
+               and " 500 " in line for line in lines)
+    assert any(line.startswith("payment_ledger: refund") and "-500" in line for line in lines)

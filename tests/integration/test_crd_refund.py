@@ -41,9 +41,10 @@ from tests.plugins.kube_fixtures import refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
-PARTIAL = EXAMPLES / "paymentrefund-partial.yaml"
-FULL = EXAMPLES / "paymentrefund-full.yaml"
-REFUND_EXAMPLES = sorted(EXAMPLES.glob("paymentrefund-*.yaml"))
+REFUNDS = EXAMPLES / "refunds"  # apart: applied with the sessions, they would find them unpaid
+PARTIAL = REFUNDS / "paymentrefund-partial.yaml"
+FULL = REFUNDS / "paymentrefund-full.yaml"
+REFUND_EXAMPLES = sorted(REFUNDS.glob("paymentrefund-*.yaml"))
 IMMUTABLE = "spec is immutable: create a new PaymentRefund"
 AT = "2026-11-29T12:00:00Z"
 
