@@ -4,6 +4,7 @@ INFO line and no traceback, and the webhook still answers afterwards."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from paykube_dev.programs import start_webhook
-from tests.plugins.paykube_fixtures import Stack
+from tests.plugins.paykube_fixtures import METRICS_AUTH, Stack
 
 HEAD = (b"POST /webhooks/stripe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n")
@@ -83,3 +84,33 @@ def test_a_route_that_cannot_name_an_account_is_refused(stack: Stack) -> None:
                             headers={"Content-Type": "application/json"}, timeout=10)
         assert answer.status_code == 404, path
         assert "Traceback" not in answer.text
+
+
+def test_a_flood_of_bad_signatures_is_counted_exactly_and_logged_once(stack: Stack,
+                                                                       tmp_path: Path) -> None:
+    """Anyone can send bad signatures: each is counted, but the log gets one line per kind
+    and window, not one per request."""
+    log = tmp_path / "webhook.log"
+    webhook = start_webhook(stack.kube.kubeconfig, log, stack.env)
+    flood = 60
+    try:
+        body = b'{"id": "evt_flood", "type": "checkout.session.completed"}'
+        headers = {"Content-Type": "application/json", "Stripe-Signature": "t=1,v1=00"}
+        with httpx.Client(timeout=10) as client:
+            for _ in range(flood):
+                answer = client.post(f"{webhook.url}/webhooks/stripe", content=body,
+                                     headers=headers)
+                assert answer.status_code == 400
+            metrics = client.get(f"{webhook.url}/metrics", auth=METRICS_AUTH).text
+    finally:
+        webhook.stop()
+    series = 'paykube_webhook_requests_total{outcome="signature_invalid"}'
+    counted = next(line for line in metrics.splitlines() if line.startswith(series))
+    assert float(counted.rsplit(" ", 1)[1]) == flood
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line["message"] == "webhook refused"]
+    assert 1 <= len(refused) <= 2, f"{len(refused)} lines for {flood} refusals"
+    # What was held back is said at shutdown, so the log's total matches the counter.
+    held = sum(line.get("also_refused", 0) for line in lines
+               if line["message"] in ("webhook refused", "webhook refusals held back"))
+    assert len(refused) + held == flood

@@ -45,6 +45,7 @@ from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
 from paykube_webhook.metrics import WebhookMetrics
+from paykube_webhook.refusals import RefusalLog
 from paykube_webhook.schemes import (
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
@@ -82,6 +83,8 @@ class WebhookService:
                                        outcome).inc())
         self.refund_writer = RefundWriter(self.kube, self.publisher,
                                           on_transition=self._refund_transition)
+        self._outcomes: dict[str, Any] = {}
+        self.refusals = RefusalLog(log)
         # Bodies being read at once: bounds the memory many slow senders can hold.
         self._readers = asyncio.Semaphore(self.settings.webhook_max_readers)
         self.metrics.broker_connected.set_function(
@@ -98,15 +101,38 @@ class WebhookService:
                                               settings.metrics_password_file,
                                               settings.secrets_ttl)
 
+    def _count(self, outcome: str) -> None:
+        """Exact per-outcome counters; the labelled child is looked up once per outcome
+        (prometheus_client's label lookup was a visible share of a refusal's cost)."""
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = self._outcomes[outcome] = self.metrics.requests.labels(outcome)
+        counter.inc()
+
     def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
-        self.metrics.requests.labels(outcome).inc()
-        log.warning("webhook refused", extra={"outcome": outcome, "code": code.value, **fields})
+        self._count(outcome)
+        self.refusals.refused(outcome, code=code.value, **fields)
         return web.json_response({"error": {"code": code.value}}, status=status)
 
     def _ok(self, outcome: str, **fields: Any) -> web.Response:
-        self.metrics.requests.labels(outcome).inc()
+        self._count(outcome)
         log.info("webhook handled", extra={"outcome": outcome, **fields})
         return web.json_response({"received": True, "outcome": outcome})
+
+    async def refusal_flush(self, _: web.Application) -> AsyncIterator[None]:
+        """Say the counts of refusal floods that stopped (see `RefusalLog`)."""
+
+        async def flush() -> None:
+            while True:
+                await asyncio.sleep(self.refusals.window)
+                self.refusals.flush()
+
+        task = asyncio.create_task(flush())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.refusals.flush(final=True)
 
     async def receive(self, scheme: WebhookScheme, request: web.Request) -> web.Response:
         """One route per account and PSP type: `/webhooks/<type>` (the default account),
@@ -130,7 +156,7 @@ class WebhookService:
             return response
         except (ConnectionError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError):
             # The sender went away mid-body: nobody to answer, nothing to learn.
-            self.metrics.requests.labels("client_disconnected").inc()
+            self._count("client_disconnected")
             log.info("webhook sender disconnected during the body")
             raise web.HTTPBadRequest() from None
         if payload is None:
@@ -476,4 +502,5 @@ def create_app(service: WebhookService, schemes: Sequence[WebhookScheme]) -> web
     app.router.add_get("/readyz", service.readyz)
     app.router.add_get("/metrics", service.metrics_endpoint)
     app.cleanup_ctx.append(service.broker_watch)
+    app.cleanup_ctx.append(service.refusal_flush)
     return app
