@@ -191,10 +191,24 @@ def test_sdk_computed_signature_and_several_v1_values_are_accepted(stack: Stack)
 
 
 def test_unhandled_event_types_are_acknowledged_and_ignored(stack: Stack) -> None:
-    body = json.dumps({"id": "evt_y", "type": "charge.refunded",
-                       "data": {"object": {"id": "ch_1"}}}).encode()
+    body = json.dumps({"id": "evt_y", "type": "charge.dispute.created",
+                       "data": {"object": {"id": "dp_1"}}}).encode()
     response = post(stack, body, signed(body))
     assert (response.status_code, response.json()["outcome"]) == (200, "ignored_type")
+
+
+def test_refund_events_of_payments_paykube_did_not_make_are_ignored(stack: Stack) -> None:
+    """A charge or refund without paykube's metadata (another system's payment, a
+    Dashboard refund's refund.* events) is acknowledged and left alone."""
+    for event_type, obj in (("charge.refunded", {"id": "ch_1", "amount": 100,
+                                                 "amount_refunded": 100}),
+                            ("refund.created", {"id": "re_1", "amount": 100,
+                                                "status": "succeeded"})):
+        body = json.dumps({"id": "evt_z", "type": event_type,
+                           "data": {"object": obj}}).encode()
+        response = post(stack, body, signed(body))
+        assert (response.status_code, response.json()["outcome"]) == (200,
+                                                                      "ignored_unmanaged")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
