@@ -30,7 +30,7 @@ from tests.plugins.chart_fixtures import (
 )
 from tests.plugins.kube_fixtures import create_secret, make_namespace
 
-REFUND_EXAMPLE = EXAMPLES / "paymentrefund-partial.yaml"
+REFUND_EXAMPLE = EXAMPLES / "refunds" / "paymentrefund-partial.yaml"
 # The dashboard reads the mirror only: its ServiceAccount has no rights (and no token).
 DASHBOARD_ON = ["dashboard.enabled=true", "secrets.existingSecret=paykube-secrets",
                 "dashboard.keys.username=dash-user", "dashboard.keys.password=dash-password",

@@ -44,9 +44,11 @@ def test_chart_crds_are_identical_to_the_crd_source() -> None:
 
 def test_chart_crd_accepts_the_examples_and_refuses_the_invalid_ones(
         kube: ControlPlane, chart_crd: Path, unmanaged_namespace: str) -> None:
-    valid = sorted(EXAMPLES.glob("*.yaml"))
+    valid = sorted(EXAMPLES.glob("*.yaml")) + sorted((EXAMPLES / "refunds").glob("*.yaml"))
     invalid = sorted((EXAMPLES / "invalid").glob("*.yaml"))
     assert valid and invalid
+    assert {yaml.safe_load(p.read_text())["kind"] for p in valid + invalid} == {
+        "PaymentSession", "PaymentRefund"}
     for path in valid:
         result = kube.kubectl("apply", "--server-side", "--field-manager=chart-test", "-n",
                               unmanaged_namespace, "-f", str(path), check=False)
