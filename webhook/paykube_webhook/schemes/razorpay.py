@@ -14,7 +14,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paykube.providers.razorpay import ACCOUNT_ID, HANDLED_EVENTS, event_phase, snapshot
+from paykube.providers.base import ProviderPayloadInvalid
+from paykube.providers.razorpay import (
+    ACCOUNT_ID,
+    HANDLED_EVENTS,
+    REFUND_EVENTS,
+    event_phase,
+    refund_snapshot,
+    snapshot,
+)
 from paykube.settings import SecretStr
 from paykube_webhook.schemes import (
     INT64,
@@ -22,6 +30,8 @@ from paykube_webhook.schemes import (
     Applicable,
     Ignored,
     MalformedEvent,
+    Parsed,
+    RefundReport,
     integer,
     object_of,
     optional_text,
@@ -64,11 +74,11 @@ class RazorpayScheme:
                secrets: Sequence[SecretStr], *, now: float) -> None:
         verify(payload, headers.get(SIGNATURE_HEADER), secrets)
 
-    def parse(self, payload: bytes, headers: Mapping[str, str]) -> Ignored | Applicable:
+    def parse(self, payload: bytes, headers: Mapping[str, str]) -> Parsed:
         return parse_event(payload, headers.get(EVENT_ID_HEADER))
 
 
-def parse_event(payload: bytes, event_id: str | None) -> Ignored | Applicable:
+def parse_event(payload: bytes, event_id: str | None) -> Parsed:
     """Read a verified event into what the lifecycle needs; raises one of `MALFORMED`.
 
     The event id is the `X-Razorpay-Event-Id` header (the body has none); it is what
@@ -80,6 +90,8 @@ def parse_event(payload: bytes, event_id: str | None) -> Ignored | Applicable:
     if not isinstance(event, dict):
         raise MalformedEvent("event is not an object")
     event_type = text(event.get("event"), "event", 255)
+    if event_type in REFUND_EVENTS:
+        return _parse_refund_event(event, event_id, event_type)
     if event_type not in HANDLED_EVENTS:
         return Ignored(event_id, event_type, "ignored_type")
     link = _entity(event, "payment_link")
@@ -102,6 +114,27 @@ def parse_event(payload: bytes, event_id: str | None) -> Ignored | Applicable:
     return Applicable(event_id, event_type, ref, phase,
                       snapshot(link, payment_id=payment_id, account=account),
                       livemode=None, account=account)
+
+
+def _parse_refund_event(event: dict[str, Any], event_id: str, event_type: str) -> Parsed:
+    """`refund.*` binds to the PaymentRefund its notes name (a refund made in the
+    Dashboard has none: acknowledged and ignored)."""
+    refund = _entity(event, "refund")
+    if refund is None:
+        raise MalformedEvent("payload.refund.entity is not an object")
+    notes = refund.get("notes")
+    ref = object_of({"metadata": notes if isinstance(notes, dict) else None})
+    if ref is None:
+        return Ignored(event_id, event_type, "ignored_unmanaged")
+    account = event.get("account_id")
+    if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
+        raise MalformedEvent("account_id: not an account id")
+    try:
+        snap = refund_snapshot(refund)
+    except ProviderPayloadInvalid as exc:
+        raise MalformedEvent(exc.message) from exc
+    # The session records the Razorpay account it was paid in; the refund's must match.
+    return RefundReport(event_id, event_type, ref, snap, livemode=None, account=account)
 
 
 def _entity(event: dict[str, Any], name: str) -> dict[str, Any] | None:
