@@ -37,6 +37,8 @@ python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
 have npm || missing+=(npm)
+# bench/webhook_bench.py drives the webhook with a compiled load generator.
+have wrk || missing+=(wrk)
 # The local node (hack/paykube_dev/node): image build, containerd + CNI, kube-proxy's
 # iptables, the loopback registry, the pause image's init. See docs/node.md.
 for pkg in buildah:buildah runc:runc skopeo:skopeo debootstrap:debootstrap \
@@ -48,7 +50,7 @@ done
   || missing+=(containernetworking-plugins)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "ActiveMQ, MariaDB, Java, curl, venv support and the node's packages already installed"
+  log "ActiveMQ, MariaDB, Java, curl, venv support, wrk and the node's packages already installed"
   exit 0
 fi
 
