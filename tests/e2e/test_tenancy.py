@@ -394,6 +394,8 @@ def test_webhook_registration_creates_and_deletes_the_endpoint(stack: Stack) -> 
         assert [e["id"] for e in endpoints] == [endpoint_id]
         route = f"/webhooks/stripe/ns/{namespace}/registered"
         assert endpoints[0]["url"] == f"{stack.webhook.url}{route}"
+        assert {"checkout.session.completed", "refund.updated", "refund.failed",
+                "charge.refunded"} <= set(endpoints[0]["enabled_events"])
         # The endpoint's secret lives in the operator's own namespace, not the tenant's.
         secret_name = provider["status"]["webhookSecretName"]
         stack.kube.kubectl("get", "secret", secret_name, "-n", "paykube-system")

@@ -9,7 +9,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from paykube.accounts.resolver import Account, AccountResolver
@@ -51,6 +51,8 @@ class ProviderAccounts:
     metrics: OperatorMetrics
     settings: Settings
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # Registered endpoints checked by this process for the events it handles.
+    _subscribed: set[str] = field(default_factory=set)
 
     async def reconcile(self, body: Manifest) -> dict[str, Any]:
         """Check the account and publish its routes; returns the status written."""
@@ -125,13 +127,21 @@ class ProviderAccounts:
             stored = (await self.kube.get_secret(namespace, name)).get(REGISTERED_SECRET_KEY)
         except NotFound:
             stored = None
-        if stored and old.get("webhookEndpointId"):
-            status |= {"webhookEndpointId": old["webhookEndpointId"],
-                       "webhookSecretName": name}
-            return parse_secrets(stored)
         psp = self.providers(spec.type)
         url = base + provider.webhook_path(spec.type)
-        endpoint = await psp.ensure_webhook_endpoint(account.credentials, url)
+        known = old.get("webhookEndpointId")
+        if stored and known:
+            status |= {"webhookEndpointId": known, "webhookSecretName": name}
+            if known in self._subscribed:
+                return parse_secrets(stored)
+            # Once per process: an endpoint an older paykube registered lacks the events
+            # this one handles (refunds); the PSP adds them to the existing endpoint.
+            endpoint = await psp.ensure_webhook_endpoint(account.credentials, url)
+            if endpoint.secret is None and endpoint.id == known:
+                self._subscribed.add(known)
+                return parse_secrets(stored)
+        else:
+            endpoint = await psp.ensure_webhook_endpoint(account.credentials, url)
         if endpoint.secret is None:
             # Registered before a crash, its secret never stored: only a new one tells it.
             await psp.delete_webhook_endpoint(account.credentials, endpoint.id)
