@@ -2,7 +2,8 @@
 secret files and probes are taken from the rendered Deployments and run as processes with
 the chart's ServiceAccount tokens (so the rendered RBAC is what the API server enforces),
 against a separate Stripe emulator; a payment goes Open -> Paid through a signed webhook
-delivery."""
+delivery; then part of it is refunded (the operator reserves and creates, the webhook applies
+the PSP's refund event) and the refund deleted through the operator's finalizer."""
 
 from __future__ import annotations
 
@@ -261,6 +262,31 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
         sources = {h["phase"]: h["source"] for h in paid["status"]["history"]}
         assert sources["Paid"] == "webhook", sources
 
+        # A refund of part of it, under the same RBAC: the operator reserves it on the
+        # session and creates it at the PSP; the PSP's refund.updated reaches the webhook,
+        # which moves the PaymentRefund (every delivery stored: 200).
+        control.refund_mode("pending")
+        kube.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+            "apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentRefund",
+            "metadata": {"name": "chart-refund-1"},
+            "spec": {"sessionRef": {"name": "chart-order-1"}, "amount": 500,
+                     "reason": "requested_by_customer"}}))
+        pending = wait_for(status_with(kube, namespace, "paymentrefund", "chart-refund-1",
+                                       "refundId"), 60, "a refund id", logs)
+        assert pending["status"]["phase"] == "Pending"
+        moved = control.refund_transition(pending["status"]["refundId"], "succeeded")
+        assert moved["deliveries"], "the emulator delivered no refund webhook"
+        assert all(d["status"] == 200 for d in moved["deliveries"]), moved["deliveries"]
+        wait_for(status_with(kube, namespace, "paymentrefund", "chart-refund-1", "phase",
+                             "Succeeded"), 30, "refund Succeeded", logs)
+        session = json.loads(kube.kubectl("get", "paymentsession", "chart-order-1", "-n",
+                                          namespace, "-o", "json").stdout)["status"]
+        assert [r["name"] for r in session["refunds"]] == ["chart-refund-1"]
+        wait_for(status_with(kube, namespace, "paymentsession", "chart-order-1",
+                             "amountRefunded", 500), 30, "amountRefunded 500", logs)
+        kube.kubectl("delete", "paymentrefund", "chart-refund-1", "-n", namespace,
+                     "--timeout=30s")
+
         # The wiring of the rest of the chart's settings.
         assert http_status(f"{webhook_url}/metrics") == 401
         assert http_status(f"{webhook_url}/metrics", (METRICS_USER, METRICS_PASSWORD)) == 200
@@ -283,9 +309,21 @@ def test_the_charts_configuration_runs_a_payment_to_paid(
         kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
+def status_with(kube: ControlPlane, namespace: str, kind: str, name: str, field: str,
+                value: object = None) -> Callable[[], Manifest | None]:
+    """The object once its status has `field` (equal to `value`, if given)."""
+    def check() -> Manifest | None:
+        obj: Manifest = json.loads(kube.kubectl("get", kind, name, "-n", namespace,
+                                                "-o", "json").stdout)
+        got = obj.get("status", {}).get(field)
+        return obj if got is not None and (value is None or got == value) else None
+    return check
+
+
 def release_finalizers(kube: ControlPlane, namespace: str) -> None:
     """After a failure the operator is gone: drop its finalizers so the namespace can go."""
-    listed = kube.kubectl("get", "paymentsessions", "-n", namespace, "-o", "name", check=False)
+    listed = kube.kubectl("get", "paymentsessions,paymentrefunds", "-n", namespace, "-o",
+                          "name", check=False)
     for name in listed.stdout.split():
         kube.kubectl("patch", name, "-n", namespace, "--type=merge",
                      "-p", '{"metadata":{"finalizers":null}}', check=False)
