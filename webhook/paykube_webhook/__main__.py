@@ -9,6 +9,7 @@ from aiohttp import web
 from paykube import logs
 from paykube.accounts.routes import RouteTable
 from paykube.events.relay import build_publisher
+from paykube.kube.cache import SessionCache
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig, load_at_start
 from paykube.secrets.stripe_secrets import StripeSecrets, build_aws_source
@@ -24,8 +25,9 @@ async def build_app(settings: Settings, kube_config: KubeConfig) -> web.Applicat
     secrets = StripeSecrets(settings, build_aws_source(settings))
     routes = RouteTable(kube, settings.cluster_namespace, settings.route_table_secret,
                         ttl=settings.routes_ttl)
+    cache = SessionCache(kube) if settings.webhook_session_cache else None
     app = create_app(WebhookService(settings, kube, WebhookMetrics(), publisher, secrets,
-                                    routes), webhook_schemes(settings))
+                                    routes, cache), webhook_schemes(settings))
 
     async def close(_: web.Application) -> None:
         await publisher.aclose()

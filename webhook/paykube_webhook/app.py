@@ -33,6 +33,7 @@ from paykube.binding import event_binding, refund_binding, refunded_binding
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, needs_relay
+from paykube.kube.cache import SessionCache
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.refund_writer import RefundWriter
 from paykube.kube.status import cancel_requested
@@ -71,6 +72,7 @@ class WebhookService:
     publisher: EventPublisher
     secrets: StripeSecrets
     routes: RouteTable | None = None
+    cache: SessionCache | None = None
     wall_clock: Callable[[], float] = time.time
     broker_check_interval: float = 5.0
 
@@ -235,8 +237,9 @@ class WebhookService:
             )
 
         try:
-            written = await self.writer.apply(ref, decide)
+            written = await self.writer.apply(ref, decide, base=self._cached(ref))
             before, after = written.before, written.after
+            self._remember(written.obj)
         except NotFound:
             return self._ok("ignored_unknown_object", event_id=event.event_id,
                             object=f"{ref.namespace}/{ref.name}")
@@ -305,8 +308,12 @@ class WebhookService:
                 return current
             return with_refunded(current, event.amount_refunded, now, raise_only=True)
 
-        return await self._store(event.event_id, event.event_type, ref, refused,
-                                 lambda: self.writer.apply(ref, decide))
+        async def write() -> Any:
+            written = await self.writer.apply(ref, decide, base=self._cached(ref))
+            self._remember(written.obj)
+            return written
+
+        return await self._store(event.event_id, event.event_type, ref, refused, write)
 
     async def _store(self, event_id: str, event_type: str, ref: ObjectRef,
                      refused: list[str], write: Callable[[], Awaitable[Any]], *,
@@ -337,6 +344,24 @@ class WebhookService:
                 after.unconfirmed != before.unconfirmed:
             outcome = "awaiting_confirmation"
         return self._ok(outcome, **fields, phase=after.phase.value)
+
+    def _cached(self, ref: ObjectRef) -> Manifest | None:
+        return self.cache.get(ref) if self.cache is not None else None
+
+    def _remember(self, obj: Manifest) -> None:
+        if self.cache is not None:
+            self.cache.remember(obj)
+
+    async def session_watch(self, _: web.Application) -> AsyncIterator[None]:
+        """Keep the session cache (the base of each write) while the app runs."""
+        if self.cache is None:
+            yield
+            return
+        task = asyncio.create_task(self.cache.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _refund_transition(self, ref: ObjectRef, before: RefundStatus,
                                  after: RefundStatus, obj: Manifest) -> None:
@@ -503,4 +528,5 @@ def create_app(service: WebhookService, schemes: Sequence[WebhookScheme]) -> web
     app.router.add_get("/metrics", service.metrics_endpoint)
     app.cleanup_ctx.append(service.broker_watch)
     app.cleanup_ctx.append(service.refusal_flush)
+    app.cleanup_ctx.append(service.session_watch)
     return app
