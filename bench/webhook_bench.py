@@ -1,21 +1,29 @@
-"""Webhook throughput: signed Stripe events from a separate load process on loopback.
+"""Webhook throughput next to the limits measured in the same run.
 
     python bench/webhook_bench.py --duration 20 --concurrency 16
 
-(a) valid `checkout.session.completed` events, each moving one Open PaymentSession to Paid
-    through the real API server and publishing to the real ActiveMQ; there are
-    duration x --expected-rate objects, and the report says if they ran out early (then
-    the duration was not held: raise --expected-rate);
-(b) events with invalid signatures (the cheap rejection path);
+(a) valid `checkout.session.completed` events from --concurrency senders (a separate
+    Python load process), each moving one Open PaymentSession to Paid through the real API
+    server and publishing to the real ActiveMQ: events/s, p50/p99/p999, and API calls per
+    event as the API server counts them (`apiserver_request_total`). There are duration x
+    --expected-rate objects; the report says if they ran out early (raise --expected-rate).
+    Its ceiling: the API server's own status merge-PATCH with the resourceVersion
+    precondition (the webhook's one write), --concurrency clients, as writes/s and p99, once
+    with httpx (paykube's client) and once with aiohttp; their client CPU per 1000 calls is
+    the client comparison (issue 11 item 5).
+(b) rejections: `wrk -t1 -c32` (compiled, Debian's `wrk`) posting a 2 KB event with a bad
+    Stripe-Signature; its ceiling is a bare aiohttp handler (bench/bare_aiohttp.py: read the
+    body, answer 400) under the same wrk command. Then the same load split over two webhook
+    processes on two ports (two wrk processes, 16 connections each): how far a second
+    process, as a second replica would, takes the rate on this machine.
 (c) with --slow-clients N: N anonymous uploads that announce a 1 MiB body, send part of it
     and stall, against the webhook as configured (a body read deadline and a bounded number
     of readers) and against the first release's behaviour (no deadline, no bound; the same
     code with both set out of reach). Reports the webhook's peak RSS, how many uploads the
     server closed and when, and whether a valid request still got through meanwhile.
-Each phase runs for the fixed duration. Reports the rate and p50/p99/p999 latency of the
-expected answers (2xx for (a), 400 for (b); anything else counts as an error), the
-webhook's CPU seconds and its RSS during the phase (sampled), and for (a) how many objects
-reached Paid and the publish outcomes from the webhook's /metrics.
+Every phase samples the CPU of each involved process once a second (webhook, kube-apiserver,
+etcd, broker, the load generator) and prints the averages; the load average is printed at
+the start and the end, so that a run on a busy machine can be recognised.
 The load process is `python bench/webhook_bench.py --load ...`.
 """
 
@@ -25,6 +33,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -37,12 +46,23 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import percentile, platform, process_stats
+from bench.apiload import ApiTarget, PatchRun, create_sessions, patch_ceiling
+from bench.common import (
+    CpuSampler,
+    load_average,
+    percentile,
+    plane_processes,
+    platform,
+    process_stats,
+)
+from bench.wrkload import WrkResult, run_wrk, write_script, wrk_binary
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
+from paykube_dev.apicalls import per_object_calls, request_counts
 from paykube_dev.kube import ControlPlane
 from paykube_dev.manifests import session_list
-from paykube_dev.programs import start_webhook
+from paykube_dev.proc import free_port, port_open, start_process, stop_process, wait_until
+from paykube_dev.programs import Program, start_webhook
 from paykube_dev.services import start_activemq
 from paykube_dev.stripe_emulator import sign_payload
 
@@ -57,8 +77,9 @@ def signed_event(namespace: str, obj: dict[str, Any], secret: str) -> dict[str, 
         "type": "checkout.session.completed",
         "data": {"object": {
             "id": obj["status"]["sessionId"], "object": "checkout.session",
-            "status": "complete", "payment_status": "paid", "amount_total": 1000,
-            "currency": "usd", "payment_intent": f"pi_{uuid.uuid4().hex[:24]}",
+            "status": "complete", "payment_status": "paid",
+            "amount_total": obj["spec"]["amount"], "currency": obj["spec"]["currency"],
+            "payment_intent": f"pi_{uuid.uuid4().hex[:24]}",
             "metadata": {"paykube_namespace": namespace, "paykube_name": meta["name"],
                          "paykube_uid": meta["uid"]}}}})
     t = int(time.time())
@@ -166,14 +187,17 @@ class RssSampler:
 
 
 def run_load(url: str, events: list[dict[str, str]], concurrency: int, duration: float,
-             directory: Path, label: str, expect: str) -> dict[str, Any]:
+             directory: Path, label: str, expect: str, cpu: CpuSampler) -> dict[str, Any]:
     path = directory / f"events-{label}.json"
     path.write_text(json.dumps(events))
-    out = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, __file__, "--load", url, str(path), str(concurrency), str(duration),
-         expect],
-        capture_output=True, text=True, check=True)
-    result: dict[str, Any] = json.loads(out.stdout)
+         expect], stdout=subprocess.PIPE, text=True)
+    cpu.add("load generator (Python)", proc.pid)
+    out, _ = proc.communicate(timeout=duration + 300)
+    if proc.returncode:
+        raise RuntimeError(f"load process exited with {proc.returncode}")
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
@@ -192,7 +216,8 @@ def report(label: str, result: dict[str, Any], cpu_seconds: float, rss: RssSampl
           f"not {result['expect']}, "
           f"{result['transport_errors']} transport")
     print(f"webhook CPU:       {cpu_seconds:.1f} s "
-          f"({cpu_seconds / result['elapsed'] * 100:.0f}% of one core)")
+          f"({cpu_seconds / result['elapsed'] * 100:.0f}% of one core, "
+          f"{1000 * cpu_seconds / max(1, result['count']):.1f} ms per answer)")
     print(f"webhook RSS:       {rss.samples[0]:.0f} MiB before, {max(rss.samples):.0f} MiB "
           f"max during, {rss.samples[-1]:.0f} MiB after")
 
@@ -278,6 +303,111 @@ def slow_clients(plane: ControlPlane, directory: Path, count: int, hold: float) 
             webhook.stop()
 
 
+def rejection_body(namespace: str, obj: dict[str, Any]) -> tuple[str, str]:
+    """A signed-looking event of about 2 KB and a signature by the wrong secret, with a
+    fresh timestamp (an old one could be refused before the HMAC, which is cheaper)."""
+    event = json.loads(signed_event(namespace, obj, SECRET)["body"])
+    event["data"]["object"]["metadata"]["padding"] = ""
+    size = len(json.dumps(event))
+    event["data"]["object"]["metadata"]["padding"] = "x" * max(0, 2048 - size)
+    body = json.dumps(event)
+    return body, sign_payload(body.encode(), "whsec_wrong", int(time.time()))
+
+
+def probe(url: str, body: str, signature: str) -> int:
+    return httpx.post(url, content=body, timeout=10, headers={
+        "Content-Type": "application/json", "Stripe-Signature": signature}).status_code
+
+
+def start_bare(directory: Path, index: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = start_process([sys.executable, str(Path(__file__).with_name("bare_aiohttp.py")),
+                          str(port)], log=directory / f"bare-{index}.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: port_open(port), timeout=30, what="bare aiohttp", proc=proc,
+               log=directory / f"bare-{index}.log")
+    return proc, url
+
+
+def rejections(plane: ControlPlane, directory: Path, webhook: Program, namespace: str,
+               obj: dict[str, Any], env: dict[str, str], duration: float,
+               connections: int, base: dict[str, int]) -> tuple[WrkResult, WrkResult]:
+    """(b): the webhook's rejections under wrk, the bare aiohttp ceiling under the same
+    command, then two webhook processes with half the connections each."""
+    body, signature = rejection_body(namespace, obj)
+    script = write_script(directory / "reject.lua", body, {
+        "Content-Type": "application/json", "Stripe-Signature": signature})
+    path = "/webhooks/stripe"
+    answered = probe(webhook.url + path, body, signature)
+    print(f"\n== (b) rejections: wrk -t1 -c{connections} -d{duration:g}s, "
+          f"{len(body)} B body, bad Stripe-Signature (a probe got HTTP {answered}) ==")
+    with CpuSampler({"webhook": webhook.proc.pid, **base}) as cpu:
+        paykube = run_wrk([webhook.url + path], script, connections=connections,
+                          duration=duration, cpu=cpu)
+    print(f"paykube webhook:   {paykube.line()}")
+    print(f"                   {cpu.line()}")
+    print(f"webhook CPU:       {1e6 * cpu.seconds('webhook') / paykube.requests:.0f} µs "
+          f"per rejection")
+    bare_proc, bare_url = start_bare(directory, 1)
+    try:
+        answered = probe(bare_url + path, body, signature)
+        with CpuSampler({"bare aiohttp": bare_proc.pid, **base}) as cpu:
+            bare = run_wrk([bare_url + path], script, connections=connections,
+                           duration=duration, cpu=cpu)
+    finally:
+        stop_process(bare_proc)
+    print(f"bare aiohttp:      {bare.line()} (probe: HTTP {answered})")
+    print(f"                   {cpu.line()}")
+    print(f"bare CPU:          {1e6 * cpu.seconds('bare aiohttp') / bare.requests:.0f} µs "
+          f"per answer")
+    print(f"paykube / bare:    {paykube.rate:,.0f} / {bare.rate:,.0f} = "
+          f"{paykube.rate / bare.rate:.2f} (goal >= 0.8)")
+
+    second = start_webhook(plane.kubeconfig, directory / "webhook-2.log", env)
+    try:
+        probe(second.url + path, body, signature)
+        with CpuSampler({"webhook#1": webhook.proc.pid, "webhook#2": second.proc.pid,
+                         **base}) as cpu:
+            both = run_wrk([webhook.url + path, second.url + path], script,
+                           connections=max(1, connections // 2), duration=duration, cpu=cpu)
+    finally:
+        second.stop()
+    print(f"two webhook processes (two ports, one wrk -t1 -c{max(1, connections // 2)} "
+          f"each): {both.line()}")
+    print(f"                   {cpu.line()}")
+    print(f"scaling:           2 processes / 1 = {both.rate / paykube.rate:.2f} on "
+          f"{os.cpu_count()} cores shared with the load generators")
+    return paykube, bare
+
+
+def patch_ceilings(plane: ControlPlane, clients: int, duration: float,
+                   base: dict[str, int]) -> PatchRun:
+    """The API server's own status-PATCH rate: httpx, then aiohttp, the same loop."""
+    namespace = "bench-ceiling"
+    plane.kubectl("create", "namespace", namespace)
+    target = ApiTarget.from_kubeconfig(plane.kubeconfig)
+    objects = asyncio.run(create_sessions(target, namespace,
+                                          session_list(namespace, clients * 8, "ceiling")))
+    runs = []
+    print(f"\n== ceiling: status merge-PATCH with resourceVersion, {clients} clients, "
+          f"{duration:g} s each ==")
+    for kind in ("httpx", "aiohttp"):
+        with CpuSampler({**base, "bench (client)": os.getpid()}) as cpu:
+            run = asyncio.run(patch_ceiling(target, objects, kind=kind, clients=clients,
+                                            duration=duration))
+        runs.append(run)
+        lat = run.latencies
+        print(f"{kind:<8} {run.rate:.0f} writes/s ({run.writes} in {run.elapsed:.1f} s, "
+              f"{run.failures} failed), p50 {percentile(lat, 0.5) * 1000:.1f} ms, "
+              f"p99 {percentile(lat, 0.99) * 1000:.1f} ms; client CPU "
+              f"{run.cpu_per_1000:.2f} s per 1000 calls")
+        print(f"         {cpu.line()}")
+    httpx_run, aiohttp_run = runs
+    print(f"client CPU per call, aiohttp / httpx: "
+          f"{aiohttp_run.cpu_per_1000 / httpx_run.cpu_per_1000:.2f}")
+    return max(runs, key=lambda r: r.rate)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--load":
@@ -290,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=32,
+                        help="wrk's connections for the rejections")
     parser.add_argument("--expected-rate", type=float, default=250.0,
                         help="events/s that (a) is expected to reach; sizes its object list")
     parser.add_argument("--slow-clients", type=int, default=0,
@@ -301,11 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         with platform() as (plane, directory):
             slow_clients(plane, directory, args.slow_clients, args.hold)
         return 0
+    wrk_binary()  # before minutes of set-up
     objects_wanted = math.ceil(args.duration * args.expected_rate)
+    print(f"load average at start: {load_average()}; {os.cpu_count()} cores")
     with platform() as (plane, directory), start_activemq(directory / "activemq") as broker:
         namespace = "bench-webhook"
         plane.kubectl("create", "namespace", namespace)
-        plane.kubectl("apply", "-f", "-", input=session_list(namespace, objects_wanted))
+        asyncio.run(create_sessions(ApiTarget.from_kubeconfig(plane.kubeconfig), namespace,
+                                    session_list(namespace, objects_wanted)))
         objects = asyncio.run(open_sessions(plane, namespace))
         env = {"PAYKUBE_WEBHOOK_SECRETS": SECRET, "PAYKUBE_LOG_LEVEL": "WARNING",
                "PAYKUBE_BROKER_URLS": f"127.0.0.1:{broker.stomp_port}",
@@ -314,34 +449,46 @@ def main(argv: list[str] | None = None) -> int:
         webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
         url = f"{webhook.url}/webhooks/stripe"
         pid = webhook.proc.pid
+        base = plane_processes(plane)
+        processes = {"webhook": pid, **base,
+                     **({"broker": broker.pid} if broker.pid else {})}
         print(f"{len(objects)} Open objects for (a): {args.duration:g} s x "
               f"{args.expected_rate:g}/s expected; concurrency {args.concurrency}")
-        def measure(title: str, events: list[dict[str, str]], name: str,
-                    expect: str) -> dict[str, Any]:
-            """One phase of load against the webhook, with its CPU and RSS."""
-            cpu = process_stats(pid).cpu_seconds
-            with RssSampler(pid) as rss:
-                result = run_load(url, events, args.concurrency, args.duration, directory,
-                                  name, expect)
-            report(title, result, process_stats(pid).cpu_seconds - cpu, rss, args.duration)
-            return result
-
         try:
             httpx.post(url, content=b"{}", headers={"Content-Type": "application/json"})
             valid = [signed_event(namespace, o, SECRET) for o in objects]
-            result = measure("(a) valid events changing status (API server + broker)", valid,
-                             "valid", "2xx")
+            counted = request_counts(plane)
+            cpu_before = process_stats(pid).cpu_seconds
+            with RssSampler(pid) as rss, CpuSampler(processes) as cpu:
+                result = run_load(url, valid, args.concurrency, args.duration, directory,
+                                  "valid", "2xx", cpu)
+                time.sleep(2.0)  # the marks and Events written after the answers
+            report("(a) valid events changing status (API server + broker)", result,
+                   process_stats(pid).cpu_seconds - cpu_before, rss, args.duration)
+            calls = per_object_calls(counted, request_counts(plane), created_by_client=0)
+            events = max(1, result["count"])
+            detail = ", ".join(f"{v} {r}{'/' + s if s else ''} {n / events:.2f}"
+                               for (v, r, s), n in sorted(calls.items()))
+            print(f"API calls/event:   {sum(calls.values()) / events:.2f} "
+                  f"(apiserver_request_total: {detail})")
+            print(cpu.line())
             phases = asyncio.run(count_phases(plane, namespace))
             publishes = publish_outcomes(f"{webhook.url}/metrics")
             print(f"objects by phase:  {phases} (2xx answers: {result['count']})")
             print(f"publishes:         {publishes}")
-            # Re-signed when sent would be fairer to the verifier, but a stale or wrong
-            # signature costs the same: one HMAC per configured secret.
-            invalid = [signed_event(namespace, objects[0], "whsec_wrong")] * 200_000
-            measure("(b) invalid signatures (the expected answer is 400)", invalid, "invalid",
-                    "400")
+
+            ceiling = patch_ceilings(plane, args.concurrency, args.duration, base)
+            valid_rate = result["count"] / result["elapsed"]
+            p99 = percentile(result["latencies"], 0.99) * 1000
+            print(f"valid events / PATCH ceiling ({ceiling.kind}): {valid_rate:.0f} / "
+                  f"{ceiling.rate:.0f} = {valid_rate / ceiling.rate:.2f} (goal >= 0.7), "
+                  f"p99 {p99:.0f} ms (goal <= 100 ms)")
+
+            rejections(plane, directory, webhook, namespace, objects[0], env,
+                       args.duration, args.connections, base)
         finally:
             webhook.stop()
+        print(f"\nload average at end: {load_average()}")
     return 0
 
 
