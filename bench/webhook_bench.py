@@ -55,11 +55,12 @@ from bench.common import (
     platform,
     process_stats,
 )
+from bench.profiled import summary
 from bench.wrkload import WrkResult, run_wrk, write_script, wrk_binary
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube_dev.apicalls import per_object_calls, request_counts
-from paykube_dev.kube import ControlPlane
+from paykube_dev.kube import REPO, ControlPlane
 from paykube_dev.manifests import session_list
 from paykube_dev.proc import free_port, port_open, start_process, stop_process, wait_until
 from paykube_dev.programs import Program, start_webhook
@@ -408,6 +409,57 @@ def patch_ceilings(plane: ControlPlane, clients: int, duration: float,
     return max(runs, key=lambda r: r.rate)
 
 
+def start_profiled_webhook(plane: ControlPlane, directory: Path, env: dict[str, str],
+                           name: str) -> tuple[Program, Path]:
+    """The webhook as start_webhook runs it, but under cProfile (bench/profiled.py); the
+    profile is written when it stops."""
+    out, log, port = directory / f"{name}.prof", directory / f"{name}.log", free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PAYKUBE_")}
+    full["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "operator"), str(REPO / "webhook"), full.get("PYTHONPATH", "")])
+    full.update({"KUBECONFIG": str(plane.kubeconfig), **env,
+                 "PAYKUBE_WEBHOOK_PORT": str(port), "PAYKUBE_WEBHOOK_HOST": "127.0.0.1"})
+    proc = start_process([sys.executable, str(Path(__file__).with_name("profiled.py")),
+                          str(out), "paykube_webhook"], log=log, env=full)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=60, what="profiled webhook", proc=proc, log=log, interval=0.2)
+    return Program("webhook", proc, log, port), out
+
+
+def profile_phases(plane: ControlPlane, directory: Path, env: dict[str, str],
+                   namespace: str, objects: list[dict[str, Any]],
+                   args: argparse.Namespace) -> None:
+    """--profile: (a) and (b) each against a webhook under cProfile; where its CPU goes."""
+    webhook, out = start_profiled_webhook(plane, directory, env, "profile-valid")
+    try:
+        with CpuSampler({"webhook (profiled)": webhook.proc.pid}) as cpu:
+            result = run_load(f"{webhook.url}/webhooks/stripe",
+                              [signed_event(namespace, o, SECRET) for o in objects],
+                              args.concurrency, args.duration, directory, "profile", "2xx",
+                              cpu)
+    finally:
+        webhook.stop()
+    print(f"\n== profile of (a), valid events: {result['count']} answered ==")
+    print("\n".join(summary(out)))
+    webhook, out = start_profiled_webhook(plane, directory, env, "profile-reject")
+    try:
+        body, signature = rejection_body(namespace, objects[0])
+        script = write_script(directory / "reject.lua", body, {
+            "Content-Type": "application/json", "Stripe-Signature": signature})
+        rejected = run_wrk([f"{webhook.url}/webhooks/stripe"], script,
+                           connections=args.connections, duration=args.duration)
+    finally:
+        webhook.stop()
+    print(f"\n== profile of (b), rejections: {rejected.requests} answered ==")
+    print("\n".join(summary(out)))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--load":
@@ -424,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="wrk's connections for the rejections")
     parser.add_argument("--expected-rate", type=float, default=250.0,
                         help="events/s that (a) is expected to reach; sizes its object list")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile the webhook under (a) and (b) (cProfile)")
     parser.add_argument("--slow-clients", type=int, default=0,
                         help="run only (c) with this many stalled uploads")
     parser.add_argument("--hold", type=float, default=60.0,
@@ -446,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
                "PAYKUBE_BROKER_URLS": f"127.0.0.1:{broker.stomp_port}",
                "PAYKUBE_METRICS_USERNAME": METRICS_AUTH[0],
                "PAYKUBE_METRICS_PASSWORD": METRICS_AUTH[1]}
+        if args.profile:
+            profile_phases(plane, directory, env, namespace, objects, args)
+            return 0
         webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
         url = f"{webhook.url}/webhooks/stripe"
         pid = webhook.proc.pid

@@ -52,9 +52,10 @@ class WrkResult:
 
     @staticmethod
     def combined(results: list[WrkResult]) -> WrkResult:
-        """Several wrk processes run at once: rates add up, latencies are the worst."""
-        seconds = max(r.seconds for r in results)
-        return WrkResult(round(sum(r.rate for r in results) * seconds), seconds,
+        """Several wrk processes run at once (for the same duration): their requests add
+        up, latencies are the worst of them."""
+        seconds = sum(r.seconds for r in results) / len(results)
+        return WrkResult(sum(r.requests for r in results), seconds,
                          sum(r.non_2xx_3xx for r in results),
                          sum(r.socket_errors for r in results),
                          max(r.p50_ms for r in results), max(r.p99_ms for r in results),
