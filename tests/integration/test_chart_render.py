@@ -206,6 +206,7 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
                            "https://hooks.sentinel"),
     "WEBHOOK_READ_TIMEOUT": ("webhook.readTimeout", 7, "7"),
     "WEBHOOK_MAX_READERS": ("webhook.maxReaders", 63, "63"),
+    "WEBHOOK_SESSION_CACHE": ("webhook.sessionCache", True, "true"),
     "ROUTES_TTL": ("webhook.routesTtl", 29, "29"),
     # Not values: the operator's namespace is the release's, the route table is named after it.
     "CLUSTER_NAMESPACE": ("<release namespace>", None, "paykube"),
@@ -491,3 +492,18 @@ def test_secret_reads_can_be_limited_to_the_default_credentials() -> None:
                               "resourceNames": ["stripe"], "verbs": ["get"]}]
 
 
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_only_the_session_cache_lets_the_webhook_list_and_watch_sessions(cache: bool) -> None:
+    """The internet-facing webhook may enumerate PaymentSessions only when
+    webhook.sessionCache asks for it."""
+    docs = render("pk", "paykube", sets=[f"webhook.sessionCache={str(cache).lower()}"])
+    role = next(d for d in docs if d["kind"] == "ClusterRole"
+                and d["metadata"]["labels"]["app.kubernetes.io/component"] == "webhook")
+    listing = [r for r in role["rules"] if "list" in r["verbs"] or "watch" in r["verbs"]]
+    expected = [{"apiGroups": ["payments.paykube.dev"], "resources": ["paymentsessions"],
+                 "verbs": ["list", "watch"]}]
+    assert listing == (expected if cache else [])
+    env = container_env(docs, "webhook")
+    assert env["PAYKUBE_WEBHOOK_SESSION_CACHE"] == str(cache).lower()

@@ -228,6 +228,8 @@ logging. */}}
   value: {{ $w.readTimeout | toString | quote }}
 - name: PAYKUBE_WEBHOOK_MAX_READERS
   value: {{ $w.maxReaders | int64 | quote }}
+- name: PAYKUBE_WEBHOOK_SESSION_CACHE
+  value: {{ $w.sessionCache | toString | quote }}
 - name: PAYKUBE_ROUTES_TTL
   value: {{ $w.routesTtl | toString | quote }}
 {{- with .Values.secrets.aws.webhookSecretId }}
@@ -357,6 +359,12 @@ namespaceSelector matches (get only). In every RBAC mode. */}}
 - apiGroups: [payments.paykube.dev]
   resources: [paymentsessions/status, paymentrefunds/status]
   verbs: [get, patch]
+{{- if .Values.webhook.sessionCache }}
+# webhook.sessionCache: the watch whose copies are the base of each status write.
+- apiGroups: [payments.paykube.dev]
+  resources: [paymentsessions]
+  verbs: [list, watch]
+{{- end }}
 # Events on the objects (kubectl describe).
 - apiGroups: [""]
   resources: [events]
