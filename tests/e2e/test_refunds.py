@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import text
 
 from paykube.mirror.store import make_engine
@@ -438,3 +439,49 @@ def test_another_tenant_cannot_move_a_tenants_refund_or_its_refunded_amount(
         for tenant in (a, b):
             stack.kube.kubectl("delete", "namespace", tenant.namespace, "--wait=false",
                                check=False)
+
+
+def test_an_old_session_crd_that_drops_the_reservation_refuses_before_any_refund(
+        tmp_path: Path) -> None:
+    """Helm does not upgrade CRDs: with last version's PaymentSession CRD the API server
+    prunes status.refunds, and with it the lock against refunding the same money twice.
+    The operator notices its reservation did not stick and refuses before the PSP call."""
+    from paykube_dev.kube import REPO, ControlPlane
+    from paykube_dev.programs import start_operator
+    from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
+
+    with ControlPlane.started(tmp_path / "kube") as plane, \
+            EmulatorProcess(tmp_path / "emulator.log") as emulator:
+        for crd in sorted((REPO / "crds").glob("*.yaml")):
+            if crd.name != "paymentsession.yaml":
+                plane.install_crd(crd)
+        old = yaml.safe_load((REPO / "crds" / "paymentsession.yaml").read_text())
+        status = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+            "status"]["properties"]
+        del status["refunds"], status["amountRefunded"]
+        old_crd = tmp_path / "old-paymentsession.yaml"
+        old_crd.write_text(yaml.safe_dump(old))
+        plane.install_crd(old_crd)
+        plane.kubectl("create", "namespace", "t-old")
+        operator = start_operator(plane.kubeconfig, tmp_path / "operator.log", {
+            "PAYKUBE_STRIPE_API_BASE": emulator.base_url,
+            "PAYKUBE_STRIPE_API_KEY": "sk_test_old_crd", "PAYKUBE_NAMESPACES": "t-old",
+            "PAYKUBE_POLL_MIN_INTERVAL": "1", "PAYKUBE_POLL_MAX_INTERVAL": "2"})
+        control = EmulatorControl(emulator.base_url)
+        mini = Stack(plane, control, emulator.base_url, operator, operator, tmp_path)
+        try:
+            stack_paid = paid_session_by_poll(mini, control, "t-old", "legacy")
+            apply_refund(mini, "t-old", "unsafe", "legacy", amount=100)
+            refused = wait_refund(mini, "t-old", "unsafe", "Failed")
+            assert refused["status"]["error"]["code"] == "ApiRejected"
+            assert "crds/" in refused["status"]["error"]["message"]
+            assert control.refunds(stack_paid["status"]["paymentIntentId"]) == []
+        finally:
+            operator.stop()
+
+
+def paid_session_by_poll(stack: Stack, control: Any, namespace: str, name: str) -> Manifest:
+    stack.apply(namespace, name)
+    opened = stack.wait_phase(namespace, name, "Open")
+    control.pay(opened["status"]["sessionId"])
+    return stack.wait_phase(namespace, name, "Paid")

@@ -181,9 +181,17 @@ class RefundReconciler:
             outcome["record"] = record
             return reserve(current, record)
 
-        await self.sessions.apply(session_ref, decide, base=session_obj)
+        written = await self.sessions.apply(session_ref, decide, base=session_obj)
         record = outcome.get("record")
         refused = outcome.get("refused")
+        if isinstance(record, RefundRecord) and record_of(
+                Status.from_dict(written.obj.get("status")), ref.uid) is None:
+            # An older PaymentSession CRD prunes status.refunds: the reservation, the lock
+            # against refunding the same money twice, would silently not exist.
+            return None, ErrorInfo(
+                code=ErrorCode.API_REJECTED.value,
+                message="the cluster's PaymentSession CRD does not keep status.refunds: "
+                        "apply this version's crds/ (Helm does not upgrade CRDs)")
         return (record if isinstance(record, RefundRecord) else None,
                 refused if isinstance(refused, ErrorInfo) else None)
 
