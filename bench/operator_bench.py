@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.apiload import ApiTarget, create_sessions
 from bench.common import (
     CpuSampler,
@@ -48,6 +50,7 @@ from bench.common import (
     platform,
     process_stats,
 )
+from bench.profiled import summary
 from paykube.api.types import ObjectRef, PaymentSessionSpec
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
@@ -57,9 +60,10 @@ from paykube.providers.ratelimit import RateLimiter
 from paykube.providers.stripe import StripeProvider
 from paykube.settings import SecretStr
 from paykube_dev.apicalls import per_object_calls, request_counts
-from paykube_dev.kube import ControlPlane
+from paykube_dev.kube import REPO, ControlPlane
 from paykube_dev.manifests import session_list
-from paykube_dev.programs import start_operator
+from paykube_dev.proc import free_port, start_process, wait_until
+from paykube_dev.programs import Program, start_operator
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
 
 API_KEY = "sk_test_bench"
@@ -154,9 +158,35 @@ class OperatorRun:
     calls: Calls
 
 
+def start_profiled_operator(plane: ControlPlane, directory: Path, env: dict[str, str],
+                            name: str) -> tuple[Program, Path]:
+    """The operator as start_operator runs it, but under cProfile (bench/profiled.py); the
+    profile is written when it stops."""
+    out, log = directory / f"{name}.prof", directory / f"{name}.log"
+    port, metrics_port = free_port(), free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PAYKUBE_")}
+    full["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "operator"), str(REPO / "webhook"), full.get("PYTHONPATH", "")])
+    full.update({"KUBECONFIG": str(plane.kubeconfig), **env,
+                 "PAYKUBE_OPERATOR_HOST": "127.0.0.1", "PAYKUBE_HEALTH_PORT": str(port),
+                 "PAYKUBE_METRICS_PORT": str(metrics_port)})
+    proc = start_process([sys.executable, str(Path(__file__).with_name("profiled.py")),
+                          str(out), "paykube.operator"], log=log, env=full)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=90, what="profiled operator", proc=proc, log=log, interval=0.2)
+    return Program("operator", proc, log, port, metrics_port), out
+
+
 def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
-        poll_min_interval: float | None, observe: float) -> OperatorRun:
-    namespace = f"bench-{count}-{'r' if rate else 'u'}"
+        poll_min_interval: float | None, observe: float, *,
+        profile: bool = False) -> OperatorRun:
+    namespace = f"bench-{count}-{'r' if rate else 'u'}{'-p' if profile else ''}"
     plane.kubectl("create", "namespace", namespace)
     with EmulatorProcess(directory / f"emulator-{namespace}.log") as emulator:
         control = EmulatorControl(emulator.base_url)
@@ -167,8 +197,13 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
                "PAYKUBE_STRIPE_RATE_LIMIT": str(rate or 10_000)}
         if poll_min_interval is not None:
             env["PAYKUBE_POLL_MIN_INTERVAL"] = f"{poll_min_interval:g}"
-        operator = start_operator(plane.kubeconfig, directory / f"operator-{namespace}.log",
-                                  env)
+        profiled: Path | None = None
+        if profile:
+            operator, profiled = start_profiled_operator(plane, directory, env,
+                                                         f"operator-{namespace}")
+        else:
+            operator = start_operator(plane.kubeconfig,
+                                      directory / f"operator-{namespace}.log", env)
         pid = operator.proc.pid
         assert emulator.proc is not None
         processes = {"operator": pid, **plane_processes(plane),
@@ -195,7 +230,8 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
     opened = timeline.opened
     latencies = sorted(at - timeline.created[name] for name, at in opened.items())
     total = (max(opened.values()) - started) if opened else float("nan")
-    label = f"rate limit {rate:.0f}/s" if rate else "no rate limit"
+    label = (f"rate limit {rate:.0f}/s" if rate else "no rate limit") + (
+        ", operator under cProfile" if profile else "")
     quarters = open_by_quarter(timeline, started)
     print(f"\n== {count} sessions, {label} ==", flush=True)
     print(f"load average:          {load_before} at start, {load_average()} at end")
@@ -220,6 +256,8 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
     print(cpu.line())
     if polling:
         print(polling)
+    if profiled is not None:
+        print("\n".join(summary(profiled)))
     if rate and len(calls) > 1:
         times = sorted(r["at"] for r in calls)
         span = times[-1] - times[0]
@@ -356,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sessions of the bare loop (at most N)")
     parser.add_argument("--kubectl", type=int, default=1000,
                         help="time kubectl apply of this many objects once (0: skip)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the first N once more with the operator under cProfile")
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--rate-sessions", type=int, default=300,
                         help="sessions for the rate-limited run (300 at 25/s: about 12 s)")
@@ -366,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
             measured = run(plane, directory, count, None, args.poll_min_interval,
                            args.observe)
             ceiling(plane, directory, min(count, args.ceiling_sessions), measured)
+        if args.profile:
+            run(plane, directory, args.sessions[0], None, args.poll_min_interval, 0,
+                profile=True)
         if args.rate > 0:
             run(plane, directory, args.rate_sessions, args.rate, args.poll_min_interval, 0)
         if args.kubectl:
