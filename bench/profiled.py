@@ -17,29 +17,36 @@ import time
 from collections import Counter
 from pathlib import Path
 
-# (part of the file name, library), first match wins.
-_LIBRARIES = (
-    ("/httpx/", "httpx"), ("/httpcore/", "httpcore"), ("/h11/", "h11"), ("/anyio/", "anyio"),
-    ("/aiohttp/", "aiohttp"), ("/multidict/", "aiohttp"), ("/yarl/", "aiohttp"),
-    ("/prometheus_client/", "prometheus_client"), ("/logging/", "logging"),
-    ("/json/", "json"), ("/asyncio/", "asyncio"), ("/ssl.py", "ssl"),
-    ("/paykube_webhook/", "paykube"), ("/paykube/", "paykube"), ("/kopf/", "kopf"),
-    ("/stripe/", "stripe (SDK)"), ("/pydantic", "pydantic"), ("/hmac.py", "hmac"),
-)
+_C_FUNCTIONS = (("_ssl", "ssl"), ("_hashlib", "hmac"), ("hmac", "hmac"), ("json", "json"),
+                ("select", "asyncio (epoll)"), ("socket", "sockets"))
 
 
 def library(filename: str, function: str) -> str:
-    for part, name in _LIBRARIES:
-        if part in filename:
-            return name
+    """Which library a profiled function belongs to: paykube's own packages, a package in
+    site-packages (by its top-level name; the venv lives under a `paykube` cache directory,
+    so the path alone would mislead), a standard library module, or a C function."""
     if filename == "~":  # a C function: name it by its module where it tells
-        for part, name in (("_ssl", "ssl"), ("_hashlib", "hmac"), ("hmac", "hmac"),
-                           ("json", "json"), ("select", "asyncio (epoll)"),
-                           ("socket", "sockets")):
+        for part, name in _C_FUNCTIONS:
             if part in function:
                 return name
         return "other C builtins"
-    return "other Python"
+    if "site-packages/" in filename:
+        top = filename.rsplit("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+        return {"multidict": "aiohttp", "yarl": "aiohttp", "_cffi_backend": "cffi"}.get(
+            top, top)
+    for part in ("/operator/paykube/", "/webhook/paykube_webhook/", "/hack/paykube_dev/"):
+        if part in filename:
+            return "paykube"
+    if "/lib/python3" in filename:  # the standard library, by module
+        module = filename.split("/lib/python3", 1)[1].split("/", 2)[1].removesuffix(".py")
+        return f"{module} (stdlib)"
+    return "other"
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/work/main/", "/lib/python3.11/", "/lib/python3.12/"):
+        filename = filename.rsplit(marker, 1)[-1]
+    return filename
 
 
 def summary(path: Path, *, top: int = 12) -> list[str]:
@@ -47,18 +54,27 @@ def summary(path: Path, *, top: int = 12) -> list[str]:
     stats = pstats.Stats(str(path))
     table = stats.stats  # type: ignore[attr-defined]
     by_library: Counter[str] = Counter()
-    functions: list[tuple[float, str]] = []
+    functions: list[tuple[float, str, tuple[str, int, str]]] = []
     total = 0.0
     for (filename, line, function), (_, _, tottime, _, _) in table.items():
         by_library[library(filename, function)] += tottime
         total += tottime
-        short = filename.rsplit("site-packages/", 1)[-1].rsplit("/work/main/", 1)[-1]
-        functions.append((tottime, f"{short}:{line} {function}"))
+        short = _short(filename)
+        functions.append((tottime, f"{short}:{line} {function}", (filename, line, function)))
     lines = ["own CPU by library: " + ", ".join(
         f"{name} {seconds / total:.0%}" for name, seconds in by_library.most_common()
         if seconds / total >= 0.01)]
-    lines += [f"  {seconds / total:5.1%}  {name}"
-              for seconds, name in sorted(functions, reverse=True)[:top]]
+    ranked = sorted(functions, reverse=True)[:top]
+    for seconds, name, key in ranked:
+        # The caller that accounts for most of it (recursion through the same function
+        # left out), so that a generic function (deepcopy, dict.get) is placed.
+        callers = [(timing[3], caller) for caller, timing in table[key][4].items()
+                   if caller != key]
+        via = ""
+        if callers:
+            _, (filename, line, function) = max(callers)
+            via = f"  <- {_short(filename)}:{line} {function}"
+        lines.append(f"  {seconds / total:5.1%}  {name}{via}")
     return lines
 
 
