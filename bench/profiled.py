@@ -49,8 +49,9 @@ def _short(filename: str) -> str:
     return filename
 
 
-def summary(path: Path, *, top: int = 12) -> list[str]:
-    """Own time (tottime) by library, then the `top` functions, as printable lines."""
+def summary(path: Path, *, top: int = 12, cumulative_top: int = 8) -> list[str]:
+    """Own time (tottime) by library, the `top` functions, and paykube's functions by
+    cumulative time, as printable lines."""
     stats = pstats.Stats(str(path))
     table = stats.stats  # type: ignore[attr-defined]
     by_library: Counter[str] = Counter()
@@ -75,6 +76,12 @@ def summary(path: Path, *, top: int = 12) -> list[str]:
             _, (filename, line, function) = max(callers)
             via = f"  <- {_short(filename)}:{line} {function}"
         lines.append(f"  {seconds / total:5.1%}  {name}{via}")
+    # Inside paykube's own code, callees included: what paykube adds around the libraries.
+    own = sorted(((timing[3], key) for key, timing in table.items()
+                  if library(key[0], key[2]) == "paykube"), reverse=True)
+    lines.append("paykube's functions by CPU including their callees:")
+    lines += [f"  {cumulative / total:5.1%}  {_short(filename)}:{line} {function}"
+              for cumulative, (filename, line, function) in own[:cumulative_top]]
     return lines
 
 

@@ -6,7 +6,10 @@
     Python load process), each moving one Open PaymentSession to Paid through the real API
     server and publishing to the real ActiveMQ: events/s, p50/p99/p999, and API calls per
     event as the API server counts them (`apiserver_request_total`). There are duration x
-    --expected-rate objects; the report says if they ran out early (raise --expected-rate).
+    --expected-rate objects, half for (a) and half for (a'); the report says if they ran
+    out early (raise --expected-rate).
+(a') the same against a second webhook with PAYKUBE_WEBHOOK_SESSION_CACHE=true (a watch's
+    copy of each object is the write's base: no GET before the write).
     Its ceiling: the API server's own status merge-PATCH with the resourceVersion
     precondition (the webhook's one write), --concurrency clients, as writes/s and p99, once
     with httpx (paykube's client) and once with aiohttp; their client CPU per 1000 calls is
@@ -232,11 +235,14 @@ def publish_outcomes(url: str) -> dict[str, int]:
             for s in family.samples if s.name == "paykube_webhook_publishes_total"}
 
 
-async def count_phases(plane: ControlPlane, namespace: str) -> dict[str, int]:
+async def count_phases(plane: ControlPlane, namespace: str,
+                       names: set[str] | None = None) -> dict[str, int]:
     async with KubeClient(KubeConfig.from_file(plane.kubeconfig), timeout=60) as kube:
         items = await kube.list_sessions(namespace)
     phases: dict[str, int] = {}
     for obj in items:
+        if names is not None and obj["metadata"]["name"] not in names:
+            continue
         phase = obj.get("status", {}).get("phase", "none")
         phases[phase] = phases.get(phase, 0) + 1
     return phases
@@ -460,6 +466,35 @@ def profile_phases(plane: ControlPlane, directory: Path, env: dict[str, str],
     print("\n".join(summary(out)))
 
 
+def valid_phase(plane: ControlPlane, webhook: Program, namespace: str,
+                objects: list[dict[str, Any]], others: dict[str, int],
+                args: argparse.Namespace, directory: Path, title: str) -> dict[str, Any]:
+    """(a) against one webhook: its answers, API calls per event, every process's CPU, the
+    objects' phases and the publishes."""
+    pid = webhook.proc.pid
+    url = f"{webhook.url}/webhooks/stripe"
+    valid = [signed_event(namespace, o, SECRET) for o in objects]
+    counted = request_counts(plane)
+    cpu_before = process_stats(pid).cpu_seconds
+    with RssSampler(pid) as rss, CpuSampler({"webhook": pid, **others}) as cpu:
+        result = run_load(url, valid, args.concurrency, args.duration, directory,
+                          f"valid-{pid}", "2xx", cpu)
+        time.sleep(2.0)  # the marks and Events written after the answers
+    report(title, result, process_stats(pid).cpu_seconds - cpu_before, rss, args.duration)
+    calls = per_object_calls(counted, request_counts(plane), created_by_client=0)
+    events = max(1, result["count"])
+    detail = ", ".join(f"{v} {r}{'/' + s if s else ''} {n / events:.2f}"
+                       for (v, r, s), n in sorted(calls.items()))
+    print(f"API calls/event:   {sum(calls.values()) / events:.2f} "
+          f"(apiserver_request_total: {detail})")
+    print(cpu.line())
+    names = {o["metadata"]["name"] for o in objects}
+    phases = asyncio.run(count_phases(plane, namespace, names))
+    print(f"objects by phase:  {phases} (2xx answers: {result['count']})")
+    print(f"publishes:         {publish_outcomes(f'{webhook.url}/metrics')}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--load":
@@ -504,42 +539,34 @@ def main(argv: list[str] | None = None) -> int:
             profile_phases(plane, directory, env, namespace, objects, args)
             return 0
         webhook = start_webhook(plane.kubeconfig, directory / "webhook.log", env)
-        url = f"{webhook.url}/webhooks/stripe"
-        pid = webhook.proc.pid
         base = plane_processes(plane)
-        processes = {"webhook": pid, **base,
-                     **({"broker": broker.pid} if broker.pid else {})}
-        print(f"{len(objects)} Open objects for (a): {args.duration:g} s x "
-              f"{args.expected_rate:g}/s expected; concurrency {args.concurrency}")
+        broker_pid = {"broker": broker.pid} if broker.pid else {}
+        half = len(objects) // 2
+        print(f"{len(objects)} Open objects for (a), half for each webhook configuration: "
+              f"{args.duration:g} s x {args.expected_rate / 2:g}/s expected; "
+              f"concurrency {args.concurrency}")
         try:
-            httpx.post(url, content=b"{}", headers={"Content-Type": "application/json"})
-            valid = [signed_event(namespace, o, SECRET) for o in objects]
-            counted = request_counts(plane)
-            cpu_before = process_stats(pid).cpu_seconds
-            with RssSampler(pid) as rss, CpuSampler(processes) as cpu:
-                result = run_load(url, valid, args.concurrency, args.duration, directory,
-                                  "valid", "2xx", cpu)
-                time.sleep(2.0)  # the marks and Events written after the answers
-            report("(a) valid events changing status (API server + broker)", result,
-                   process_stats(pid).cpu_seconds - cpu_before, rss, args.duration)
-            calls = per_object_calls(counted, request_counts(plane), created_by_client=0)
-            events = max(1, result["count"])
-            detail = ", ".join(f"{v} {r}{'/' + s if s else ''} {n / events:.2f}"
-                               for (v, r, s), n in sorted(calls.items()))
-            print(f"API calls/event:   {sum(calls.values()) / events:.2f} "
-                  f"(apiserver_request_total: {detail})")
-            print(cpu.line())
-            phases = asyncio.run(count_phases(plane, namespace))
-            publishes = publish_outcomes(f"{webhook.url}/metrics")
-            print(f"objects by phase:  {phases} (2xx answers: {result['count']})")
-            print(f"publishes:         {publishes}")
+            httpx.post(f"{webhook.url}/webhooks/stripe", content=b"{}",
+                       headers={"Content-Type": "application/json"})
+            results = {"default (GET before the write)": valid_phase(
+                plane, webhook, namespace, objects[:half], {**base, **broker_pid}, args,
+                directory, "(a) valid events changing status (API server + broker)")}
+            cached = start_webhook(plane.kubeconfig, directory / "webhook-cache.log",
+                                   {**env, "PAYKUBE_WEBHOOK_SESSION_CACHE": "true"})
+            try:
+                results["PAYKUBE_WEBHOOK_SESSION_CACHE=true (no GET)"] = valid_phase(
+                    plane, cached, namespace, objects[half:], {**base, **broker_pid}, args,
+                    directory, "(a') valid events, webhook with PAYKUBE_WEBHOOK_SESSION_CACHE")
+            finally:
+                cached.stop()
 
             ceiling = patch_ceilings(plane, args.concurrency, args.duration, base)
-            valid_rate = result["count"] / result["elapsed"]
-            p99 = percentile(result["latencies"], 0.99) * 1000
-            print(f"valid events / PATCH ceiling ({ceiling.kind}): {valid_rate:.0f} / "
-                  f"{ceiling.rate:.0f} = {valid_rate / ceiling.rate:.2f} (goal >= 0.7), "
-                  f"p99 {p99:.0f} ms (goal <= 100 ms)")
+            for label, result in results.items():
+                valid_rate = result["count"] / result["elapsed"]
+                p99 = percentile(result["latencies"], 0.99) * 1000
+                print(f"valid events / PATCH ceiling ({ceiling.kind}), {label}: "
+                      f"{valid_rate:.0f} / {ceiling.rate:.0f} = {valid_rate / ceiling.rate:.2f}"
+                      f" (goal >= 0.7), p99 {p99:.0f} ms (goal <= 100 ms)")
 
             rejections(plane, directory, webhook, namespace, objects[0], env,
                        args.duration, args.connections, base)
