@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from tests.e2e.razorpay_stack import RazorpayTenant, history
 from tests.e2e.razorpay_stack import razorpay_tenant as razorpay_tenant  # the fixture
-from tests.e2e.test_refunds import apply_refund, wait_for_refund, wait_refund, wait_refunded
+from tests.e2e.test_refunds import (
+    accepted_by_webhook,
+    apply_refund,
+    wait_for_refund,
+    wait_refund,
+    wait_refunded,
+)
 
 
 def paid(tenant: RazorpayTenant, name: str, amount: int) -> str:
@@ -28,9 +34,10 @@ def test_a_razorpay_refund_is_processed_and_reported_by_its_webhook(
     refund_id = pending["status"]["refundId"]
     assert refund_id.startswith("rfnd_")
     assert pending["status"]["provider"] == "razorpay"
-    tenant.control.refund_transition(refund_id, "processed")
+    moved = tenant.control.refund_transition(refund_id, "processed")
     done = wait_refund(stack, tenant.namespace, "chai-back", "Succeeded")
-    assert history(done)[-1] == ("Succeeded", "webhook")
+    assert history(done)[-1][0] == "Succeeded"
+    assert accepted_by_webhook(moved)  # bound by its notes on the account's route
     at_razorpay = tenant.control.refunds(payment)
     assert [(r["id"], r["amount"]) for r in at_razorpay] == [(refund_id, 30000)]
     assert at_razorpay[0]["notes"]["paykube_name"] == "chai-back"

@@ -44,7 +44,7 @@ def get_refund(stack: Stack, namespace: str, name: str) -> Manifest:
 
 
 def wait_refund(stack: Stack, namespace: str, name: str, phase: str,
-                timeout: float = 60.0) -> Manifest:
+                timeout: float = 120.0) -> Manifest:
     deadline = time.monotonic() + timeout
     obj: Manifest = {}
     while time.monotonic() < deadline:
@@ -64,7 +64,7 @@ def condition(obj: Manifest, type_: str) -> dict[str, Any] | None:
 def wait_refunded(stack: Stack, namespace: str, name: str, amount: int) -> Manifest:
     return stack.wait_for(namespace, name,
                           lambda o: o.get("status", {}).get("amountRefunded") == amount,
-                          what=f"amountRefunded {amount}")
+                          timeout=120.0, what=f"amountRefunded {amount}")
 
 
 def test_partial_then_full_refund_keep_the_session_paid(stack: Stack, namespace: str) -> None:
@@ -163,18 +163,22 @@ def test_async_refunds_go_pending_then_succeed_or_fail(stack: Stack, namespace: 
                               lambda s: bool(s.get("refundId")), "a refund id")
     assert pending["status"]["phase"] == "Pending"
     assert pending["status"]["providerStatus"] == "pending"
-    stack.emulator.refund_transition(pending["status"]["refundId"], "succeeded")
+    moved = stack.emulator.refund_transition(pending["status"]["refundId"], "succeeded")
     done = wait_refund(stack, namespace, "later", "Succeeded")
-    assert history(done)[-1] == ("Succeeded", "webhook")
+    # The webhook took it (or found it taken by a poll that ran first, on a busy machine).
+    assert history(done)[-1][0] == "Succeeded"
+    assert accepted_by_webhook(moved)
 
     apply_refund(stack, namespace, "bounced", "slow-bank", amount=500)
     bounced = wait_for_refund(stack, namespace, "bounced",
                               lambda s: bool(s.get("refundId")), "a refund id")
-    stack.emulator.refund_transition(bounced["status"]["refundId"], "failed",
-                                     failure_reason="lost_or_stolen_card")
+    reported = stack.emulator.refund_transition(bounced["status"]["refundId"], "failed",
+                                                failure_reason="lost_or_stolen_card")
     failed = wait_refund(stack, namespace, "bounced", "Failed")
-    # The webhook's report waited for the operator's retrieve, which agreed: credited to it.
-    assert history(failed)[-1] == ("Failed", "webhook")
+    # The webhook's report waited for the operator's retrieve, which agreed: credited to it
+    # (unless a poll saw the failure before the report arrived).
+    assert history(failed)[-1][0] == "Failed"
+    assert accepted_by_webhook(reported)
     assert failed["status"]["error"]["code"] == "RefundFailed"
     assert failed["status"]["failureReason"] == "lost_or_stolen_card"
     assert failed["status"].get("unconfirmed") is None
@@ -186,8 +190,17 @@ def test_async_refunds_go_pending_then_succeed_or_fail(stack: Stack, namespace: 
     assert wait_refund(stack, namespace, "retry", "Pending")["status"]["amount"] == 2000
 
 
+def accepted_by_webhook(moved: dict[str, Any]) -> bool:
+    """Every delivery of the change was answered 200 and not ignored: the webhook bound the
+    event to its refund (applied, awaiting the operator's confirmation, or already there)."""
+    outcomes = [json.loads(d["response_body"])["outcome"] for d in moved["deliveries"]
+                if d["ok"]]
+    return bool(outcomes) and all(
+        o in ("applied", "awaiting_confirmation", "duplicate") for o in outcomes)
+
+
 def wait_for_refund(stack: Stack, namespace: str, name: str,
-                    check: Any, what: str, timeout: float = 60.0) -> Manifest:
+                    check: Any, what: str, timeout: float = 120.0) -> Manifest:
     deadline = time.monotonic() + timeout
     obj: Manifest = {}
     while time.monotonic() < deadline:
@@ -356,7 +369,7 @@ def test_each_refund_phase_reaches_the_bus_and_the_mirror(
         uids = {good["metadata"]["uid"]: "good", bad["metadata"]["uid"]: "bad"}
 
         seen: dict[str, list[str]] = {"good": [], "bad": []}
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while (len(seen["good"]) < 2 or len(seen["bad"]) < 2) and \
                 time.monotonic() < deadline:
             body = json.loads(sub.get(timeout=max(deadline - time.monotonic(), 0.1)).body)
@@ -385,7 +398,7 @@ def test_each_refund_phase_reaches_the_bus_and_the_mirror(
             return {"rows": rows, "transitions": transitions, "ledger": ledger}
 
         found = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while found is None and time.monotonic() < deadline:
             found = mirrored()
             time.sleep(0.5)
