@@ -135,7 +135,7 @@ def test_two_refunds_racing_for_the_same_rest_exactly_one_succeeds(stack: Stack,
     for thread in racers:
         thread.join()
     phases = {}
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         phases = {n: get_refund(stack, namespace, n).get("status", {}).get("phase")
                   for n in ("racer-a", "racer-b")}
@@ -332,7 +332,7 @@ def test_deleting_a_pending_refund_waits_for_the_provider(stack: Stack, namespac
     held = get_refund(stack, namespace, "in-flight")
     assert held["metadata"].get("deletionTimestamp") and held["metadata"].get("finalizers")
     stack.emulator.refund_transition(pending["status"]["refundId"], "succeeded")
-    gone_deadline = time.monotonic() + 90
+    gone_deadline = time.monotonic() + 150
     while time.monotonic() < gone_deadline:
         result = stack.kube.kubectl("get", "paymentrefund", "in-flight", "-n", namespace,
                                     check=False)
