@@ -93,14 +93,18 @@ class Clients:
 
 
 async def create_objects(target: ApiTarget, namespace: str, items: list[Manifest], *,
-                         concurrency: int = 32) -> list[Manifest]:
-    """POST each object, `concurrency` at once; returns the created objects in order.
-    Raises on any answer but 201: a benchmark on half its objects would mislead."""
+                         concurrency: int = 32, rate: float = 0.0) -> list[Manifest]:
+    """POST each object, `concurrency` at once (and with `rate`, at most that many per
+    second, evenly); returns the created objects in order. Raises on any answer but 201:
+    a benchmark on half its objects would mislead."""
     created: list[Manifest] = [{} for _ in items]
     queue = iter(enumerate(items))
+    started = time.monotonic()
     async with Clients(target, "aiohttp", concurrency) as send:
         async def worker() -> None:
             for index, item in queue:
+                if rate > 0:
+                    await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
                 status, answer = await send("POST", collection(namespace), item, {})
                 if status != 201:
                     raise RuntimeError(f"create {item['metadata']['name']}: HTTP {status}: "
@@ -112,10 +116,11 @@ async def create_objects(target: ApiTarget, namespace: str, items: list[Manifest
 
 
 async def create_sessions(target: ApiTarget, namespace: str, manifest_list: str, *,
-                          concurrency: int = 32) -> list[Manifest]:
+                          concurrency: int = 32, rate: float = 0.0) -> list[Manifest]:
     """`create_objects` for a `paykube_dev.manifests.session_list` document."""
     items: list[Manifest] = json.loads(manifest_list)["items"]
-    return await create_objects(target, namespace, items, concurrency=concurrency)
+    return await create_objects(target, namespace, items, concurrency=concurrency,
+                                rate=rate)
 
 
 @dataclass(frozen=True)

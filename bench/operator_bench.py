@@ -102,7 +102,7 @@ async def watch_until_open(kube: KubeClient, namespace: str, version: str, count
 
 
 async def create_and_watch(plane: ControlPlane, namespace: str, count: int,
-                           limit: float) -> tuple[Timeline, float, float]:
+                           limit: float, rate: float) -> tuple[Timeline, float, float]:
     """Create `count` objects with the fast client while watching; returns the timeline,
     when creating started and how long it took."""
     timeline = Timeline()
@@ -112,7 +112,7 @@ async def create_and_watch(plane: ControlPlane, namespace: str, count: int,
             watch_until_open(kube, namespace, version, count, timeline))
         started = time.monotonic()
         await create_sessions(ApiTarget.from_kubeconfig(plane.kubeconfig), namespace,
-                              session_list(namespace, count))
+                              session_list(namespace, count), rate=rate)
         creating = time.monotonic() - started
         with contextlib.suppress(TimeoutError):  # report what opened in the time given
             await asyncio.wait_for(watching, limit)
@@ -185,8 +185,9 @@ def start_profiled_operator(plane: ControlPlane, directory: Path, env: dict[str,
 
 def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
         poll_min_interval: float | None, observe: float, *,
-        profile: bool = False) -> OperatorRun:
-    namespace = f"bench-{count}-{'r' if rate else 'u'}{'-p' if profile else ''}"
+        profile: bool = False, create_rate: float = 0.0) -> OperatorRun:
+    namespace = (f"bench-{count}-{'r' if rate else 'u'}{'-p' if profile else ''}"
+                 f"{'-paced' if create_rate else ''}")
     plane.kubectl("create", "namespace", namespace)
     with EmulatorProcess(directory / f"emulator-{namespace}.log") as emulator:
         control = EmulatorControl(emulator.base_url)
@@ -216,7 +217,7 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
             counted = request_counts(plane)
             with CpuSampler(processes) as cpu:
                 timeline, started, creating = asyncio.run(
-                    create_and_watch(plane, namespace, count, 1800))
+                    create_and_watch(plane, namespace, count, 1800, create_rate))
                 after = process_stats(pid)
                 time.sleep(1.0)  # kopf's bookkeeping and the Events after the last Open
             api_calls = per_object_calls(counted, request_counts(plane),
@@ -235,8 +236,9 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
     quarters = open_by_quarter(timeline, started)
     print(f"\n== {count} sessions, {label} ==", flush=True)
     print(f"load average:          {load_before} at start, {load_average()} at end")
+    pace = f"paced at {create_rate:g}/s" if create_rate else "all at once"
     print(f"created by the bench:  {count} in {creating:.1f} s "
-          f"({count / creating:.0f}/s, 32 concurrent POSTs)")
+          f"({count / creating:.0f}/s, 32 concurrent POSTs, {pace})")
     print(f"all Open:              {len(opened)}/{count} in {total:.1f} s after the first "
           f"create")
     print(f"throughput:            {len(opened) / total:.1f} sessions/s")
@@ -391,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--observe", type=float, default=0.0,
                         help="seconds to hold all sessions Open, counting the polls")
     parser.add_argument("--ceiling-sessions", type=int, default=1000,
-                        help="sessions of the bare loop (at most N)")
+                        help="sessions of the bare loop (at most N; 0: no ceiling)")
+    parser.add_argument("--create-rate", type=float, default=0.0,
+                        help="create the N objects at this many per second (0: at once), "
+                             "to tell the memory of a burst from that of open sessions")
     parser.add_argument("--kubectl", type=int, default=1000,
                         help="time kubectl apply of this many objects once (0: skip)")
     parser.add_argument("--profile", action="store_true",
@@ -407,8 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                 run(plane, directory, count, None, args.poll_min_interval, 0, profile=True)
                 continue
             measured = run(plane, directory, count, None, args.poll_min_interval,
-                           args.observe)
-            ceiling(plane, directory, min(count, args.ceiling_sessions), measured)
+                           args.observe, create_rate=args.create_rate)
+            if args.ceiling_sessions > 0:
+                ceiling(plane, directory, min(count, args.ceiling_sessions), measured)
         if args.rate > 0:
             run(plane, directory, args.rate_sessions, args.rate, args.poll_min_interval, 0)
         if args.kubectl:
