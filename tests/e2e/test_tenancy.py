@@ -5,6 +5,7 @@ account stay as they were."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from paykube.operator.accounts import REGISTERED_SECRET_KEY
 from paykube_dev.stripe_emulator import sign_payload
 from tests.plugins.kube_fixtures import make_namespace
 from tests.plugins.paykube_fixtures import (
@@ -398,7 +400,13 @@ def test_webhook_registration_creates_and_deletes_the_endpoint(stack: Stack) -> 
                 "charge.refunded"} <= set(endpoints[0]["enabled_events"])
         # The endpoint's secret lives in the operator's own namespace, not the tenant's.
         secret_name = provider["status"]["webhookSecretName"]
-        stack.kube.kubectl("get", "secret", secret_name, "-n", "paykube-system")
+        stored = json.loads(stack.kube.kubectl("get", "secret", secret_name, "-n",
+                                               "paykube-system", "-o", "json").stdout)
+        registered_secret = base64.b64decode(
+            stored["data"][REGISTERED_SECRET_KEY]).decode().strip()
+        # The webhook learns a new route within seconds (its route table): wait for that
+        # before paying, as Stripe's own first delivery might otherwise be retried later.
+        route_accepts(stack, route, registered_secret)
         tenant = Tenant(namespace, "registered", key, "", account)
         obj = open_for(stack, tenant, "via-registered")
         event_id = stack.emulator.pay(obj["status"]["sessionId"])["event"]["id"]

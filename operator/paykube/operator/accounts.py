@@ -130,18 +130,19 @@ class ProviderAccounts:
         psp = self.providers(spec.type)
         url = base + provider.webhook_path(spec.type)
         known = old.get("webhookEndpointId")
-        if stored and known:
+        if stored and known and known in self._subscribed:
             status |= {"webhookEndpointId": known, "webhookSecretName": name}
-            if known in self._subscribed:
-                return parse_secrets(stored)
-            # Once per process: an endpoint an older paykube registered lacks the events
-            # this one handles (refunds); the PSP adds them to the existing endpoint.
-            endpoint = await psp.ensure_webhook_endpoint(account.credentials, url)
-            if endpoint.secret is None and endpoint.id == known:
-                self._subscribed.add(known)
-                return parse_secrets(stored)
-        else:
-            endpoint = await psp.ensure_webhook_endpoint(account.credentials, url)
+            return parse_secrets(stored)
+        # Finds the endpoint for the URL (and, once per process, subscribes one an older
+        # paykube registered to the events this one handles, such as refunds), or creates
+        # it when it is gone.
+        endpoint = await psp.ensure_webhook_endpoint(account.credentials, url)
+        if stored and endpoint.secret is None:
+            # The endpoint whose secret we stored (a reconcile racing the status write of
+            # the one that registered it sees no id yet: not a reason to register again).
+            self._subscribed.add(endpoint.id)
+            status |= {"webhookEndpointId": endpoint.id, "webhookSecretName": name}
+            return parse_secrets(stored)
         if endpoint.secret is None:
             # Registered before a crash, its secret never stored: only a new one tells it.
             await psp.delete_webhook_endpoint(account.credentials, endpoint.id)
