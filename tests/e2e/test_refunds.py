@@ -187,7 +187,9 @@ def test_async_refunds_go_pending_then_succeed_or_fail(stack: Stack, namespace: 
     assert records == {"later": "Succeeded", "bounced": "Failed"}
     # The failed 500 is refundable again.
     apply_refund(stack, namespace, "retry", "slow-bank")
-    assert wait_refund(stack, namespace, "retry", "Pending")["status"]["amount"] == 2000
+    reserved = wait_for_refund(stack, namespace, "retry",
+                               lambda s: s.get("amount") is not None, "its reservation")
+    assert reserved["status"]["amount"] == 2000
 
 
 def accepted_by_webhook(moved: dict[str, Any]) -> bool:
