@@ -9,9 +9,9 @@ from tests.e2e.razorpay_stack import razorpay_tenant as razorpay_tenant  # the f
 from tests.e2e.test_refunds import (
     accepted_by_webhook,
     apply_refund,
+    records_settled,
     wait_for_refund,
     wait_refund,
-    wait_refunded,
 )
 
 
@@ -49,7 +49,9 @@ def test_a_razorpay_refund_is_processed_and_reported_by_its_webhook(
     tenant.control.refund_transition(rest["status"]["refundId"], "failed")
     failed = wait_refund(stack, tenant.namespace, "chai-rest", "Failed")
     assert failed["status"]["error"]["code"] == "RefundFailed"
-    session = wait_refunded(stack, tenant.namespace, "chai", 30000)
+    session = stack.wait_for(tenant.namespace, "chai",
+                             lambda o: records_settled(o, 2, 30000), timeout=120.0,
+                             what="both records settled, 30000 refunded")
     assert session["status"]["phase"] == "Paid"
     assert {r["name"]: r["phase"] for r in session["status"]["refunds"]} == {
         "chai-back": "Succeeded", "chai-rest": "Failed"}

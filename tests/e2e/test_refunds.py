@@ -56,6 +56,15 @@ def wait_refund(stack: Stack, namespace: str, name: str, phase: str,
                          f"{timeout}s; last status: {json.dumps(obj.get('status'), indent=1)}")
 
 
+def records_settled(obj: Manifest, count: int, refunded: int) -> bool:
+    """The session records `count` refunds, all settled, and `refunded` in all (the
+    amount may come from a webhook before the records do)."""
+    status = obj.get("status", {})
+    records = status.get("refunds") or []
+    return (len(records) == count and status.get("amountRefunded") == refunded
+            and all(r["phase"] in ("Succeeded", "Failed", "Canceled") for r in records))
+
+
 def condition(obj: Manifest, type_: str) -> dict[str, Any] | None:
     return next((c for c in obj["status"].get("conditions") or () if c["type"] == type_),
                 None)
@@ -84,7 +93,8 @@ def test_partial_then_full_refund_keep_the_session_paid(stack: Stack, namespace:
     apply_refund(stack, namespace, "the-rest", "order-1")
     rest = wait_refund(stack, namespace, "the-rest", "Succeeded")
     assert rest["status"]["amount"] == 3700
-    full = wait_refunded(stack, namespace, "order-1", 4200)
+    full = stack.wait_for(namespace, "order-1", lambda o: records_settled(o, 2, 4200),
+                          timeout=120.0, what="both records settled, 4200 refunded")
     assert full["status"]["phase"] == "Paid"
     refunded = condition(full, "Refunded")
     assert refunded is not None and (refunded["status"], refunded["reason"]) == (
@@ -182,7 +192,8 @@ def test_async_refunds_go_pending_then_succeed_or_fail(stack: Stack, namespace: 
     assert failed["status"]["error"]["code"] == "RefundFailed"
     assert failed["status"]["failureReason"] == "lost_or_stolen_card"
     assert failed["status"].get("unconfirmed") is None
-    after = wait_refunded(stack, namespace, "slow-bank", 1000)
+    after = stack.wait_for(namespace, "slow-bank", lambda o: records_settled(o, 2, 1000),
+                           timeout=120.0, what="both records settled, 1000 refunded")
     records = {r["name"]: r["phase"] for r in after["status"]["refunds"]}
     assert records == {"later": "Succeeded", "bounced": "Failed"}
     # The failed 500 is refundable again.
@@ -343,7 +354,8 @@ def test_deleting_a_pending_refund_waits_for_the_provider(stack: Stack, namespac
         time.sleep(0.5)
     assert "NotFound" in result.stderr
     # The money stays refunded, and the session keeps the record.
-    after = wait_refunded(stack, namespace, "undeletable", 800)
+    after = stack.wait_for(namespace, "undeletable", lambda o: records_settled(o, 1, 800),
+                           timeout=120.0, what="the record settled, 800 refunded")
     assert [(r["name"], r["phase"]) for r in after["status"]["refunds"]] == [
         ("in-flight", "Succeeded")]
 
