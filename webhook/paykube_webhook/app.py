@@ -37,7 +37,7 @@ from paykube.kube.cache import SessionCache
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.refund_writer import RefundWriter
 from paykube.kube.status import cancel_requested
-from paykube.kube.writer import StatusWriter
+from paykube.kube.writer import Decide, StatusWriter, Written
 from paykube.lifecycle import ProviderObserved, advance
 from paykube.refunds.lifecycle import RefundObserved, advance_refund
 from paykube.refunds.reservation import update_record, with_refunded
@@ -216,7 +216,6 @@ class WebhookService:
     async def _apply(self, provider_type: str, route: ProviderId,
                      event: Applicable) -> web.Response:
         ref, phase, session = event.ref, event.phase, event.session
-        started = time.monotonic()
         refused: list[str] = []
 
         def decide(obj: Manifest, current: Status) -> Status:
@@ -236,34 +235,9 @@ class WebhookService:
                 dt.datetime.now(dt.UTC),
             )
 
-        try:
-            written = await self.writer.apply(ref, decide, base=self._cached(ref))
-            before, after = written.before, written.after
-            self._remember(written.obj)
-        except NotFound:
-            return self._ok("ignored_unknown_object", event_id=event.event_id,
-                            object=f"{ref.namespace}/{ref.name}")
-        except PaykubeError as exc:
-            fields = {"event_id": event.event_id, "code": exc.code.value,
-                      "object": f"{ref.namespace}/{ref.name}"}
-            if not exc.retryable:
-                # The API server refused the change itself (e.g. 422): resending the same
-                # event cannot succeed, so no 5xx that would have Stripe retry for days.
-                self.metrics.requests.labels("rejected").inc()
-                log.error("event refused by the API server: %s", exc.message, extra=fields)
-                return web.json_response({"error": {"code": exc.code.value}}, status=422)
-            self.metrics.requests.labels("unavailable").inc()
-            log.error("event not stored, Stripe will retry", extra=fields)
-            return web.json_response({"error": {"code": exc.code.value}}, status=503)
-        if refused:
-            return self._ok(refused[-1], event_id=event.event_id, event_type=event.event_type,
-                            object=f"{ref.namespace}/{ref.name}", route=route.route_key)
-        self.metrics.apply_seconds.observe(time.monotonic() - started)
-        outcome = "applied" if after != before else "duplicate"
-        if after.unconfirmed is not None and after.unconfirmed != before.unconfirmed:
-            outcome = "awaiting_confirmation"
-        return self._ok(outcome, event_id=event.event_id, event_type=event.event_type,
-                        object=f"{ref.namespace}/{ref.name}", phase=after.phase.value)
+        return await self._store(event.event_id, event.event_type, ref, refused,
+                                 lambda: self._write_session(ref, decide),
+                                 unconfirmed=True, route=route)
 
     async def _apply_refund(self, provider_type: str, route: ProviderId,
                             event: RefundReport) -> web.Response:
@@ -286,7 +260,7 @@ class WebhookService:
 
         return await self._store(
             event.event_id, event.event_type, ref, refused,
-            lambda: self.refund_writer.apply(ref, decide), unconfirmed=True)
+            lambda: self.refund_writer.apply(ref, decide), unconfirmed=True, route=route)
 
     async def _apply_refunded(self, provider_type: str, route: ProviderId,
                               event: PaymentRefunded) -> web.Response:
@@ -308,20 +282,25 @@ class WebhookService:
                 return current
             return with_refunded(current, event.amount_refunded, now, raise_only=True)
 
-        async def write() -> Any:
-            written = await self.writer.apply(ref, decide, base=self._cached(ref))
-            self._remember(written.obj)
-            return written
+        return await self._store(event.event_id, event.event_type, ref, refused,
+                                 lambda: self._write_session(ref, decide), route=route)
 
-        return await self._store(event.event_id, event.event_type, ref, refused, write)
+    async def _write_session(self, ref: ObjectRef, decide: Decide) -> Written:
+        """The session's status write, on the cached copy when there is one."""
+        written = await self.writer.apply(ref, decide, base=self._cached(ref))
+        self._remember(written.obj)
+        return written
 
     async def _store(self, event_id: str, event_type: str, ref: ObjectRef,
                      refused: list[str], write: Callable[[], Awaitable[Any]], *,
-                     unconfirmed: bool = False) -> web.Response:
-        """Write, and answer as `_apply` does: 200 for applied, duplicate or ignored; 422
-        when the API server refuses the change for good; 503 to have the PSP retry."""
+                     route: ProviderId, unconfirmed: bool = False) -> web.Response:
+        """Write what an event means, and answer: 200 for applied, duplicate or ignored;
+        422 when the API server refuses the change for good (resending the same event
+        cannot succeed, so no 5xx that would have the PSP retry for days); 503 to have the
+        PSP retry."""
         fields = {"event_id": event_id, "event_type": event_type,
                   "object": f"{ref.namespace}/{ref.name}"}
+        started = time.monotonic()
         try:
             written = await write()
         except NotFound:
@@ -337,7 +316,8 @@ class WebhookService:
                       extra={**fields, "code": exc.code.value})
             return web.json_response({"error": {"code": exc.code.value}}, status=503)
         if refused:
-            return self._ok(refused[-1], **fields)
+            return self._ok(refused[-1], **fields, route=route.route_key)
+        self.metrics.apply_seconds.observe(time.monotonic() - started)
         before, after = written.before, written.after
         outcome = "applied" if after != before else "duplicate"
         if unconfirmed and after.unconfirmed is not None and \
