@@ -52,7 +52,7 @@ class RefundWriter:
     publisher: EventPublisher
     on_transition: OnRefundTransition | None = None
     attempts: int = 10
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _locks: dict[str, tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def get(self, namespace: str, name: str) -> Manifest:
@@ -113,7 +113,8 @@ class RefundWriter:
     async def record_published(self, ref: ObjectRef,
                                base: Manifest | None = None) -> RefundWritten:
         """Publish the unconfirmed phase events (in history order) and write the marks."""
-        lock = self._locks.setdefault(ref.uid, asyncio.Lock())
+        lock, users = self._locks.setdefault(ref.uid, (asyncio.Lock(), [0]))
+        users[0] += 1
         try:
             async with lock:
                 obj = base or await self.get(ref.namespace, ref.name)
@@ -131,8 +132,11 @@ class RefundWriter:
 
                 return await self.apply(ref, decide, base=obj)
         finally:
-            if not lock.locked():
-                self._locks.pop(ref.uid, None)
+            # Dropped by the last user only: a waiter keeps the same lock, and a newcomer
+            # must find it, or two publishers would run for one object.
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[ref.uid]
 
     async def drain(self) -> None:
         while self._tasks:
