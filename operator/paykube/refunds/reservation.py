@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from paykube.api.refunds import MAX_REFUNDS_PER_SESSION, RefundSnapshot, RefundSpec
-from paykube.api.types import ErrorInfo, Phase, RefundPhase, RefundRecord, Status
+from paykube.api.types import ErrorInfo, RefundPhase, RefundRecord, Status
 from paykube.errors import ErrorCode
 from paykube.lifecycle import set_condition
 
@@ -52,11 +52,6 @@ def refusal(session: Status, spec: RefundSpec, rest: int) -> ErrorInfo | None:
 def not_paid(session: Status) -> ErrorInfo:
     return ErrorInfo(code=ErrorCode.SESSION_NOT_PAID.value, message=(
         f"the session is {session.phase.value}, and only a Paid session can be refunded"))
-
-
-def waits_for_payment(session: Status) -> bool:
-    """A Processing session may still become Paid: its refund waits instead of failing."""
-    return session.phase is Phase.PROCESSING
 
 
 def record_of(session: Status, uid: str) -> RefundRecord | None:
