@@ -78,7 +78,13 @@ class TeardownProof:
 def node_teardown_proof(tmp_path_factory: pytest.TempPathFactory) -> TeardownProof:
     """A node started and killed without teardown (as a killed test run leaves it), a second
     node started over those leftovers and stopped, then teardown run once more: the machine
-    compared with its state before each time."""
+    compared with its state before each time. A run killed earlier (a stopped session, a
+    CI timeout) may have left a node behind: it is torn down first, else `before` would hold
+    those leftovers and the comparison would prove nothing."""
+    earlier = teardown_host()
+    if earlier:
+        pytest.fail("an earlier run's node could not be torn down:\n" + "\n".join(earlier),
+                    pytrace=False)
     before = host.HostState.capture()
     crashed = LocalCluster(tmp_path_factory.mktemp("node-crashed"))
     try:
