@@ -1,6 +1,7 @@
 """Load straight against the API server, without paykube in between: fast concurrent
 creates (instead of `kubectl apply`), and the status merge-PATCH ceiling with either HTTP
-client (httpx, which paykube's KubeClient uses, and aiohttp), with the client's CPU."""
+client (httpx, which KubeClient used until issue 11, and aiohttp, which it uses now), with
+the client's CPU."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@
     copy of each object is the write's base: no GET before the write).
     Its ceiling: the API server's own status merge-PATCH with the resourceVersion
     precondition (the webhook's one write), --concurrency clients, as writes/s and p99, once
-    with httpx (paykube's client) and once with aiohttp; their client CPU per 1000 calls is
-    the client comparison (issue 11 item 5).
+    with httpx (KubeClient's client before issue 11) and once with aiohttp (its client now);
+    their client CPU per 1000 calls is the client comparison (issue 11 item 5).
 (b) rejections: `wrk -t1 -c32` (compiled, Debian's `wrk`) posting a 2 KB event with a bad
     Stripe-Signature; its ceiling is a bare aiohttp handler (bench/bare_aiohttp.py: read the
     body, answer 400) under the same wrk command. Then the same load split over two webhook

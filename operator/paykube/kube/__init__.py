@@ -1,4 +1,4 @@
-"""A small typed Kubernetes API client (httpx) for PaymentSession status and Events."""
+"""A small typed Kubernetes API client (aiohttp) for PaymentSession status and Events."""
 
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig

@@ -17,10 +17,12 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from paykube.api.refunds import REFUND_PLURAL
 from paykube.api.types import GROUP, PLURAL, VERSION, ObjectRef
@@ -40,18 +42,39 @@ class NotFound(PaykubeError):
 _EVENT_COUNTS_KEPT = 4096
 
 
+@dataclass(frozen=True)
+class ApiResponse:
+    """An answer of the API server, read whole."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+JSON = {"Content-Type": "application/json"}
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
 class KubeClient:
-    def __init__(self, config: KubeConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 timeout: float = 10.0, max_connections: int = 16) -> None:
+    """The API server over aiohttp's client: in the status-path benchmarks httpx cost about
+    five times its CPU per call, the largest share of both programs' CPU (docs/benchmarks.md).
+    """
+
+    def __init__(self, config: KubeConfig, *, timeout: float = 10.0,
+                 max_connections: int = 16) -> None:
         self._config = config
-        self._transport, self._timeout, self._max_connections = (
-            transport, timeout, max_connections)
+        self._timeout, self._max_connections = timeout, max_connections
         self._event_counts: OrderedDict[str, int] = OrderedDict()
-        # Waiting for a free pooled connection is back-pressure, not an outage: no pool timeout.
-        # Requests queue on a semaphore rather than in httpcore's pool, whose queue handling
-        # costs time per waiting request on every assignment (quadratic in a burst). The
-        # semaphore is the only bound: watches hold a connection for minutes outside it, and
-        # a pool capped at the same size would let them starve the requests.
+        # Waiting for a free pooled connection is back-pressure, not an outage. Requests
+        # queue on a semaphore, first come first served; the connector itself is unbounded
+        # because watches hold a connection for minutes outside the semaphore and must not
+        # starve the requests.
         self._slots = asyncio.Semaphore(max_connections)
         # Credentials (an exec plugin's token, a token file) are fetched again in a thread,
         # one fetch at a time, when they are due or after a 401; KubeConfig.load fetched
@@ -59,21 +82,35 @@ class KubeClient:
         self._fetching = asyncio.Lock()
         credentials = config.auth.current()
         self._identity = credentials.tls_identity
-        self._http = self._new_http(credentials)
-        self._retired: httpx.AsyncClient | None = None
+        self._ssl = config.ssl_context(credentials)
+        # Built inside the event loop, on the first request (aiohttp binds a session to it).
+        self._http: aiohttp.ClientSession | None = None
+        self._retired: aiohttp.ClientSession | None = None
+        self._server = config.server.rstrip("/")
 
-    def _new_http(self, credentials: Credentials) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self._config.server, verify=self._config.ssl_context(credentials),
-            transport=self._transport, timeout=httpx.Timeout(self._timeout, pool=None),
-            limits=httpx.Limits(max_connections=None,
-                                max_keepalive_connections=self._max_connections),
-        )
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    ssl=self._ssl, limit=0, limit_per_host=0,
+                    keepalive_timeout=30.0),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                # Answers are JSON the callers parse themselves; nothing to negotiate.
+                auto_decompress=True, skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": "paykube"})
+        return self._http
+
+    def _url(self, path: str, params: dict[str, str | int] | None = None) -> URL:
+        # The callers quote each path segment; yarl must not quote them again.
+        query = f"?{urlencode(params)}" if params else ""
+        return URL(f"{self._server}{path}{query}", encoded=True)
 
     async def aclose(self) -> None:
         if self._retired is not None:
-            await self._retired.aclose()
-        await self._http.aclose()
+            await self._retired.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -92,31 +129,35 @@ class KubeClient:
                 held = await asyncio.to_thread(fetch)
         if held.tls_identity != self._identity:
             # A plugin handed out a new client certificate: new connections use it. The old
-            # client lives until the next change, so that requests and watches on it end.
+            # session lives until the next change, so that requests and watches on it end.
             retired, self._retired = self._retired, self._http
-            self._http, self._identity = self._new_http(held), held.tls_identity
+            self._ssl, self._identity = self._config.ssl_context(held), held.tls_identity
+            self._http = None
             if retired is not None:
-                await retired.aclose()
+                await retired.close()
         return held
 
     async def _send(self, method: str, path: str, credentials: Credentials,
-                    headers: dict[str, str], kwargs: dict[str, Any]) -> httpx.Response:
+                    headers: dict[str, str], body: bytes | None) -> ApiResponse:
         try:
-            async with self._slots:
-                return await self._http.request(
-                    method, path, headers={**headers, **_authorization(credentials)}, **kwargs)
-        except httpx.TransportError as exc:
+            async with self._slots, self._session().request(
+                    method, self._url(path), data=body,
+                    headers={**headers, **_authorization(credentials)}) as response:
+                return ApiResponse(response.status, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiServerUnavailable(f"API server unreachable: {type(exc).__name__}") from exc
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
+    async def _request(self, method: str, path: str, *, json_body: object = None,
+                       headers: dict[str, str] | None = None) -> ApiResponse:
+        body = None if json_body is None else json.dumps(json_body).encode()
+        headers = headers or (JSON if body is not None else {})
         credentials = await self._credentials()
-        response = await self._send(method, path, credentials, headers, kwargs)
+        response = await self._send(method, path, credentials, headers, body)
         if response.status_code == 401:
             # Expired early or revoked: fetch new credentials once and send again.
             log.info("the API server refused the credentials (HTTP 401): fetching new ones")
             credentials = await self._credentials(refused=credentials)
-            response = await self._send(method, path, credentials, headers, kwargs)
+            response = await self._send(method, path, credentials, headers, body)
         if response.status_code == 401:
             # Not the object's fault: retryable, as an outage is.
             raise ApiServerUnavailable(
@@ -168,28 +209,39 @@ class KubeClient:
         params: dict[str, str | int] = {
             "watch": "true", "resourceVersion": resource_version,
             "allowWatchBookmarks": "true", "timeoutSeconds": server_timeout}
-        read_timeout = server_timeout + 30.0
+        # The server ends the watch after `server_timeout`; silence longer than that is a
+        # dead connection.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0,
+                                        sock_read=server_timeout + 30.0)
         refused: Credentials | None = None
         try:
             while True:
                 credentials = await self._credentials(refused)
-                async with self._http.stream(
-                        "GET", _collection(namespace, plural), params=params,
-                        headers=_authorization(credentials),
-                        timeout=httpx.Timeout(10.0, read=read_timeout, pool=None)) as response:
-                    if response.status_code == 401 and refused is None:
+                async with self._session().get(
+                        self._url(_collection(namespace, plural), params),
+                        headers=_authorization(credentials), timeout=timeout) as response:
+                    if response.status == 401 and refused is None:
                         log.info("the API server refused the credentials (HTTP 401): "
                                  "fetching new ones")
                         refused = credentials  # once, as for any request
                         continue
-                    if response.status_code >= 400:
-                        raise ApiServerUnavailable(f"watch: HTTP {response.status_code}")
-                    async for line in response.aiter_lines():
-                        if line:
-                            event = json.loads(line)
-                            yield event["type"], event["object"]
+                    if response.status >= 400:
+                        raise ApiServerUnavailable(f"watch: HTTP {response.status}")
+                    # Lines are whole objects, of any length: split the stream ourselves
+                    # (aiohttp's readline refuses lines above its buffer's limit).
+                    pending = b""
+                    async for chunk in response.content.iter_any():
+                        pending += chunk
+                        *lines, pending = pending.split(b"\n")
+                        for line in lines:
+                            if line.strip():
+                                event = json.loads(line)
+                                yield event["type"], event["object"]
+                    if pending.strip():
+                        event = json.loads(pending)
+                        yield event["type"], event["object"]
                     return
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiServerUnavailable(f"watch interrupted: {type(exc).__name__}") from exc
 
     async def replace_status(
@@ -199,9 +251,7 @@ class KubeClient:
         body = {"metadata": {"uid": ref.uid, "resourceVersion": resource_version},
                 "status": status}
         response = await self._request(
-            "PATCH", f"{ref.api_path}/status", json=body,
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
+            "PATCH", f"{ref.api_path}/status", json_body=body, headers=MERGE_PATCH)
         result: Manifest = response.json()
         return result
 
@@ -211,8 +261,7 @@ class KubeClient:
         body = {"metadata": {"uid": uid, "resourceVersion": resource_version},
                 "status": status}
         response = await self._request(
-            "PATCH", f"{path}/status", json=body,
-            headers={"Content-Type": "application/merge-patch+json"})
+            "PATCH", f"{path}/status", json_body=body, headers=MERGE_PATCH)
         result: Manifest = response.json()
         return result
 
@@ -220,9 +269,7 @@ class KubeClient:
                              metadata: dict[str, Any]) -> Manifest:
         body = {"metadata": {**metadata, "uid": ref.uid, "resourceVersion": resource_version}}
         response = await self._request(
-            "PATCH", ref.api_path, json=body,
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
+            "PATCH", ref.api_path, json_body=body, headers=MERGE_PATCH)
         result: Manifest = response.json()
         return result
 
@@ -243,18 +290,19 @@ class KubeClient:
                 "metadata": metadata, "data": encoded}
         try:
             await self._request("POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets",
-                                json=body)
+                                json_body=body)
         except ConflictError:
             await self._request("PATCH", _secret_path(namespace, name),
-                                json={"data": encoded, "metadata": {"labels": labels or {}}},
-                                headers={"Content-Type": "application/merge-patch+json"})
+                                json_body={"data": encoded,
+                                           "metadata": {"labels": labels or {}}},
+                                headers=MERGE_PATCH)
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         await self._request("DELETE", _secret_path(namespace, name))
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> Manifest:
         response = await self._request(
-            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"})
+            "PATCH", path, json_body=body, headers=MERGE_PATCH)
         result: Manifest = response.json()
         return result
 
@@ -267,8 +315,7 @@ class KubeClient:
         """Merge-patch the status subresource of any object (no precondition: the caller
         is its only status writer)."""
         response = await self._request(
-            "PATCH", f"{path}/status", json={"status": status},
-            headers={"Content-Type": "application/merge-patch+json"})
+            "PATCH", f"{path}/status", json_body={"status": status}, headers=MERGE_PATCH)
         result: Manifest = response.json()
         return result
 
@@ -309,7 +356,7 @@ class KubeClient:
                 "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
             }
             try:
-                await self._request("POST", events, json=event)
+                await self._request("POST", events, json_body=event)
                 count = 1
             except ConflictError:  # recorded before our restart: count on from there
                 seen = 1
@@ -317,8 +364,9 @@ class KubeClient:
             count = seen + 1
             try:
                 await self._request(
-                    "PATCH", f"{events}/{name}", json={"count": count, "lastTimestamp": stamp},
-                    headers={"Content-Type": "application/merge-patch+json"})
+                    "PATCH", f"{events}/{name}", json_body={"count": count,
+                                                            "lastTimestamp": stamp},
+                    headers=MERGE_PATCH)
             except NotFound:  # expired (the API server keeps Events for an hour): start over
                 await self.create_event(ref, type_=type_, reason=reason, message=message,
                                         component=component, now=now, kind=kind)
@@ -354,7 +402,7 @@ def _collection(namespace: str | None, plural: str = PLURAL) -> str:
     return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
-def _message(response: httpx.Response) -> str:
+def _message(response: ApiResponse) -> str:
     try:
         return str(response.json().get("message", response.text[:200]))
     except ValueError:
