@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import functools
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -114,7 +115,8 @@ class WebhookService:
     def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
         self._count(outcome)
         self.refusals.refused(outcome, code=code.value, **fields)
-        return web.json_response({"error": {"code": code.value}}, status=status)
+        return web.Response(body=_error_body(code), status=status,
+                            content_type="application/json")
 
     def _ok(self, outcome: str, **fields: Any) -> web.Response:
         self._count(outcome)
@@ -148,10 +150,15 @@ class WebhookService:
         if request.content_length is not None and request.content_length > limit:
             return self._refuse(413, ErrorCode.PAYLOAD_INVALID, "too_large")
         try:
-            # One deadline for waiting for a reader slot and reading: a stalled upload
-            # holds a slot (and its bytes) for seconds, not forever.
-            async with asyncio.timeout(self.settings.webhook_read_timeout), self._readers:
-                payload = await _read_body(request, limit)
+            if request.content.is_eof():
+                # The whole body came with the headers (a webhook's few kilobytes usually
+                # do): nothing to wait for, so no reader slot and no deadline to arm.
+                payload = _buffered_body(request, limit)
+            else:
+                # One deadline for waiting for a reader slot and reading: a stalled upload
+                # holds a slot (and its bytes) for seconds, not forever.
+                async with asyncio.timeout(self.settings.webhook_read_timeout), self._readers:
+                    payload = await _read_body(request, limit)
         except TimeoutError:
             response = self._refuse(408, ErrorCode.PAYLOAD_INVALID, "read_timeout")
             response.force_close()  # not a second more for the rest of a stalled body
@@ -448,6 +455,12 @@ def basic_auth_ok(header: str | None, username: str, password: SecretStr) -> boo
     return hmac.compare_digest(given, expected)
 
 
+def _buffered_body(request: web.Request, limit: int) -> bytes | None:
+    """`_read_body` for a body that has arrived whole."""
+    body = request.content.read_nowait(-1)
+    return body if len(body) <= limit else None
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
     """The whole body, or None when it is larger than `limit`.
 
@@ -463,6 +476,12 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
         chunks.append(chunk)
         size += len(chunk)
     return None
+
+
+@functools.cache
+def _error_body(code: ErrorCode) -> bytes:
+    """A refusal's body: the same few bytes per code, built once."""
+    return json.dumps({"error": {"code": code.value}}).encode()
 
 
 def _route_of(match: Mapping[str, str]) -> ProviderId | None:
