@@ -316,6 +316,8 @@ class OperatorSettings(_Group):
     namespaces: CommaList = ()
     poll_min_interval: Positive = 10.0
     poll_max_interval: Positive = 300.0
+    # Objects reconciled at once (kopf's handlers beyond it wait, first come first served).
+    reconcile_concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
     operator_host: str = "0.0.0.0"  # noqa: S104 -- metrics and liveness on the pod's IP
     health_port: Port = 8081
 

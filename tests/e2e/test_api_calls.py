@@ -27,7 +27,10 @@ def test_a_created_session_costs_at_most_five_api_calls(tmp_path: Path) -> None:
             "PAYKUBE_STRIPE_API_BASE": emulator.base_url,
             "PAYKUBE_STRIPE_API_KEY": "sk_test_api_calls", "PAYKUBE_NAMESPACES": "calls",
             # No broker (the outbox marks ride in the same write) and no poll in the window.
-            "PAYKUBE_POLL_MIN_INTERVAL": "300", "PAYKUBE_POLL_MAX_INTERVAL": "600"})
+            "PAYKUBE_POLL_MIN_INTERVAL": "300", "PAYKUBE_POLL_MAX_INTERVAL": "600",
+            # Two at once: most of the objects wait for a reconcile slot, as in a burst,
+            # and must still be written from kopf's body, not read first.
+            "PAYKUBE_RECONCILE_CONCURRENCY": "2"})
         try:
             before = request_counts(plane)
             plane.kubectl("create", "-f", "-", input=session_list("calls", SESSIONS))

@@ -172,6 +172,8 @@ logging. */}}
   value: {{ $o.pollMinInterval | toString | quote }}
 - name: PAYKUBE_POLL_MAX_INTERVAL
   value: {{ $o.pollMaxInterval | toString | quote }}
+- name: PAYKUBE_RECONCILE_CONCURRENCY
+  value: {{ $o.reconcileConcurrency | int64 | quote }}
 - name: PAYKUBE_OUTBOX_INTERVAL
   value: {{ $o.outboxInterval | toString | quote }}
 - name: PAYKUBE_PROVIDER_RESYNC

@@ -90,24 +90,27 @@ class Reconciler:
     writer: StatusWriter
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     processing_recheck: float = 10.0  # seconds between polls of a deleted Processing session
+    concurrency: int = RECONCILE_CONCURRENCY
 
     def __post_init__(self) -> None:
         # Objects reconciled at once. kopf starts a handler per object; in a burst of
         # thousands they would all advance in lockstep through the API client's slots
         # (every object Pending long before any is Open). Waiting here, first come first
         # served, lets the early objects finish while the later ones wait.
-        self._in_flight = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+        self._in_flight = asyncio.Semaphore(self.concurrency)
 
     async def reconcile(self, ref: ObjectRef, body: Manifest | None = None) -> Status:
         """Bring the object to what its spec asks: a session exists; canceled if asked.
 
         `body` is the object as kopf handed it over: the base of the first write, so that
-        nothing is read that is already at hand (a conflict re-reads)."""
-        waited = self._in_flight.locked()
+        nothing is read that is already at hand (a conflict re-reads). Also after waiting
+        for a reconcile slot: while an object waits, only a spec change, a webhook event
+        or a poll can write it (kopf runs one handler per object at a time), so a read
+        before every waiting write (one GET per object in a burst) costs more than the
+        rare 409 and re-read. A stale body can at worst repeat the create, which the
+        idempotency key makes the same session."""
         async with self._in_flight:
-            # After a wait the body may be old: read it fresh rather than write, conflict
-            # and read.
-            return await self._reconcile(ref, None if waited else body)
+            return await self._reconcile(ref, body)
 
     async def _reconcile(self, ref: ObjectRef, body: Manifest | None) -> Status:
         obj, status = await self._ensure_session(ref, body)

@@ -94,7 +94,8 @@ class Runtime:
         choose = provider_factory(providers)
         writer = StatusWriter(kube, publisher, include_url=settings.events_include_url)
         reconciler = Reconciler(kube, choose, accounts, metrics, publisher, explainer, writer,
-                                processing_recheck=settings.poll_min_interval)
+                                processing_recheck=settings.poll_min_interval,
+                                concurrency=settings.reconcile_concurrency)
         writer.on_transition = reconciler.on_transition
         polls = PollScheduler(reconciler.poll, min_interval=settings.poll_min_interval,
                               max_interval=settings.poll_max_interval)
