@@ -228,7 +228,7 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
     "RAZORPAY_TIMEOUT": ("operator.razorpayTimeout", 37, "37"),
     "POLL_MIN_INTERVAL": ("operator.pollMinInterval", 11, "11"),
     "POLL_MAX_INTERVAL": ("operator.pollMaxInterval", 297, "297"),
-    "RECONCILE_CONCURRENCY": ("operator.reconcileConcurrency", 7, "7"),
+    "RECONCILE_CONCURRENCY": ("operator.reconcileConcurrency", 43, "43"),
     "OUTBOX_INTERVAL": ("operator.outboxInterval", 13, "13"),
     "OPERATOR_HOST": ("operator.host", "127.0.0.8", "127.0.0.8"),
     "HEALTH_PORT": ("operator.healthPort", 8181, "8181"),
