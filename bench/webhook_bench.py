@@ -37,6 +37,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -441,18 +442,10 @@ def start_profiled_webhook(plane: ControlPlane, directory: Path, env: dict[str, 
 def profile_phases(plane: ControlPlane, directory: Path, env: dict[str, str],
                    namespace: str, objects: list[dict[str, Any]],
                    args: argparse.Namespace) -> None:
-    """--profile: (a) and (b) each against a webhook under cProfile; where its CPU goes."""
-    webhook, out = start_profiled_webhook(plane, directory, env, "profile-valid")
-    try:
-        with CpuSampler({"webhook (profiled)": webhook.proc.pid}) as cpu:
-            result = run_load(f"{webhook.url}/webhooks/stripe",
-                              [signed_event(namespace, o, SECRET) for o in objects],
-                              args.concurrency, args.duration, directory, "profile", "2xx",
-                              cpu)
-    finally:
-        webhook.stop()
-    print(f"\n== profile of (a), valid events: {result['count']} answered ==")
-    print("\n".join(summary(out)))
+    """--profile: (a) and (b) each against a webhook under cProfile; where its CPU goes.
+    With --profile-out, the profiles are kept there (to read with pstats)."""
+    if not args.rejections_only:
+        profile_valid(plane, directory, env, namespace, objects, args)
     webhook, out = start_profiled_webhook(plane, directory, env, "profile-reject")
     try:
         body, signature = rejection_body(namespace, objects[0])
@@ -464,6 +457,26 @@ def profile_phases(plane: ControlPlane, directory: Path, env: dict[str, str],
         webhook.stop()
     print(f"\n== profile of (b), rejections: {rejected.requests} answered ==")
     print("\n".join(summary(out)))
+    if args.profile_out:
+        shutil.copy(out, Path(args.profile_out) / out.name)
+
+
+def profile_valid(plane: ControlPlane, directory: Path, env: dict[str, str],
+                  namespace: str, objects: list[dict[str, Any]],
+                  args: argparse.Namespace) -> None:
+    webhook, out = start_profiled_webhook(plane, directory, env, "profile-valid")
+    try:
+        with CpuSampler({"webhook (profiled)": webhook.proc.pid}) as cpu:
+            result = run_load(f"{webhook.url}/webhooks/stripe",
+                              [signed_event(namespace, o, SECRET) for o in objects],
+                              args.concurrency, args.duration, directory, "profile", "2xx",
+                              cpu)
+    finally:
+        webhook.stop()
+    print(f"\n== profile of (a), valid events: {result['count']} answered ==")
+    print("\n".join(summary(out)))
+    if args.profile_out:
+        shutil.copy(out, Path(args.profile_out) / out.name)
 
 
 def valid_phase(plane: ControlPlane, webhook: Program, namespace: str,
@@ -517,7 +530,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only (c) with this many stalled uploads")
     parser.add_argument("--hold", type=float, default=60.0,
                         help="(c): seconds to wait for the server to close them")
+    parser.add_argument("--profile-out", default="",
+                        help="with --profile: keep the profiles in this directory")
+    parser.add_argument("--rejections-only", action="store_true",
+                        help="only (b): rejections next to bare aiohttp, one and two processes")
     args = parser.parse_args(argv)
+    if args.rejections_only:
+        args.expected_rate = 1.0 / args.duration  # one object is enough
     if args.slow_clients:
         with platform() as (plane, directory):
             slow_clients(plane, directory, args.slow_clients, args.hold)
@@ -546,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.duration:g} s x {args.expected_rate / 2:g}/s expected; "
               f"concurrency {args.concurrency}")
         try:
+            if args.rejections_only:
+                rejections(plane, directory, webhook, namespace, objects[0], env,
+                           args.duration, args.connections, base)
+                return 0
             httpx.post(f"{webhook.url}/webhooks/stripe", content=b"{}",
                        headers={"Content-Type": "application/json"})
             results = {"default (GET before the write)": valid_phase(
