@@ -68,19 +68,6 @@ def _poll_delay(settings: Settings, created: dt.datetime, status: Status,
                           max_interval=settings.poll_max_interval)
 
 
-def _has_unpublished(body: Any, **_: Any) -> bool:
-    return bool(unpublished(Status.from_dict(body.get("status"))))
-
-
-def _awaits_confirmation(body: Any, **_: Any) -> bool:
-    return Status.from_dict(body.get("status")).unconfirmed is not None
-
-
-def _lacks_explanation(body: Any, **_: Any) -> bool:
-    error = Status.from_dict(body.get("status")).error
-    return error is not None and error.awaits_explanation
-
-
 def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -109,46 +96,36 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
 
     @kopf.on.event(*RESOURCE, registry=registry, id="poll-schedule")
     async def schedule_polls(event: Any, body: Any, memo: Any, **_: Any) -> None:
-        """A backstop for lost webhooks: every open session is polled by one scheduler
-        (an entry in a heap, not a task per object) until it ends or goes away."""
+        """Every watch event says which background work the object needs now: a backstop
+        poll while it is open (for lost webhooks), a confirming retrieve of an ending a
+        webhook reported, the outbox relay, a missing explanation. One scheduler each
+        serves all objects (a heap entry per object, not a task or a kopf timer, which
+        would keep every object's body in memory)."""
         runtime = _runtime(memo)
+        ref = ref_of(body)
+        gone = event.get("type") == "DELETED" or bool(body["metadata"].get("deletionTimestamp"))
+        status = Status.from_dict(body.get("status"))
+        chores = runtime.chores
+        if chores is not None:
+            # Deletion stops them, as it stopped kopf's timers: the finalizer waits for
+            # the events itself.
+            chores.confirm.want(ref, not gone and status.unconfirmed is not None)
+            chores.outbox.want(ref, not gone and bool(unpublished(status)))
+            if chores.explain is not None:
+                error = status.error
+                chores.explain.want(ref, not gone and error is not None
+                                    and error.awaits_explanation)
         if runtime.polls is None:
             return
-        ref = ref_of(body)
-        status = Status.from_dict(body.get("status"))
-        if (event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp")
-                or not status.session_id):
+        if gone or not status.session_id:
             runtime.polls.forget(ref.uid)
             return
         created = parse_timestamp(body["metadata"]["creationTimestamp"])
         runtime.polls.track(ref, created, status)
 
-    @kopf.timer(*RESOURCE, registry=registry, id="confirm", interval=1.0,
-                when=_awaits_confirmation)
-    async def confirm(body: Any, memo: Any, **_: Any) -> None:
-        """A webhook reported an ending other than Paid: one retrieve decides."""
-        runtime = _runtime(memo)
-        await _guard(runtime, "confirm", runtime.reconciler.confirm(ref_of(body)))
-
     for resource in PROVIDER_RESOURCES:
         register_provider_handlers(registry, resource, settings)
     register_refund_handlers(registry, settings)
-
-    @kopf.timer(*RESOURCE, registry=registry, id="outbox", interval=settings.outbox_interval,
-                initial_delay=settings.outbox_interval, when=_has_unpublished)
-    async def outbox(body: Any, memo: Any, **_: Any) -> None:
-        """Re-publish phase events the broker has not confirmed (e.g. after an outage)."""
-        runtime = _runtime(memo)
-        await _guard(runtime, "outbox", runtime.reconciler.relay(ref_of(body), plain(body)))
-
-    if settings.explain_base_url and settings.explain_model:
-        @kopf.timer(*RESOURCE, registry=registry, id="explain",
-                    interval=max(settings.explain_retry, 1.0), when=_lacks_explanation)
-        async def explain(body: Any, memo: Any, **_: Any) -> None:
-            """Fill in explanations the model could not give in time (it never blocks
-            reconciliation; this catches up once the model answers again)."""
-            runtime = _runtime(memo)
-            await _guard(runtime, "explain", runtime.reconciler.explain_missing(ref_of(body)))
 
     return registry
 

@@ -22,6 +22,7 @@ from paykube.mirror.follow import KINDS, follow, watch_scopes
 from paykube.mirror.store import MirrorWriter
 from paykube.mirror.wiring import build_engine, build_writer
 from paykube.operator.accounts import ProviderAccounts
+from paykube.operator.chores import Chore
 from paykube.operator.metrics import OperatorMetrics
 from paykube.operator.reconciler import Reconciler
 from paykube.operator.refunds import RefundReconciler
@@ -56,6 +57,7 @@ class Runtime:
     razorpay: RazorpayProvider | None = None
     polls: PollScheduler | None = None
     refunds: RefundReconciler | None = None
+    chores: SessionChores | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -105,7 +107,8 @@ class Runtime:
         routes = RouteTableWriter(kube, settings.cluster_namespace, settings.route_table_secret)
         provider_accounts = ProviderAccounts(kube, accounts, choose, routes, metrics, settings)
         return cls(settings, kube, stripe, reconciler, metrics, publisher, explainer, mirror,
-                   credentials, accounts, provider_accounts, aws, razorpay, polls, refunds)
+                   credentials, accounts, provider_accounts, aws, razorpay, polls, refunds,
+                   SessionChores.build(settings, reconciler, metrics))
 
     def readiness_checks(self) -> ReadinessChecks:
         """What /readyz asks: the API server, and each operator-wide credential that is
@@ -128,6 +131,8 @@ class Runtime:
         """Start background work; call inside the running event loop."""
         if self.polls is not None:
             self._tasks.add(asyncio.create_task(self.polls.run()))
+        for chore in self.chores.all if self.chores is not None else ():
+            self._tasks.add(asyncio.create_task(chore.run()))
         if self.mirror is not None:
             self.mirror.start()
             for scope in watch_scopes(self.settings.namespaces):
@@ -137,6 +142,8 @@ class Runtime:
                                kind=kind)))
 
     async def aclose(self) -> None:
+        for chore in self.chores.all if self.chores is not None else ():
+            await chore.drain()
         await self.reconciler.writer.drain()
         if self.refunds is not None:
             await self.refunds.writer.drain()
@@ -151,6 +158,35 @@ class Runtime:
             await self.razorpay.aclose()
         await self.publisher.aclose()
         await self.kube.aclose()
+
+
+@dataclass(frozen=True)
+class SessionChores:
+    """The per-object chores of PaymentSessions, fed by their watch events (handlers.py)."""
+
+    confirm: Chore
+    outbox: Chore
+    explain: Chore | None
+
+    @classmethod
+    def build(cls, settings: Settings, reconciler: Reconciler,
+              metrics: OperatorMetrics) -> SessionChores:
+        def count(chore: str, outcome: str) -> None:
+            metrics.reconciles.labels(chore, outcome).inc()
+
+        # A webhook's reported ending is settled at once and every second until it is.
+        confirm = Chore("confirm", reconciler.confirm, interval=1.0, on_outcome=count)
+        outbox = Chore("outbox", reconciler.relay, interval=settings.outbox_interval,
+                       initial_delay=settings.outbox_interval, on_outcome=count)
+        explain = None
+        if settings.explain_base_url and settings.explain_model:
+            explain = Chore("explain", reconciler.explain_missing,
+                            interval=max(settings.explain_retry, 1.0), on_outcome=count)
+        return cls(confirm, outbox, explain)
+
+    @property
+    def all(self) -> tuple[Chore, ...]:
+        return (self.confirm, self.outbox) + ((self.explain,) if self.explain else ())
 
 
 def provider_factory(providers: dict[str, PaymentProvider]) -> Callable[[str], PaymentProvider]:
