@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import signal
 import sys
 import time
 import uuid
@@ -50,7 +51,7 @@ from bench.common import (
     platform,
     process_stats,
 )
-from bench.profiled import summary
+from bench.profiled import memory_summary, summary
 from paykube.api.types import ObjectRef, PaymentSessionSpec
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
@@ -159,10 +160,12 @@ class OperatorRun:
 
 
 def start_profiled_operator(plane: ControlPlane, directory: Path, env: dict[str, str],
-                            name: str) -> tuple[Program, Path]:
+                            name: str, *, memory: bool = False) -> tuple[Program, Path]:
     """The operator as start_operator runs it, but under cProfile (bench/profiled.py); the
-    profile is written when it stops."""
-    out, log = directory / f"{name}.prof", directory / f"{name}.log"
+    profile is written when it stops. With `memory`, under tracemalloc instead: a snapshot
+    is written on SIGUSR1."""
+    out = directory / f"{name}.{'snapshot' if memory else 'prof'}"
+    log = directory / f"{name}.log"
     port, metrics_port = free_port(), free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith("PAYKUBE_")}
     full["PYTHONPATH"] = os.pathsep.join(
@@ -170,8 +173,9 @@ def start_profiled_operator(plane: ControlPlane, directory: Path, env: dict[str,
     full.update({"KUBECONFIG": str(plane.kubeconfig), **env,
                  "PAYKUBE_OPERATOR_HOST": "127.0.0.1", "PAYKUBE_HEALTH_PORT": str(port),
                  "PAYKUBE_METRICS_PORT": str(metrics_port)})
+    mode = ["--memory"] if memory else []
     proc = start_process([sys.executable, str(Path(__file__).with_name("profiled.py")),
-                          str(out), "paykube.operator"], log=log, env=full)
+                          *mode, str(out), "paykube.operator"], log=log, env=full)
 
     def ready() -> bool:
         try:
@@ -185,8 +189,10 @@ def start_profiled_operator(plane: ControlPlane, directory: Path, env: dict[str,
 
 def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
         poll_min_interval: float | None, observe: float, *,
-        profile: bool = False, create_rate: float = 0.0) -> OperatorRun:
+        profile: bool = False, create_rate: float = 0.0, memory: bool = False,
+        ) -> OperatorRun:
     namespace = (f"bench-{count}-{'r' if rate else 'u'}{'-p' if profile else ''}"
+                 f"{'-m' if memory else ''}"
                  f"{'-paced' if create_rate else ''}")
     plane.kubectl("create", "namespace", namespace)
     with EmulatorProcess(directory / f"emulator-{namespace}.log") as emulator:
@@ -199,9 +205,9 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
         if poll_min_interval is not None:
             env["PAYKUBE_POLL_MIN_INTERVAL"] = f"{poll_min_interval:g}"
         profiled: Path | None = None
-        if profile:
+        if profile or memory:
             operator, profiled = start_profiled_operator(plane, directory, env,
-                                                         f"operator-{namespace}")
+                                                         f"operator-{namespace}", memory=memory)
         else:
             operator = start_operator(plane.kubeconfig,
                                       directory / f"operator-{namespace}.log", env)
@@ -225,6 +231,10 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
             stats = control.stats()
             rss_open = rss_mib(pid)
             polling = observe_polls(control, plane, pid, observe, count) if observe else ""
+            if memory and profiled is not None:
+                os.kill(pid, signal.SIGUSR1)  # the snapshot, with all Open
+                wait_until(profiled.exists, timeout=300, what="the memory snapshot",
+                           proc=operator.proc, log=operator.log, interval=1.0)
             calls = [r for r in control.requests() if r["path"].startswith("/v1/")]
         finally:
             operator.stop()
@@ -232,7 +242,8 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
     latencies = sorted(at - timeline.created[name] for name, at in opened.items())
     total = (max(opened.values()) - started) if opened else float("nan")
     label = (f"rate limit {rate:.0f}/s" if rate else "no rate limit") + (
-        ", operator under cProfile" if profile else "")
+        ", operator under cProfile" if profile else "") + (
+        ", operator under tracemalloc" if memory else "")
     quarters = open_by_quarter(timeline, started)
     print(f"\n== {count} sessions, {label} ==", flush=True)
     print(f"load average:          {load_before} at start, {load_average()} at end")
@@ -259,7 +270,7 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
     if polling:
         print(polling)
     if profiled is not None:
-        print("\n".join(summary(profiled)))
+        print("\n".join(memory_summary(profiled) if memory else summary(profiled)))
     if rate and len(calls) > 1:
         times = sorted(r["at"] for r in calls)
         span = times[-1] - times[0]
@@ -401,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="time kubectl apply of this many objects once (0: skip)")
     parser.add_argument("--profile", action="store_true",
                         help="instead: each N with the operator under cProfile, no ceiling")
+    parser.add_argument("--memory-profile", action="store_true",
+                        help="instead: each N with the operator under tracemalloc, a "
+                             "snapshot of its live allocations once all are Open")
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--rate-sessions", type=int, default=300,
                         help="sessions for the rate-limited run (300 at 25/s: about 12 s)")
@@ -410,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         for count in args.sessions:
             if args.profile:  # where the operator's CPU goes; its figures are the profiler's
                 run(plane, directory, count, None, args.poll_min_interval, 0, profile=True)
+                continue
+            if args.memory_profile:  # where the operator's memory goes, with all Open
+                run(plane, directory, count, None, args.poll_min_interval, 0,
+                    memory=True, create_rate=args.create_rate)
                 continue
             measured = run(plane, directory, count, None, args.poll_min_interval,
                            args.observe, create_rate=args.create_rate)

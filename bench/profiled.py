@@ -1,7 +1,9 @@
 """Run a module under cProfile and write the profile when it exits (SIGTERM included, for
-aiohttp's and kopf's programs end cleanly on it); summarise a profile by library.
+aiohttp's and kopf's programs end cleanly on it); summarise a profile by library. Or, with
+`--memory`, under tracemalloc: a snapshot of the live allocations is written on SIGUSR1.
 
     python bench/profiled.py OUT.prof MODULE [ARGS...]
+    python bench/profiled.py --memory OUT.snapshot MODULE [ARGS...]
 
 The benches use it to say where a program's CPU goes (the profile counts CPU time, not
 wall-clock time): the shares matter, not the absolute times (the profiler itself slows
@@ -9,11 +11,14 @@ every Python call down)."""
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import pstats
 import runpy
+import signal
 import sys
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -85,7 +90,44 @@ def summary(path: Path, *, top: int = 12, cumulative_top: int = 8) -> list[str]:
     return lines
 
 
+def memory_summary(path: Path, *, top: int = 15) -> list[str]:
+    """Live allocations in a tracemalloc snapshot: by library, and the largest allocating
+    lines with the stack that led to them (the innermost frames first)."""
+    snapshot = tracemalloc.Snapshot.load(str(path)).filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    by_library: Counter[str] = Counter()
+    for stat in snapshot.statistics("filename"):
+        by_library[library(stat.traceback[0].filename, "")] += stat.size
+    total = sum(by_library.values())
+    lines = [f"live Python allocations: {total / 2**20:.1f} MiB; by library: " + ", ".join(
+        f"{name} {size / 2**20:.1f} MiB" for name, size in by_library.most_common()
+        if size / total >= 0.01)]
+    for stat in snapshot.statistics("traceback")[:top]:
+        frames = " <- ".join(f"{_short(f.filename)}:{f.lineno}"
+                             for f in reversed(stat.traceback[-4:]))
+        lines.append(f"  {stat.size / 2**20:6.1f} MiB {stat.count:8d} blocks  {frames}")
+    return lines
+
+
+def _traced(out: str) -> None:
+    """Trace allocations from here on (8 frames each); SIGUSR1 writes a snapshot."""
+    tracemalloc.start(8)
+
+    def dump(*_: object) -> None:
+        tracemalloc.take_snapshot().dump(out + ".part")
+        Path(out + ".part").rename(out)
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def main() -> int:
+    if sys.argv[1] == "--memory":
+        out, module, *args = sys.argv[2:]
+        _traced(out)
+        sys.argv = [module, *args]
+        with contextlib.suppress(SystemExit):
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return 0
     out, module, *args = sys.argv[1:]
     sys.argv = [module, *args]
     # CPU time, not wall-clock time: an idle wait in epoll must not count as work.

@@ -27,7 +27,7 @@ from bench.common import percentile, platform, process_stats
 from bench.operator_bench import Timeline, watch_until_open
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
-from paykube_dev.kube import REPO, ControlPlane
+from paykube_dev.kube import ControlPlane
 from paykube_dev.programs import start_operator
 from paykube_dev.razorpay_emulator import RazorpayControl, RazorpayEmulatorProcess
 from paykube_dev.stripe_emulator import EmulatorControl, EmulatorProcess
@@ -163,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=300)
     args = parser.parse_args(argv)
     with platform() as (plane, directory):
-        for crd in ("paymentprovider", "clusterpaymentprovider"):
-            plane.install_crd(REPO / "crds" / f"{crd}.yaml")
         plane.kubectl("create", "namespace", CLUSTER_NAMESPACE)
         rows = [run(plane, directory, provider, args.sessions)
                 for provider in ("stripe", "razorpay")]
