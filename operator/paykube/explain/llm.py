@@ -16,15 +16,19 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple, Protocol, runtime_checkable
-
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from paykube.explain.catalog import PARAM_FIELDS
 from paykube.explain.details import ErrorDetails
 from paykube.explain.redact import redact
 from paykube.settings import SecretStr
+
+if TYPE_CHECKING:  # the SDK (about 45 MiB once imported) loads only when a model is set
+    from openai.types.chat import ChatCompletionMessageParam
+
+    Messages = list[ChatCompletionMessageParam]
+else:
+    Messages = list
 
 __all__ = [
     "ExplanationKey",
@@ -97,9 +101,6 @@ class MemoryExplanationStore:
         self.items[key] = explanation
 
 
-Messages = list[ChatCompletionMessageParam]
-
-
 def build_messages(details: ErrorDetails) -> tuple[ExplanationKey, Messages]:
     """The cache key and the chat messages for one error; pure (the prompt's only input)."""
     message = redact(details.message)
@@ -150,6 +151,8 @@ class ModelExplainer:
         self._inflight: dict[ExplanationKey, asyncio.Task[str | None]] = {}
         # A callable key is read before each request (a rotated key needs no restart).
         self._api_key = api_key if callable(api_key) else (lambda: api_key)
+        from openai import AsyncOpenAI  # here, not at the top: see the TYPE_CHECKING import
+
         # Local endpoints often need no key; the SDK insists on one.
         self._client = AsyncOpenAI(api_key="unused", base_url=base_url, timeout=timeout,
                                    max_retries=0)

@@ -63,7 +63,8 @@ async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
 
 def _poll_delay(settings: Settings, created: dt.datetime, status: Status,
                 unchanged: int, now: dt.datetime | None = None) -> float:
-    return poll_delay_for(status, created, now or dt.datetime.now(dt.UTC), unchanged,
+    return poll_delay_for(status.phase, status.expires_at, created,
+                          now or dt.datetime.now(dt.UTC), unchanged,
                           min_interval=settings.poll_min_interval,
                           max_interval=settings.poll_max_interval)
 

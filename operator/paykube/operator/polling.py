@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from paykube.api.types import Phase, Status
+from paykube.api.types import Phase
 from paykube.lifecycle import parse_timestamp
 
 
@@ -29,13 +29,14 @@ def next_poll_delay(
     return max(1.0, min(max_interval, delay) * jitter)
 
 
-def poll_delay_for(status: Status, created: dt.datetime, now: dt.datetime, unchanged: int, *,
+def poll_delay_for(phase: Phase, expires_at: str | None, created: dt.datetime,
+                   now: dt.datetime, unchanged: int, *,
                    min_interval: float, max_interval: float) -> float:
-    """`next_poll_delay` for a session as its status says: only an open session expires (a
+    """`next_poll_delay` for a session in `phase`: only an open session expires (a
     Processing one waits for its payment's outcome)."""
     until_expiry = None
-    if status.phase is Phase.OPEN and status.expires_at:
-        until_expiry = (parse_timestamp(status.expires_at) - now).total_seconds()
+    if phase is Phase.OPEN and expires_at:
+        until_expiry = (parse_timestamp(expires_at) - now).total_seconds()
     return next_poll_delay(age=(now - created).total_seconds(), unchanged_polls=unchanged,
                            until_expiry=until_expiry, min_interval=min_interval,
                            max_interval=max_interval)
