@@ -363,7 +363,7 @@ def ceiling(plane: ControlPlane, directory: Path, count: int, measured: Operator
     writes = {"status": per.get(("PATCH", "paymentsessions", "status"), 2),
               "metadata": per.get(("PATCH", "paymentsessions", ""), 0),
               "events": per.get(("POST", "events", ""), 0)}
-    namespace = f"ceiling-{count}"
+    namespace = f"ceiling-{count}-{measured.count}"  # a 10,000 run also measures 1,000
     plane.kubectl("create", "namespace", namespace)
     with EmulatorProcess(directory / f"emulator-{namespace}.log") as emulator:
         assert emulator.proc is not None
