@@ -24,6 +24,7 @@ from paykube.lifecycle import (
     advance,
     initial,
 )
+from tests.unit.argocd_lua import run_health
 
 SCRIPT = (Path(__file__).resolve().parents[2] / "docs" / "argocd-health.lua").read_text()
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -33,15 +34,6 @@ SESSION = SessionSnapshot("cs_test_1", url="https://checkout.stripe.com/c/pay/cs
                           currency="usd", expires_at=EXPIRES)
 
 
-def _clean(value: Any) -> Any:
-    """What the API server stores: no nulls."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
 def health(status: Status | dict[str, Any] | None, generation: int = 1) -> tuple[str, str]:
     obj: dict[str, Any] = {
         "apiVersion": "payments.paykube.dev/v1alpha1", "kind": "PaymentSession",
@@ -49,13 +41,8 @@ def health(status: Status | dict[str, Any] | None, generation: int = 1) -> tuple
         "spec": {"amount": 1999, "currency": "usd"},
     }
     if status is not None:
-        obj["status"] = _clean(status.to_dict() if isinstance(status, Status) else status)
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(SCRIPT)
-    out = dict(result.items())
-    assert set(out) == {"status", "message"}, out
-    return str(out["status"]), str(out["message"])
+        obj["status"] = status.to_dict() if isinstance(status, Status) else status
+    return run_health(SCRIPT, obj)
 
 
 def observed(current: Status, phase: Phase, *, cancel: bool = False,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lupa import lua51  # type: ignore[import-untyped]
 
 from paykube.api.refunds import RefundSnapshot, RefundStatus
 from paykube.api.types import ErrorInfo, RefundPhase, Source
@@ -23,19 +22,11 @@ from paykube.refunds.lifecycle import (
     advance_refund,
     initial_refund,
 )
+from tests.unit.argocd_lua import run_health
 
 SCRIPT = (Path(__file__).resolve().parents[2] / "docs" / "argocd-health-refund.lua"
           ).read_text()
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-
-def _clean(value: Any) -> Any:
-    """What the API server stores: no nulls."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def health(status: RefundStatus | None) -> tuple[str, str]:
@@ -45,12 +36,8 @@ def health(status: RefundStatus | None) -> tuple[str, str]:
         "spec": {"sessionRef": {"name": "order-1001"}, "amount": 500},
     }
     if status is not None:
-        obj["status"] = _clean(status.to_dict())
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    out = dict(lua.execute(SCRIPT).items())
-    assert set(out) == {"status", "message"}, out
-    return str(out["status"]), str(out["message"])
+        obj["status"] = status.to_dict()
+    return run_health(SCRIPT, obj)
 
 
 def reserved() -> RefundStatus:
@@ -119,9 +106,6 @@ def test_a_reported_failure_awaiting_confirmation_keeps_the_phase() -> None:
 
 
 def test_an_unknown_phase_is_unknown() -> None:
-    status = reserved().with_changes(phase=RefundPhase.PENDING)
-    raw = _clean(status.to_dict()) | {"phase": "Reversed"}
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from({"status": raw, "metadata": {}}, recursive=True)
-    out = dict(lua.execute(SCRIPT).items())
-    assert (out["status"], out["message"]) == ("Unknown", "Unknown phase Reversed")
+    raw = reserved().to_dict() | {"phase": "Reversed"}
+    assert run_health(SCRIPT, {"status": raw, "metadata": {}}) == (
+        "Unknown", "Unknown phase Reversed")
