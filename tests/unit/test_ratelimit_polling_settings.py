@@ -8,11 +8,10 @@ import random
 
 import pytest
 
-from paykube.api.types import Phase, Status
+from paykube.api.types import Phase
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
-from paykube.operator.handlers import _poll_delay
-from paykube.operator.polling import next_poll_delay
+from paykube.operator.polling import next_poll_delay, poll_delay_for
 from paykube.operator.runtime import Runtime
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.settings import SecretStr, Settings
@@ -81,11 +80,11 @@ NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 ])
 def test_poll_delay_uses_the_expiry_rule_only_while_open(
         phase: Phase, expires_in: int, low: float, high: float) -> None:
-    settings = Settings(poll_min_interval=10.0, poll_max_interval=300.0)
     expires = (NOW + dt.timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status = Status(phase=phase, expires_at=expires)
     created = NOW - dt.timedelta(hours=2)
-    delays = [_poll_delay(settings, created, status, 10, NOW) for _ in range(20)]
+    # What the poll scheduler calls, with the settings' defaults.
+    delays = [poll_delay_for(phase, expires, created, NOW, 10, min_interval=10.0,
+                             max_interval=300.0) for _ in range(20)]
     assert all(low <= d <= high for d in delays), delays
 
 

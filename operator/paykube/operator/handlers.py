@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from typing import Any
@@ -18,7 +17,6 @@ from paykube.kube.config import KubeConfig
 from paykube.kube.status import ref_of
 from paykube.lifecycle import parse_timestamp, unpublished
 from paykube.operator.login import KopfLogin
-from paykube.operator.polling import poll_delay_for
 from paykube.operator.reconciler import RetryLater
 from paykube.operator.refunds import RefundReconciler
 from paykube.operator.runtime import Runtime
@@ -59,14 +57,6 @@ async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
         raise kopf.PermanentError(exc.message) from exc
     finally:
         runtime.metrics.reconciles.labels(handler, outcome).inc()
-
-
-def _poll_delay(settings: Settings, created: dt.datetime, status: Status,
-                unchanged: int, now: dt.datetime | None = None) -> float:
-    return poll_delay_for(status.phase, status.expires_at, created,
-                          now or dt.datetime.now(dt.UTC), unchanged,
-                          min_interval=settings.poll_min_interval,
-                          max_interval=settings.poll_max_interval)
 
 
 def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.OperatorRegistry:
