@@ -86,8 +86,7 @@ class WebhookService:
                                        outcome).inc())
         self.refund_writer = RefundWriter(self.kube, self.publisher,
                                           on_transition=self._refund_transition)
-        self._outcomes: dict[str, Any] = {}
-        self._failures: dict[str, Any] = {}
+        self._children: dict[tuple[object, str], Any] = {}
         self.refusals = RefusalLog(log)
         # Bodies being read at once: bounds the memory many slow senders can hold.
         self._readers = asyncio.Semaphore(self.settings.webhook_max_readers)
@@ -105,20 +104,16 @@ class WebhookService:
                                               settings.metrics_password_file,
                                               settings.secrets_ttl)
 
-    def _count(self, outcome: str) -> None:
-        """Exact per-outcome counters; the labelled child is looked up once per outcome
+    def _inc(self, counter: Any, label: str) -> None:
+        """Exact counters whose labelled child is looked up once per label
         (prometheus_client's label lookup was a visible share of a refusal's cost)."""
-        counter = self._outcomes.get(outcome)
-        if counter is None:
-            counter = self._outcomes[outcome] = self.metrics.requests.labels(outcome)
-        counter.inc()
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[(counter, label)] = counter.labels(label)
+        child.inc()
 
-    def _count_failure(self, reason: str) -> None:
-        counter = self._failures.get(reason)
-        if counter is None:
-            counter = self._failures[reason] = self.metrics.verification_failures.labels(
-                reason)
-        counter.inc()
+    def _count(self, outcome: str) -> None:
+        self._inc(self.metrics.requests, outcome)
 
     def _refuse(self, status: int, code: ErrorCode, outcome: str, **fields: Any) -> web.Response:
         self._count(outcome)
@@ -190,7 +185,7 @@ class WebhookService:
                                                             "reason": exc.message})
             return web.json_response({"error": {"code": exc.code.value}}, status=503)
         except SignatureError as exc:
-            self._count_failure(exc.failure.value)
+            self._inc(self.metrics.verification_failures, exc.failure.value)
             return self._refuse(400, ErrorCode.SIGNATURE_INVALID, "signature_invalid",
                                 reason=exc.failure.value)
         try:
