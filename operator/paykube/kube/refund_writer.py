@@ -5,7 +5,9 @@ object at hand, written with its resourceVersion as precondition and decided aga
 409; phase events are published only after the status holding them is stored, and their
 `history[].published` marks are written after the broker confirmed them (the outbox timer
 catches what a crash left). Refunds are few next to sessions, so marks are written at once
-rather than folded into a later write.
+rather than folded into a later write. What the broker confirmed is remembered per uid, so a
+body read before the mark was written (the outbox timer's, a queued after-write step's) does
+not send the same event again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +32,8 @@ from paykube.events.relay import needs_relay
 from paykube.kube.client import KubeClient, Manifest, NotFound
 
 log = logging.getLogger(__name__)
+
+_CONFIRMED_KEPT = 16384
 
 RefundDecide = Callable[[Manifest, RefundStatus], RefundStatus]
 OnRefundTransition = Callable[[ObjectRef, RefundStatus, RefundStatus, Manifest],
@@ -54,6 +59,8 @@ class RefundWriter:
     attempts: int = 10
     _locks: dict[str, tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _confirmed: OrderedDict[tuple[str, RefundPhase], None] = field(
+        default_factory=OrderedDict)
 
     async def get(self, namespace: str, name: str) -> Manifest:
         return await self.kube.get_object(refund_api_path(namespace, name))
@@ -118,17 +125,17 @@ class RefundWriter:
         try:
             async with lock:
                 obj = base or await self.get(ref.namespace, ref.name)
-                status = RefundStatus.from_dict(obj.get("status"))
+                status = self._settle(ref.uid, RefundStatus.from_dict(obj.get("status")))
                 session = str(obj.get("spec", {}).get("sessionRef", {}).get("name", ""))
-                done: tuple[RefundPhase, ...] = ()
                 if unpublished_refund(status):
-                    done = await publish_pending_refund(status, refund_ref(obj),
-                                                        self.publisher, session)
+                    for phase in await publish_pending_refund(status, refund_ref(obj),
+                                                              self.publisher, session):
+                        self._confirmed[(ref.uid, phase)] = None
+                    while len(self._confirmed) > _CONFIRMED_KEPT:
+                        self._confirmed.popitem(last=False)
 
                 def decide(_obj: Manifest, current: RefundStatus) -> RefundStatus:
-                    for phase in done:
-                        current = mark_refund_published(current, phase)
-                    return current
+                    return self._settle(ref.uid, current)
 
                 return await self.apply(ref, decide, base=obj)
         finally:
@@ -137,6 +144,12 @@ class RefundWriter:
             users[0] -= 1
             if not users[0]:
                 del self._locks[ref.uid]
+
+    def _settle(self, uid: str, status: RefundStatus) -> RefundStatus:
+        for entry in unpublished_refund(status):
+            if (uid, entry.phase) in self._confirmed:
+                status = mark_refund_published(status, entry.phase)
+        return status
 
     async def drain(self) -> None:
         while self._tasks:

@@ -204,6 +204,7 @@ def register_refund_handlers(registry: kopf.OperatorRegistry, settings: Settings
                 interval=settings.outbox_interval, initial_delay=settings.outbox_interval,
                 when=_refund_unpublished)
     async def outbox(body: Any, memo: Any, **_: Any) -> None:
+        # Read afresh, not kopf's body: the webhook may have published and marked since
+        # the watch delivered it, and refunds are few enough for the extra GET.
         runtime = _runtime(memo)
-        await _guard(runtime, "refund-outbox",
-                     _refunds(runtime).relay(refund_ref(body), plain(body)))
+        await _guard(runtime, "refund-outbox", _refunds(runtime).relay(refund_ref(body)))
