@@ -512,3 +512,33 @@ def paid_session_by_poll(stack: Stack, control: Any, namespace: str, name: str) 
     opened = stack.wait_phase(namespace, name, "Open")
     control.pay(opened["status"]["sessionId"])
     return stack.wait_phase(namespace, name, "Paid")
+
+
+def test_hostile_refund_metadata_reaches_stripe_verbatim_and_changes_nothing_else(
+        stack: Stack, namespace: str) -> None:
+    """Values that would inject form fields, headers or markup if any layer built its own
+    request: each reaches Stripe as the one metadata value it is, and the refund's amount,
+    payment and paykube's own keys are the operator's."""
+    session = paid_session(stack, namespace, "hostile-refund", amount=3000)
+    intent = session["status"]["paymentIntentId"]
+    hostile = {
+        "form": "x&amount=2999&payment_intent=pi_other&metadata[paykube_name]=victim",
+        "crlf": "a\r\nStripe-Account: acct_other\r\n\r\n{}",
+        "markup": '<script>window.__pwned = 1</script><img src=x onerror="alert(1)">',
+        "unicode": "caf\u00e9 \u202eevil\u202c \U0001f4b8 \t?",
+        "encoded": "%26amount%3D1%0d%0a",
+        "amount": "2999",
+        "note.with.dots": "-" * 500,
+    }
+    apply_refund(stack, namespace, "hostile", "hostile-refund", amount=700, metadata=hostile)
+    done = wait_refund(stack, namespace, "hostile", "Succeeded")
+    assert done["status"]["amount"] == 700
+    (at_stripe,) = stack.emulator.refunds(intent)
+    assert at_stripe["amount"] == 700
+    assert at_stripe["payment_intent"] == intent
+    own = {k: v for k, v in at_stripe["metadata"].items() if not k.startswith("paykube_")}
+    assert own == hostile
+    assert at_stripe["metadata"]["paykube_name"] == "hostile"
+    assert at_stripe["metadata"]["paykube_uid"] == done["metadata"]["uid"]
+    after = wait_refunded(stack, namespace, "hostile-refund", 700)
+    assert after["status"]["phase"] == "Paid"

@@ -114,3 +114,45 @@ def test_a_flood_of_bad_signatures_is_counted_exactly_and_logged_once(stack: Sta
     held = sum(line.get("also_refused", 0) for line in lines
                if line["message"] in ("webhook refused", "webhook refusals held back"))
     assert len(refused) + held == flood
+
+
+def chunked_request(body: bytes) -> bytes:
+    """A whole chunked POST (no Content-Length), headers and body in one buffer."""
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part)
+                      for part in (body[i:i + 1000] for i in range(0, len(body), 1000)))
+    return (b"POST /webhooks/stripe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+            b"Stripe-Signature: t=1,v1=00\r\nConnection: close\r\n\r\n"
+            + chunks + b"0\r\n\r\n")
+
+
+def answer_to(port: int, request: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)  # the body arrives with the headers: nothing left to await
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_a_chunked_body_that_arrived_whole_is_held_to_the_cap(stack: Stack,
+                                                              tmp_path: Path) -> None:
+    """A chunked body announces no size, and one that arrives with its headers is taken
+    without waiting: the cap holds on that path too, at exactly the configured size."""
+    limit = 4096
+    log = tmp_path / "webhook.log"
+    webhook = start_webhook(stack.kube.kubeconfig, log,
+                            {**stack.env, "PAYKUBE_WEBHOOK_MAX_BODY": str(limit)})
+    port = int(webhook.url.rsplit(":", 1)[1])
+    try:
+        over = b"{" + b" " * (limit - 1) + b"}"  # one byte too many
+        status, body = answer_to(port, chunked_request(over))
+        assert (status, json.loads(body)) == (413, {"error": {"code": "PayloadInvalid"}})
+        at_limit = b"{" + b" " * (limit - 2) + b"}"
+        status, body = answer_to(port, chunked_request(at_limit))
+        # Read whole and refused for its signature, not its size.
+        assert (status, json.loads(body)) == (400, {"error": {"code": "SignatureInvalid"}})
+    finally:
+        webhook.stop()
+    assert "Traceback" not in log.read_text()
