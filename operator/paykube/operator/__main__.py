@@ -12,17 +12,18 @@ from paykube import logs
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig, load_at_start
 from paykube.operator import probes
+from paykube.operator.diffbase import ProgressStorage, SessionDiffBaseStorage
 from paykube.operator.handlers import build_registry
 from paykube.operator.runtime import Runtime
 from paykube.settings import Settings, load_settings
 
 
 def configure_kopf(settings: kopf.OperatorSettings, namespaces: tuple[str, ...],
-                   reconcile_concurrency: int = 32) -> None:
-    # Progress in annotations: our status schema is strict and not kopf's to write.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="paykube.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="paykube.dev", key="last-handled-configuration")
+                   diffbase: SessionDiffBaseStorage, reconcile_concurrency: int = 32) -> None:
+    # Progress in annotations: our status schema is strict and not kopf's to write. The
+    # handled spec of a PaymentSession is read from its status (operator/diffbase.py).
+    settings.persistence.progress_storage = ProgressStorage()
+    settings.persistence.diffbase_storage = diffbase
     settings.persistence.finalizer = "payments.paykube.dev/finalizer"
     settings.posting.enabled = False  # paykube posts its own Events
     settings.watching.server_timeout = 300
@@ -47,11 +48,12 @@ async def run(settings: Settings, kube_config: KubeConfig) -> None:
     endpoints = await probes.serve(
         probes.create_app(runtime.metrics.registry, runtime.readiness_checks()),
         settings.operator_host, settings.metrics_port)
-    registry = build_registry(kube_config, settings)
+    diffbase = SessionDiffBaseStorage()
+    registry = build_registry(kube_config, settings, diffbase)
 
     @kopf.on.startup(registry=registry)
     def startup(**kwargs: Any) -> None:
-        configure_kopf(kwargs["settings"], settings.namespaces,
+        configure_kopf(kwargs["settings"], settings.namespaces, diffbase,
                        settings.reconcile_concurrency)
 
     try:

@@ -16,6 +16,7 @@ from paykube.kube.client import NotFound
 from paykube.kube.config import KubeConfig
 from paykube.kube.status import ref_of
 from paykube.lifecycle import parse_timestamp, unpublished
+from paykube.operator.diffbase import CREATE_HANDLER, SessionDiffBaseStorage
 from paykube.operator.login import KopfLogin
 from paykube.operator.reconciler import RetryLater
 from paykube.operator.refunds import RefundReconciler
@@ -59,7 +60,8 @@ async def _guard(runtime: Runtime, handler: str, call: Any) -> Any:
         runtime.metrics.reconciles.labels(handler, outcome).inc()
 
 
-def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.OperatorRegistry:
+def build_registry(kube_config: KubeConfig, settings: Settings,
+                   diffbase: SessionDiffBaseStorage) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     credentials = KopfLogin(kube_config)
@@ -75,8 +77,13 @@ def build_registry(kube_config: KubeConfig, settings: Settings) -> kopf.Operator
         await _guard(runtime, "reconcile",
                      runtime.reconciler.reconcile(ref_of(body), plain(body)))
 
+    @kopf.on.create(*RESOURCE, registry=registry, id=CREATE_HANDLER)
+    async def create(body: Any, memo: Any, **_: Any) -> None:
+        await reconcile(body, memo)
+        # The status now says it was handled: kopf need not write that down too.
+        diffbase.handled(body["metadata"]["uid"])
+
     kopf.on.resume(*RESOURCE, registry=registry, id="reconcile-resume")(reconcile)
-    kopf.on.create(*RESOURCE, registry=registry, id="reconcile-create")(reconcile)
     kopf.on.update(*RESOURCE, registry=registry, id="reconcile-cancel",
                    field="spec.cancel")(reconcile)
 

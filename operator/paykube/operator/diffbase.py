@@ -1,0 +1,106 @@
+"""Where kopf keeps what it has handled, without a write per PaymentSession for it.
+
+kopf records each object's handled spec (its "diff base") in an annotation, which costs a
+metadata PATCH, and a watch event, after every create. A PaymentSession does not need it:
+its spec is immutable but for `spec.cancel`, and its status already says that the create
+was handled (a provider session exists, or the object ended). So for sessions the diff
+base is read from the status, and written only where the status cannot say it:
+
+- a created object (Pending with no provider session yet) has none: kopf's create cause;
+  so has one whose create handler is still being retried (its progress annotation is
+  there), so that kopf carries it to its end as before;
+- a handled object's diff base is its spec as it is, without a `cancel: true` that is
+  still to be carried out: setting it is then kopf's update cause on `spec.cancel`;
+- the record is written as before once a cancel was handled, when a handler failed for
+  good (so that the failure is not retried for ever), and for objects that have one.
+
+kopf's `kopf-managed` marker annotation is not written either (it would cost the same
+PATCH); paykube's own annotations are left out of every diff base instead, which is what
+the marker told kopf to do.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import kopf
+
+from paykube.api.types import GROUP, Phase
+
+PREFIX = "paykube.dev"
+KIND = "PaymentSession"
+CREATE_HANDLER = "reconcile-create"
+_HANDLED_KEPT = 65536  # uids whose create handler succeeded (about 100 bytes each)
+
+
+def created(status: Any) -> bool:
+    """The status says the create was carried out: a provider session exists, or the
+    object left Pending (Failed included)."""
+    if not status:
+        return False
+    phase = status.get("phase")
+    return bool(phase) and (phase != Phase.PENDING.value or bool(status.get("sessionId")))
+
+
+def _is_session(body: Any) -> bool:
+    return bool(body.get("kind") == KIND
+                and str(body.get("apiVersion", "")).startswith(f"{GROUP}/"))
+
+
+class SessionDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    def __init__(self) -> None:
+        super().__init__(prefix=PREFIX, key="last-handled-configuration")
+        self._handled: OrderedDict[str, None] = OrderedDict()
+
+    def handled(self, uid: str) -> None:
+        """A session's create handler succeeded: its status says so. (A failure leaves the
+        record to kopf: a create that failed for good must not be tried again.)
+
+        Remembered, because the watch still delivers the handler's own Pending write after
+        it: kopf skips events older than its own last patch, but not older than ours, and
+        that Pending would look like a create still to do."""
+        self._handled[uid] = None
+        while len(self._handled) > _HANDLED_KEPT:
+            self._handled.popitem(last=False)
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        annotations = essence.get("metadata", {}).get("annotations", {})
+        for key in [k for k in annotations if k.startswith(f"{PREFIX}/")]:
+            del annotations[key]
+        self.remove_empty_stanzas(essence)
+        return essence
+
+    def fetch(self, *, body: Any) -> Any:
+        stored = super().fetch(body=body)
+        if stored is not None or not _is_session(body):
+            return stored
+        metadata = body.get("metadata", {})
+        if metadata.get("uid", "") not in self._handled:
+            if not created(body.get("status")):
+                return None
+            if f"{PREFIX}/{CREATE_HANDLER}" in metadata.get("annotations", {}):
+                return None  # the create handler has not finished: kopf retries it
+        essence = self.build(body=body)
+        spec = essence.get("spec")
+        if spec and spec.get("cancel"):
+            del spec["cancel"]  # still to be carried out, unless a record says otherwise
+        return essence
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        handled = body.get("metadata", {}).get("uid", "") in self._handled
+        if (_is_session(body) and handled and not essence.get("spec", {}).get("cancel")
+                and not super().fetch(body=body)):
+            return
+        super().store(body=body, patch=patch, essence=essence)
+
+
+class ProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress annotations, without the `kopf-managed` marker (see above)."""
+
+    def __init__(self) -> None:
+        super().__init__(prefix=PREFIX)
+
+    def _store_marker(self, prefix: str, patch: Any, body: Any) -> None:
+        return None
