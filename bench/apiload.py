@@ -94,10 +94,13 @@ class Clients:
 
 
 async def create_objects(target: ApiTarget, namespace: str, items: list[Manifest], *,
-                         concurrency: int = 32, rate: float = 0.0) -> list[Manifest]:
+                         concurrency: int = 32, rate: float = 0.0,
+                         on_created: Callable[[Manifest], None] | None = None,
+                         ) -> list[Manifest]:
     """POST each object, `concurrency` at once (and with `rate`, at most that many per
-    second, evenly); returns the created objects in order. Raises on any answer but 201:
-    a benchmark on half its objects would mislead."""
+    second, evenly); returns the created objects in order, and hands each to `on_created`
+    as soon as it is created. Raises on any answer but 201: a benchmark on half its
+    objects would mislead."""
     created: list[Manifest] = [{} for _ in items]
     queue = iter(enumerate(items))
     started = time.monotonic()
@@ -111,17 +114,21 @@ async def create_objects(target: ApiTarget, namespace: str, items: list[Manifest
                     raise RuntimeError(f"create {item['metadata']['name']}: HTTP {status}: "
                                        f"{answer.get('message', answer)}")
                 created[index] = answer
+                if on_created is not None:
+                    on_created(answer)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return created
 
 
 async def create_sessions(target: ApiTarget, namespace: str, manifest_list: str, *,
-                          concurrency: int = 32, rate: float = 0.0) -> list[Manifest]:
+                          concurrency: int = 32, rate: float = 0.0,
+                          on_created: Callable[[Manifest], None] | None = None,
+                          ) -> list[Manifest]:
     """`create_objects` for a `paykube_dev.manifests.session_list` document."""
     items: list[Manifest] = json.loads(manifest_list)["items"]
     return await create_objects(target, namespace, items, concurrency=concurrency,
-                                rate=rate)
+                                rate=rate, on_created=on_created)
 
 
 async def webhook_rest(send: Send, obj: Manifest, serial: int) -> bool:

@@ -165,3 +165,21 @@ def test_progress_records_carry_no_marker() -> None:
     assert list(patch["metadata"]["annotations"]) == [f"{PREFIX}/{CREATE_HANDLER}"]
     storage.purge(key=kopf.HandlerId(CREATE_HANDLER), body=body, patch=patch)
     assert not patch.get("metadata", {}).get("annotations")
+
+
+def test_the_essence_is_kopfs_own_without_copying_the_status() -> None:
+    """The same essence kopf builds (paykube's annotations left out, as kopf does once its
+    marker is there), from the spec, labels and annotations only."""
+    raw = session({**OPEN, "history": [{"phase": "Open"}] * 50}, cancel=True, annotations={
+        f"{PREFIX}/kopf-managed": "yes", f"{PREFIX}/{CREATE_HANDLER}": "{}",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}", "team.example/owner": "a"})
+    raw["metadata"]["managedFields"] = [{"manager": "kubectl"}] * 20
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
+    ours = SessionDiffBaseStorage()
+    expected = kopfs.build(body=as_body(raw), extra_fields=[("spec", "cancel")])
+    assert ours.build(body=as_body(raw), extra_fields=[("spec", "cancel")]) == expected
+    assert expected["metadata"] == {"labels": {"team": "a"},
+                                    "annotations": {"team.example/owner": "a"}}
+    # A handler on a status field: kopf's own way, the status field kept.
+    with_status = ours.build(body=as_body(raw), extra_fields=[("status", "phase")])
+    assert with_status["status"] == {"phase": "Open"}
