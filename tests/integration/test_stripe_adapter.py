@@ -21,6 +21,7 @@ from paykube.providers.base import AccountCredentials, CreateSession, ProviderSe
 from paykube.providers.ratelimit import Priority, RateLimiter
 from paykube.providers.stripe import StripeProvider
 from paykube.settings import SecretStr
+from paykube_dev.proc import free_port
 from paykube_dev.services import StripeMock
 from paykube_dev.stripe_emulator import AsyncEmulatorControl, EmulatorControl, StripeEmulator
 from paykube_dev.stripe_emulator.state import Action
@@ -406,3 +407,35 @@ async def test_an_unreachable_stripe_is_a_retryable_unavailability() -> None:
         await stripe.aclose()
     assert caught.value.code is ErrorCode.PROVIDER_UNAVAILABLE and caught.value.retryable
     assert caught.value.http_status is None
+
+
+async def test_the_default_transport_turns_refusals_and_stalls_into_retryable_errors(
+        ) -> None:
+    """Without an injected transport the SDK speaks over aiohttp: a refused connection and
+    a server that never answers (within the provider's timeout) are PROVIDER_UNAVAILABLE,
+    retryable, and nothing else escapes."""
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(30)  # never answers
+        writer.close()
+
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    refused_port = free_port()
+    try:
+        for base, timeout in ((f"http://127.0.0.1:{refused_port}", 5.0),
+                              (f"http://127.0.0.1:{port}", 0.5)):
+            stripe = StripeProvider(api_base=base, limiter=RateLimiter(rate=50, burst=5),
+                                    attempts=1, timeout=timeout)
+            began = time.monotonic()
+            try:
+                with pytest.raises(ProviderError) as caught:
+                    await stripe.create_session(request(), KEY)
+            finally:
+                await stripe.aclose()
+            assert caught.value.code is ErrorCode.PROVIDER_UNAVAILABLE, base
+            assert caught.value.retryable
+            assert time.monotonic() - began < 5.0
+    finally:
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 5)
