@@ -14,7 +14,7 @@ setup:
 	@hack/setup.sh
 
 lint: setup
-	$(VENV)/bin/ruff check operator webhook dashboard hack tests bench
+	$(VENV)/bin/ruff check operator webhook dashboard hack tests bench charts/paykube/files
 	$(VENV)/bin/lint-imports
 	hack/sync-crds.sh --check
 	hack/lint-dockerfile.sh

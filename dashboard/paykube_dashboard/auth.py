@@ -9,8 +9,6 @@ a worker (the wait is an asyncio sleep). A success clears the client's record.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import logging
 import time
 from collections import OrderedDict
@@ -18,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from paykube.basic_auth import credentials_match
 from paykube.errors import PaykubeError
 from paykube.secrets.files import SecretSetting
-from paykube.settings import SecretStr
 
 log = logging.getLogger("paykube.dashboard")
 
@@ -30,18 +28,6 @@ class Verdict(StrEnum):
     MISSING = "missing"  # no Authorization header: a browser's first request
     WRONG = "wrong"  # credentials given and refused: a failed login
     UNCONFIGURED = "unconfigured"  # no credentials configured (or unreadable)
-
-
-def credentials_match(header: str | None, username: str, password: SecretStr) -> bool:
-    """Constant-time comparison of a Basic Authorization header with the credentials."""
-    if not username or not password or not header or not header.startswith("Basic "):
-        return False
-    try:
-        given = base64.b64decode(header[6:], validate=True)
-    except ValueError:
-        return False
-    expected = f"{username}:{password.get()}".encode()
-    return hmac.compare_digest(given, expected)
 
 
 @dataclass

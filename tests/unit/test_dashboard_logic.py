@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from paykube.basic_auth import credentials_match
 from paykube.secrets.files import SecretSetting
 from paykube.settings import SecretStr
 from paykube_dashboard import charts
 from paykube_dashboard.app import BadRequest, _filters, _safe_link
-from paykube_dashboard.auth import BasicAuth, FailureThrottle, Verdict, credentials_match
+from paykube_dashboard.auth import BasicAuth, FailureThrottle, Verdict
 from paykube_dashboard.money import format_amount
 from paykube_dashboard.queries import (
     CursorError,

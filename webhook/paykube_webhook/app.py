@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import functools
-import hmac
 import json
 import logging
 import time
@@ -30,6 +28,7 @@ from paykube.api.types import (
     Source,
     Status,
 )
+from paykube.basic_auth import credentials_match
 from paykube.binding import event_binding, refund_binding, refunded_binding
 from paykube.errors import ErrorCode, PaykubeError
 from paykube.events.publisher import EventPublisher
@@ -441,24 +440,12 @@ class WebhookService:
             log.error("metrics credentials unavailable", extra={"code": exc.code.value,
                                                                  "reason": exc.message})
             username, password = "", SecretStr("")
-        if not basic_auth_ok(request.headers.get("Authorization"), username, password):
+        if not credentials_match(request.headers.get("Authorization"), username, password):
             log.warning("metrics request refused", extra={"outcome": "unauthorized"})
             return web.Response(status=401, text="unauthorized",
                                 headers={"WWW-Authenticate": 'Basic realm="paykube"'})
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def basic_auth_ok(header: str | None, username: str, password: SecretStr) -> bool:
-    """Constant-time Basic auth check; with no configured credentials nothing passes."""
-    if not username or not password or not header or not header.startswith("Basic "):
-        return False
-    try:
-        given = base64.b64decode(header[6:], validate=True)
-    except ValueError:
-        return False
-    expected = f"{username}:{password.get()}".encode()
-    return hmac.compare_digest(given, expected)
 
 
 def _buffered_body(request: web.Request, limit: int) -> bytes | None:
