@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,8 +16,34 @@ from pathlib import Path
 CACHE_DIR = Path(os.environ.get("PAYKUBE_CACHE", Path.home() / ".cache" / "paykube"))
 
 
+_PORTS_BELOW = 10000  # the lowest port handed out
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` (loopback by default) that is free right now."""
+    """A TCP port on `host` (loopback by default) that is free right now, chosen below the
+    kernel's ephemeral range: a port the kernel handed out (bind to 0) could be taken by
+    any outgoing connection before the service binds it, as etcd once found."""
+    top = _ephemeral_start()
+    rng = random.SystemRandom()
+    for _ in range(200) if top - _PORTS_BELOW > 1000 else ():
+        port = rng.randrange(_PORTS_BELOW, top)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
