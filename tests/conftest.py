@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.plugins.chart_fixtures",
     "tests.plugins.dashboard_fixtures",
     "tests.plugins.node_fixtures",
+    "tests.plugins.stomp_helpers",
 ]
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -34,22 +32,6 @@ AT = "2026-11-29T12:00:00Z"
 @pytest.fixture
 def namespace(unmanaged_namespace: str) -> str:
     return unmanaged_namespace
-
-
-@pytest.fixture
-def topic() -> tuple[str, str]:
-    name = f"VirtualTopic.paykube.refunds{uuid.uuid4().hex[:10]}"
-    return f"/topic/{name}", f"/queue/Consumer.it.{name}"
-
-
-@pytest.fixture
-async def publisher(activemq: ActiveMQ, topic: tuple[str, str]) -> AsyncIterator[StompPublisher]:
-    pub = StompPublisher(activemq.host_and_ports, topic[0], receipt_timeout=2.0,
-                         connect_timeout=2.0, backoff_initial=1.0, backoff_max=4.0)
-    try:
-        yield pub
-    finally:
-        await pub.aclose()
 
 
 async def refund_object(kube: ControlPlane, client: KubeClient, namespace: str) -> ObjectRef:

@@ -1,4 +1,5 @@
-"""StompPublisher and the outbox against the real ActiveMQ broker (session fixture `activemq`).
+"""StompPublisher and the outbox against the real ActiveMQ broker (session fixture `activemq`;
+`topic` and `publisher` come from tests/plugins/stomp_helpers.py).
 
 Events go to a virtual topic; the test reads them, like a consumer group would, from its
 queue `Consumer.it.VirtualTopic.…` with a real stomp.py subscriber. Every wait is bounded.
@@ -14,7 +15,6 @@ import signal
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -26,29 +26,9 @@ from paykube.events.stomp import StompPublisher
 from paykube.lifecycle import mark_published, unpublished
 from paykube.settings import SecretStr, Settings
 from paykube_dev.services import ActiveMQ
-from tests.plugins.stomp_helpers import subscriber
+from tests.plugins.stomp_helpers import BACKOFF_INITIAL, subscriber
 
 pytestmark = pytest.mark.integration
-
-BACKOFF_INITIAL = 1.0
-
-
-@pytest.fixture
-def topic() -> tuple[str, str]:
-    """(where paykube publishes, the queue a consumer group `it` reads)."""
-    name = f"VirtualTopic.paykube.it{uuid.uuid4().hex[:10]}"
-    return f"/topic/{name}", f"/queue/Consumer.it.{name}"
-
-
-@pytest.fixture
-async def publisher(activemq: ActiveMQ, topic: tuple[str, str]) -> AsyncIterator[StompPublisher]:
-    pub = StompPublisher(activemq.host_and_ports, topic[0], receipt_timeout=2.0,
-                         connect_timeout=2.0, backoff_initial=BACKOFF_INITIAL, backoff_max=4.0)
-    try:
-        yield pub
-    finally:
-        await pub.aclose()
-
 
 def session(uid: str | None = None, phases: tuple[Phase, ...] = (Phase.PENDING,)) -> tuple[
         ObjectRef, Status]:

@@ -1,16 +1,39 @@
-"""A real stomp.py consumer for tests that check what reached the broker."""
+"""A real stomp.py consumer for tests that check what reached the broker, and the fixtures
+(`topic`, `publisher`) of the tests that publish to it with paykube's StompPublisher."""
 
 from __future__ import annotations
 
 import queue
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
+from paykube.events.stomp import StompPublisher
 from paykube_dev.services import ActiveMQ
 
 RECEIVE_TIMEOUT = 10.0
+BACKOFF_INITIAL = 1.0  # the `publisher` fixture's first reconnect delay
+
+
+@pytest.fixture
+def topic() -> tuple[str, str]:
+    """(where paykube publishes, the queue a consumer group `it` reads): a virtual topic of
+    its own per test."""
+    name = f"VirtualTopic.paykube.it{uuid.uuid4().hex[:10]}"
+    return f"/topic/{name}", f"/queue/Consumer.it.{name}"
+
+
+@pytest.fixture
+async def publisher(activemq: ActiveMQ, topic: tuple[str, str]) -> AsyncIterator[StompPublisher]:
+    pub = StompPublisher(activemq.host_and_ports, topic[0], receipt_timeout=2.0,
+                         connect_timeout=2.0, backoff_initial=BACKOFF_INITIAL, backoff_max=4.0)
+    try:
+        yield pub
+    finally:
+        await pub.aclose()
 
 
 class Frames:
