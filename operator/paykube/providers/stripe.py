@@ -434,33 +434,22 @@ def retry_after_seconds(value: str | None,
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
-class _AIOHTTP(stripe.HTTPClient):
-    """The SDK's transport over aiohttp, as paykube's own API-server client: under the
-    operator's profile the SDK's httpx transport was a quarter of the operator's CPU
-    (httpcore checks every pooled connection on each request). The session is built on
-    the first call, inside the event loop; CAs from certifi, as httpx had them."""
+class _Transport(stripe.HTTPClient):
+    """What both of paykube's transports do around a request: a network failure is the
+    SDK's APIConnectionError, the answer is noted for `_call` (see _ANSWER), and the body
+    handed to the SDK is valid UTF-8. A subclass sends, and names its network errors."""
 
-    name = "aiohttp"
+    _network_errors: tuple[type[BaseException], ...] = ()
 
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+    async def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
+                    post_data: Any) -> tuple[bytes, int, Mapping[str, str]]:
+        raise NotImplementedError
 
     async def request_async(self, method: str, url: str, headers: Mapping[str, str] | None,
                             post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
-        if self._session is None:
-            tls = ssl.create_default_context(cafile=certifi.where())
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=aiohttp.TCPConnector(ssl=tls),
-                auto_decompress=True)
-        data = post_data.encode() if isinstance(post_data, str) else post_data
         try:
-            async with self._session.request(method, url, headers=dict(headers or {}),
-                                             data=data or None) as response:
-                content = await response.read()
-                status, answer_headers = response.status, response.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            content, status, answer_headers = await self._send(method, url, headers, post_data)
+        except self._network_errors as exc:
             # should_retry stays False: paykube's own loop decides (max_network_retries=0).
             raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]  # SDK untyped
                 f"Stripe unreachable: {type(exc).__name__}") from exc
@@ -468,43 +457,61 @@ class _AIOHTTP(stripe.HTTPClient):
             seen.status, seen.headers = status, answer_headers
         return _utf8(content), status, answer_headers
 
+    def close(self) -> None:  # the async client or session is closed by close_async
+        pass
+
+
+class _AIOHTTP(_Transport):
+    """The SDK's transport over aiohttp, as paykube's own API-server client: under the
+    operator's profile the SDK's httpx transport was a quarter of the operator's CPU
+    (httpcore checks every pooled connection on each request). The session is built on
+    the first call, inside the event loop; CAs from certifi, as httpx had them."""
+
+    name = "aiohttp"
+    _network_errors = (aiohttp.ClientError, TimeoutError)
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
+                    post_data: Any) -> tuple[bytes, int, Mapping[str, str]]:
+        if self._session is None:  # (raises none of the _network_errors)
+            tls = ssl.create_default_context(cafile=certifi.where())
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(ssl=tls),
+                auto_decompress=True)
+        data = post_data.encode() if isinstance(post_data, str) else post_data
+        async with self._session.request(method, url, headers=dict(headers or {}),
+                                         data=data or None) as response:
+            return await response.read(), response.status, response.headers
+
     async def close_async(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    def close(self) -> None:  # the async session is closed by close_async
-        pass
 
-
-class _HTTPX(stripe.HTTPClient):
+class _HTTPX(_Transport):
     """The SDK's transport over an httpx client with a transport that tests inject (to
     record or answer requests). The SDK's HTTPXClient builds its own AsyncClient and posts
     the form as `data=` (deprecated in httpx for a str)."""
 
     name = "httpx"
+    _network_errors = (httpx.TransportError,)
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         super().__init__()
         self._http = http
 
-    async def request_async(self, method: str, url: str, headers: Mapping[str, str] | None,
-                            post_data: Any = None) -> tuple[bytes, int, Mapping[str, str]]:
-        try:
-            response = await self._http.request(method, url, headers=headers,
-                                                content=post_data or None)
-        except httpx.TransportError as exc:
-            # should_retry stays False: paykube's own loop decides (max_network_retries=0).
-            raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]  # SDK untyped
-                f"Stripe unreachable: {type(exc).__name__}") from exc
-        if (seen := _ANSWER.get()) is not None:
-            seen.status, seen.headers = response.status_code, response.headers
-        return _utf8(response.content), response.status_code, response.headers
+    async def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
+                    post_data: Any) -> tuple[bytes, int, Mapping[str, str]]:
+        response = await self._http.request(method, url, headers=headers,
+                                            content=post_data or None)
+        return response.content, response.status_code, response.headers
 
     async def close_async(self) -> None:
         await self._http.aclose()
-
-    def close(self) -> None:  # the async client is closed by close_async
-        pass
 
 
 Send = Callable[["stripe.RequestOptions"], Awaitable[object]]
