@@ -141,6 +141,16 @@ def test_only_a_handled_create_skips_the_record() -> None:
     assert stored(storage, session()) == {}  # the status says it from now on
 
 
+def test_a_record_already_there_is_kept_up_to_date() -> None:
+    """A handled object with kopf's record (an earlier paykube's, a handled cancel's) has
+    it written again, as kopf would."""
+    storage = SessionDiffBaseStorage()
+    storage.handled("uid-1")
+    record = storage.build(body=as_body(session(OPEN, cancel=True)))
+    patch = stored(storage, session(OPEN, cancel=False, annotations={RECORD: json.dumps(record)}))
+    assert json.loads(patch["metadata"]["annotations"][RECORD])["spec"]["cancel"] is False
+
+
 def test_the_handlers_own_pending_write_arriving_late_is_no_create() -> None:
     storage = SessionDiffBaseStorage()
     assert cause_of(storage, session(PENDING)) is causes.Reason.CREATE

@@ -114,9 +114,14 @@ class SessionDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     def store(self, *, body: Any, patch: Any, essence: Any) -> None:
         handled = body.get("metadata", {}).get("uid", "") in self._handled
         if (_is_session(body) and handled and not essence.get("spec", {}).get("cancel")
-                and not super().fetch(body=body)):
-            return
+                and not self._recorded(body)):
+            return  # the status says it; a record already there is kept up to date
         super().store(body=body, patch=patch, essence=essence)
+
+    def _recorded(self, body: Any) -> bool:
+        """kopf's record is on the object (its annotation, not decoded again)."""
+        annotations = body.get("metadata", {}).get("annotations") or {}
+        return any(key in annotations for key in self.make_keys(self.key, body=body))
 
 
 class ProgressStorage(kopf.AnnotationsProgressStorage):
