@@ -5,6 +5,7 @@ published before it is stored, and broker confirmations ride along with the next
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from paykube.api.types import ObjectRef, Phase, Source, Status
-from paykube.errors import ConflictError
+from paykube.errors import ApiServerUnavailable, ConflictError, PaykubeError
 from paykube.events.cloudevent import CloudEvent
 from paykube.events.publisher import BrokerUnavailableError, NullPublisher
 from paykube.kube.client import KubeClient, Manifest, NotFound
@@ -33,6 +34,7 @@ class FakeKube:
                               "spec": {"amount": 1999, "currency": "usd"}, "status": {}}
         self.calls: list[str] = []
         self.stored: list[Status] = []
+        self.down = False
 
     async def get_session(self, namespace: str, name: str) -> Manifest:
         self.calls.append("GET")
@@ -41,6 +43,8 @@ class FakeKube:
     async def replace_status(self, ref: ObjectRef, resource_version: str,
                              status: dict[str, Any]) -> Manifest:
         self.calls.append("PATCH")
+        if self.down:
+            raise ApiServerUnavailable("down")
         if resource_version != self.obj["metadata"]["resourceVersion"]:
             raise ConflictError("conflict")
         self.version += 1
@@ -59,10 +63,14 @@ class FakeKube:
 class RecordingPublisher:
     def __init__(self, kube: FakeKube, *, up: bool = True) -> None:
         self.kube, self.up = kube, up
+        self.connected = True  # what the webhook's writer asks before it claims a phase
+        self.stall: asyncio.Event | None = None  # set: publishes wait for it
         self.sent: list[str] = []
         self.stored_when_sent: list[bool] = []
 
     async def publish(self, event: CloudEvent) -> None:
+        if self.stall is not None:
+            await self.stall.wait()
         if not self.up:
             raise BrokerUnavailableError("down")
         phase = Phase(event.data["phase"])
@@ -179,6 +187,138 @@ async def test_concurrent_writers_converge() -> None:
     assert final.phase is Phase.PAID
     phases = [h.phase for h in final.history]
     assert len(phases) == len(set(phases))
+
+
+def paid_by_webhook(_obj: Manifest, current: Status) -> Status:
+    return advance(current, ProviderObserved(
+        Phase.PAID, SessionSnapshot("cs_test_1", amount_total=1999, currency="usd"),
+        Source.WEBHOOK, "evt_1"), NOW)
+
+
+async def open_object(kube: FakeKube) -> Manifest:
+    """An Open session whose outbox is drained (the operator's work)."""
+    w = writer(kube, NullPublisher())
+    first = await w.apply(REF, pending)
+    return (await w.apply(REF, opened, base=first.obj)).obj
+
+
+def published(obj: Manifest) -> dict[str, bool]:
+    return {h.phase.value: h.published for h in Status.from_dict(obj["status"]).history}
+
+
+async def test_the_webhook_stores_marked_and_publishes_before_it_returns() -> None:
+    """One write per event: the entry is stored marked, and its event is out (after the
+    write) by the time the webhook answers."""
+    kube = FakeKube()
+    base = await open_object(kube)
+    publisher = RecordingPublisher(kube)
+    w = writer(kube, publisher)
+    kube.calls.clear()
+    written = await w.apply_delivered(REF, paid_by_webhook, base=base)
+    assert kube.calls == ["PATCH"]
+    assert written.claimed == (Phase.PAID,)
+    assert published(kube.obj)["Paid"] is True
+    assert publisher.sent == ["uid-1/paid"] and publisher.stored_when_sent == [True]
+    await w.drain()
+    assert publisher.sent == ["uid-1/paid"] and kube.calls == ["PATCH"], "nothing after"
+
+
+async def test_a_broker_failure_gives_the_phase_back_to_the_outbox() -> None:
+    kube = FakeKube()
+    base = await open_object(kube)
+    publisher = RecordingPublisher(kube, up=False)  # connected, then the send fails
+    w = writer(kube, publisher)
+    kube.calls.clear()
+    await w.apply_delivered(REF, paid_by_webhook, base=base)
+    assert kube.calls == ["PATCH", "PATCH"]
+    assert [s.history[-1].published for s in kube.stored[-2:]] == [True, False]
+    publisher.up = True  # the outbox (the operator's, here any writer's) sends it later
+    relayed = await writer(kube, publisher).record_published(REF)
+    assert relayed.after.history[-1].published and publisher.sent == ["uid-1/paid"]
+
+
+async def test_a_stalled_broker_does_not_hold_the_answer() -> None:
+    kube = FakeKube()
+    base = await open_object(kube)
+    publisher = RecordingPublisher(kube)
+    publisher.stall = asyncio.Event()
+    w = StatusWriter(kube, publisher, deliver_wait=0.05)  # type: ignore[arg-type]
+    await w.apply_delivered(REF, paid_by_webhook, base=base)
+    assert published(kube.obj)["Paid"] is False, "given back to the outbox"
+    publisher.stall.set()
+
+
+async def test_a_known_outage_writes_the_phase_unpublished_in_one_write() -> None:
+    kube = FakeKube()
+    base = await open_object(kube)
+    publisher = RecordingPublisher(kube)
+    publisher.connected = False
+    w = writer(kube, publisher)
+    kube.calls.clear()
+    written = await w.apply_delivered(REF, paid_by_webhook, base=base)
+    assert kube.calls == ["PATCH"] and written.claimed == ()
+    assert published(kube.obj)["Paid"] is False and publisher.sent == []
+
+
+async def test_when_neither_broker_nor_outbox_took_it_the_caller_must_fail() -> None:
+    """The write-back fails too: a retryable error, so the webhook answers 5xx and the PSP
+    delivers the event again, while the entry still says published."""
+    kube = FakeKube()
+    base = await open_object(kube)
+    publisher = RecordingPublisher(kube, up=False)
+    w = writer(kube, publisher)
+    real_replace = kube.replace_status
+
+    async def first_write_only(ref: ObjectRef, rv: str, status: dict[str, Any]) -> Manifest:
+        written = await real_replace(ref, rv, status)
+        kube.down = True
+        return written
+
+    kube.replace_status = first_write_only  # type: ignore[method-assign,assignment]
+    with pytest.raises(PaykubeError) as raised:
+        await w.apply_delivered(REF, paid_by_webhook, base=base)
+    assert raised.value.retryable
+    assert published(kube.obj)["Paid"] is True
+
+
+async def test_a_redelivered_event_republishes_what_a_dead_writer_claimed() -> None:
+    """The webhook died between its write (marked) and the publish: the PSP's next
+    delivery of the event, to any process, sends the phase's event."""
+    kube = FakeKube()
+    base = await open_object(kube)
+    dead = RecordingPublisher(kube)
+    dead.stall = asyncio.Event()  # never sends: the process "dies" in the publish
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(writer(kube, dead).apply_delivered(
+            REF, paid_by_webhook, base=base), 0.05)
+    assert published(kube.obj)["Paid"] is True and dead.sent == []
+    publisher = RecordingPublisher(kube)
+    w = writer(kube, publisher)
+    again = await w.apply_delivered(REF, paid_by_webhook, base=copy.deepcopy(kube.obj))
+    assert again.after == again.before, "a duplicate writes nothing"
+    await w.redeliver(REF, again.obj, Phase.PAID)
+    assert publisher.sent == ["uid-1/paid"]
+    await w.redeliver(REF, again.obj, Phase.PAID)
+    assert publisher.sent == ["uid-1/paid"], "once confirmed here, not again"
+
+
+async def test_redelivery_leaves_other_writers_entries_alone() -> None:
+    kube = FakeKube()
+    obj = await open_object(kube)  # Open was stored by the operator, published
+    publisher = RecordingPublisher(kube)
+    w = writer(kube, publisher)
+    await w.redeliver(REF, obj, Phase.OPEN)
+    await w.redeliver(REF, obj, Phase.PAID)  # not stored at all
+    assert publisher.sent == []
+
+
+async def test_a_deleting_object_keeps_the_outbox() -> None:
+    kube = FakeKube()
+    base = await open_object(kube)
+    base["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"
+    publisher = RecordingPublisher(kube)
+    written = await writer(kube, publisher).apply_delivered(REF, paid_by_webhook, base=base)
+    assert written.claimed == () and published(kube.obj)["Paid"] is False
 
 
 def test_the_double_has_the_clients_signatures() -> None:

@@ -45,6 +45,7 @@ from paykube.secrets.files import SecretSetting
 from paykube.secrets.health import ReadinessChecks
 from paykube.secrets.stripe_secrets import StripeSecrets
 from paykube.settings import SecretStr, Settings
+from paykube_webhook.event_budget import EventBudget
 from paykube_webhook.metrics import WebhookMetrics
 from paykube_webhook.refusals import RefusalLog
 from paykube_webhook.schemes import (
@@ -77,7 +78,7 @@ class WebhookService:
     broker_check_interval: float = 5.0
 
     def __post_init__(self) -> None:
-        # The one status writer; the Event and the publishing run after the answer.
+        # The one status writer: it publishes before the answer, the Event follows it.
         self.writer = StatusWriter(self.kube, self.publisher, on_transition=self._transition,
                                    include_url=self.settings.events_include_url,
                                    record_after_write=True,
@@ -86,6 +87,8 @@ class WebhookService:
         self.refund_writer = RefundWriter(self.kube, self.publisher,
                                           on_transition=self._refund_transition)
         self._children: dict[tuple[object, str], Any] = {}
+        self.event_budget = EventBudget(self.settings.webhook_event_rate)
+        self._over_budget = False
         self.refusals = RefusalLog(log)
         # Bodies being read at once: bounds the memory many slow senders can hold.
         self._readers = asyncio.Semaphore(self.settings.webhook_max_readers)
@@ -247,8 +250,13 @@ class WebhookService:
                 dt.datetime.now(dt.UTC),
             )
 
-        return await self._store(event.event_id, event.event_type, ref, refused,
-                                 lambda: self._write_session(ref, decide),
+        async def write() -> Written:
+            written = await self._write_session(ref, decide)
+            if not refused and written.after == written.before:
+                await self.writer.redeliver(ref, written.obj, phase)
+            return written
+
+        return await self._store(event.event_id, event.event_type, ref, refused, write,
                                  unconfirmed=True, route=route)
 
     async def _apply_refund(self, provider_type: str, route: ProviderId,
@@ -298,8 +306,9 @@ class WebhookService:
                                  lambda: self._write_session(ref, decide), route=route)
 
     async def _write_session(self, ref: ObjectRef, decide: Decide) -> Written:
-        """The session's status write, on the cached copy when there is one."""
-        written = await self.writer.apply(ref, decide, base=self._cached(ref))
+        """The session's status write, on the cached copy when there is one; the phase
+        events it stores are published before the answer (or given to the outbox)."""
+        written = await self.writer.apply_delivered(ref, decide, base=self._cached(ref))
         self._remember(written.obj)
         return written
 
@@ -389,6 +398,15 @@ class WebhookService:
                                f"(webhook, event {entry.event_id})", after.phase.value)
 
     async def _event(self, ref: ObjectRef, message: str, reason: str) -> None:
+        if not self.event_budget.take():
+            self._inc(self.metrics.kube_events, "skipped")
+            if not self._over_budget:  # once per burst; the counter keeps the number
+                self._over_budget = True
+                log.warning("Kubernetes Events over PAYKUBE_WEBHOOK_EVENT_RATE: skipping "
+                            "them (status.history keeps every transition)")
+            return
+        self._over_budget = False
+        self._inc(self.metrics.kube_events, "written")
         try:
             # One Event per delivery applied (each names its Stripe event): nothing to
             # aggregate, so the webhook needs only `create` on Events.

@@ -14,22 +14,30 @@ owns, in this order:
    is stored, so no event is published for a state that was never stored; and a stored
    entry stays unpublished in `history[].published` until the broker confirmed it, so the
    outbox timer delivers it if this process dies first: nothing is lost.
+
+The webhook takes a shorter path, `apply_delivered`: the PSP's redelivery is its outbox.
+New phase entries are written already marked published (one write), the events are
+published before the caller answers, and only if the broker does not confirm them are the
+marks written back to unpublished (the operator's outbox relays them then). A crash between
+the write and the publish leaves the PSP without a 2xx, so it delivers the event again, and
+the duplicate republishes the phase (`docs/architecture.md`, "Outbox").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from paykube.api.types import ObjectRef, Phase, Status
+from paykube.api.types import HistoryEntry, ObjectRef, Phase, Source, Status
 from paykube.errors import ConflictError, PaykubeError
 from paykube.events.outbox import publish_pending
 from paykube.events.publisher import EventPublisher
-from paykube.events.relay import needs_relay, settle_outbox
+from paykube.events.relay import broker_state, needs_relay, settle_outbox
 from paykube.kube.client import KubeClient, Manifest, NotFound
 from paykube.kube.status import ref_of
 from paykube.lifecycle import mark_published, unpublished
@@ -47,6 +55,8 @@ class Written:
     obj: Manifest
     before: Status
     after: Status
+    # Phases written as published before their events were sent (`apply_delivered`).
+    claimed: tuple[Phase, ...] = ()
 
     @property
     def moved(self) -> bool:
@@ -65,6 +75,9 @@ class StatusWriter:
     record_after_write: bool = False
     on_publish: Callable[[str], None] | None = None  # "published" | "deferred", per attempt
     attempts: int = 10
+    # How long `apply_delivered` waits for the broker's receipt before it gives the events
+    # to the outbox instead (the PSPs time a delivery out after a few seconds).
+    deliver_wait: float = 3.0
     _confirmed: OrderedDict[tuple[str, Phase], None] = field(default_factory=OrderedDict)
     # One publisher at a time per object: two writes in a row (Pending, then Open) must not
     # both send the first one's event.
@@ -72,10 +85,11 @@ class StatusWriter:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def apply(self, ref: ObjectRef, decide: Decide, *,
-                    base: Manifest | None = None) -> Written:
+                    base: Manifest | None = None, claim: bool = False) -> Written:
         """Write `decide(object, current)`; NotFound when the object is gone or replaced
         (another uid). `base` is the object as the caller holds it: no read unless the
-        write conflicts."""
+        write conflicts. `claim`: new phase entries are written marked published, and the
+        caller publishes them (`apply_delivered`)."""
         obj = base
         for _ in range(self.attempts):
             if obj is None:
@@ -86,17 +100,67 @@ class StatusWriter:
             proposed = self._settle(ref.uid, decide(obj, current))
             if proposed == current:
                 return Written(obj, current, current)
+            claimed: tuple[Phase, ...] = ()
+            if claim:
+                claimed = tuple(h.phase for h in proposed.history[len(current.history):]
+                                if not h.published)
+                proposed = _with_published(proposed, claimed, True)
             try:
                 written = await self.kube.replace_status(
                     ref_of(obj), obj["metadata"]["resourceVersion"], proposed.to_dict())
             except ConflictError:
                 obj = None  # someone wrote first: read theirs and decide again
                 continue
-            result = Written(written, current, proposed)
+            result = Written(written, current, proposed, claimed)
             self._after(ref, result)
             return result
         raise ConflictError(f"{ref.namespace}/{ref.name}: gave up after "
                             f"{self.attempts} conflicts")
+
+    async def apply_delivered(self, ref: ObjectRef, decide: Decide, *,
+                              base: Manifest | None = None) -> Written:
+        """The webhook's write: what it stores is published before this returns, or given
+        to the outbox. Raises a retryable error when neither the broker nor the outbox took
+        a phase, so that the caller answers 5xx and the PSP delivers the event again."""
+        claim = broker_state(self.publisher) == "connected"
+        if claim and base is not None and base["metadata"].get("deletionTimestamp"):
+            claim = False  # a deletion's finalizer waits for unpublished entries only
+        written = await self.apply(ref, decide, base=base, claim=claim)
+        if written.claimed:
+            await self._deliver(ref, written.obj, written.claimed)
+        return written
+
+    async def redeliver(self, ref: ObjectRef, obj: Manifest, phase: Phase) -> None:
+        """A PSP event for a phase already stored: if a webhook stored it marked published
+        and this process has not seen the broker confirm it, its writer may have died
+        before publishing, so publish it again (the same CloudEvent id; consumers drop
+        duplicates) or give it to the outbox."""
+        entry = _entry(Status.from_dict(obj.get("status")), phase)
+        if entry is None or not entry.published or entry.source is not Source.WEBHOOK \
+                or not needs_relay(self.publisher) or (ref.uid, phase) in self._confirmed:
+            return
+        await self._deliver(ref, obj, (phase,))
+
+    async def _deliver(self, ref: ObjectRef, obj: Manifest,
+                       phases: tuple[Phase, ...]) -> None:
+        """Publish `phases`, stored as published; give back to the outbox (write them
+        unpublished) what the broker did not confirm within `deliver_wait`."""
+        sent: tuple[Phase, ...] = ()
+        if broker_state(self.publisher) == "connected":
+            status = _with_published(Status.from_dict(obj.get("status")), phases, False)
+            with contextlib.suppress(TimeoutError):
+                sent = await asyncio.wait_for(
+                    self._publish_status(ref, obj, status, phases), self.deliver_wait)
+        unsent = tuple(p for p in phases if p not in sent)
+        if not unsent:
+            return
+
+        def give_back(_obj: Manifest, current: Status) -> Status:
+            return _with_published(
+                current, tuple(p for p in unsent if (ref.uid, p) not in self._confirmed),
+                False)
+
+        await self.apply(ref, give_back, base=obj)
 
     def _settle(self, uid: str, status: Status) -> Status:
         status = settle_outbox(status, self.publisher)
@@ -146,12 +210,16 @@ class StatusWriter:
         """Publish the object's unconfirmed phase events (as stored in `obj`) and remember
         what the broker confirmed; the marks ride along with the object's next write, or
         `record_published` writes them (the outbox timer)."""
+        return await self._publish_status(ref, obj, Status.from_dict(obj.get("status")), only)
+
+    async def _publish_status(self, ref: ObjectRef, obj: Manifest, status: Status,
+                              only: tuple[Phase, ...] | None) -> tuple[Phase, ...]:
         lock, users = self._publishing.setdefault(ref.uid, (asyncio.Lock(), [0]))
         users[0] += 1
         try:
             async with lock:
                 # What the broker already confirmed is not sent again.
-                status = self._settle(ref.uid, Status.from_dict(obj.get("status")))
+                status = self._settle(ref.uid, status)
                 if only is not None:  # the others count as sent for this call
                     for entry in unpublished(status):
                         if entry.phase not in only:
@@ -188,3 +256,15 @@ class StatusWriter:
         """Wait for the after-write steps in flight (shutdown, tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _with_published(status: Status, phases: tuple[Phase, ...], published: bool) -> Status:
+    if not phases:
+        return status
+    return status.with_changes(history=tuple(
+        dataclasses.replace(h, published=published) if h.phase in phases else h
+        for h in status.history))
+
+
+def _entry(status: Status, phase: Phase) -> HistoryEntry | None:
+    return next((h for h in status.history if h.phase is phase), None)
