@@ -203,6 +203,8 @@ class WebhookSettings(_Group):
     webhook_public_url: str = ""  # base URL of the webhook, for webhook.register
     webhook_read_timeout: Positive = 10.0  # seconds to receive a whole webhook body
     webhook_max_readers: Annotated[int, Field(gt=0)] = 16  # bodies read at once
+    # Kubernetes Events per second (bursts of five seconds' worth); the rest are skipped.
+    webhook_event_rate: Annotated[float, Field(ge=0)] = 10.0
     # Watch PaymentSessions and write on the watched object: no GET before a write.
     webhook_session_cache: bool = False
 

@@ -206,6 +206,7 @@ SETTING_SENTINELS: dict[str, tuple[str, Any, str]] = {
                            "https://hooks.sentinel"),
     "WEBHOOK_READ_TIMEOUT": ("webhook.readTimeout", 7, "7"),
     "WEBHOOK_MAX_READERS": ("webhook.maxReaders", 63, "63"),
+    "WEBHOOK_EVENT_RATE": ("webhook.eventRate", 2.5, "2.5"),
     "WEBHOOK_SESSION_CACHE": ("webhook.sessionCache", True, "true"),
     "ROUTES_TTL": ("webhook.routesTtl", 29, "29"),
     # Not values: the operator's namespace is the release's, the route table is named after it.

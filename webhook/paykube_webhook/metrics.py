@@ -18,6 +18,10 @@ class WebhookMetrics:
                                        registry=self.registry)
         self.publishes = Counter("paykube_webhook_publishes", "Payment event relays by outcome",
                                  ["outcome"], registry=self.registry)
+        self.kube_events = Counter(
+            "paykube_webhook_kube_events",
+            "Kubernetes Events for applied PSP events: written, or skipped over the budget",
+            ["outcome"], registry=self.registry)
         self.broker_connected = Gauge(
             "paykube_webhook_broker_connected",
             "1 while a broker connection is open; 0 otherwise, also with no broker configured",

@@ -230,6 +230,8 @@ logging. */}}
   value: {{ $w.readTimeout | toString | quote }}
 - name: PAYKUBE_WEBHOOK_MAX_READERS
   value: {{ $w.maxReaders | int64 | quote }}
+- name: PAYKUBE_WEBHOOK_EVENT_RATE
+  value: {{ $w.eventRate | toString | quote }}
 - name: PAYKUBE_WEBHOOK_SESSION_CACHE
   value: {{ $w.sessionCache | toString | quote }}
 - name: PAYKUBE_ROUTES_TTL
