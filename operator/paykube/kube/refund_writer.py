@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +29,7 @@ from paykube.events.refund_outbox import (
 )
 from paykube.events.relay import needs_relay
 from paykube.kube.client import KubeClient, Manifest, NotFound
+from paykube.kube.confirmed import Confirmed, KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,10 @@ class RefundWriter:
     publisher: EventPublisher
     on_transition: OnRefundTransition | None = None
     attempts: int = 10
-    _locks: dict[str, tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
+    _locks: KeyedLocks = field(default_factory=KeyedLocks)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _confirmed: OrderedDict[tuple[str, RefundPhase], None] = field(
-        default_factory=OrderedDict)
+    _confirmed: Confirmed[RefundPhase] = field(
+        default_factory=lambda: Confirmed(_CONFIRMED_KEPT))
 
     async def get(self, namespace: str, name: str) -> Manifest:
         return await self.kube.get_object(refund_api_path(namespace, name))
@@ -120,30 +120,18 @@ class RefundWriter:
     async def record_published(self, ref: ObjectRef,
                                base: Manifest | None = None) -> RefundWritten:
         """Publish the unconfirmed phase events (in history order) and write the marks."""
-        lock, users = self._locks.setdefault(ref.uid, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                obj = base or await self.get(ref.namespace, ref.name)
-                status = self._settle(ref.uid, RefundStatus.from_dict(obj.get("status")))
-                session = str(obj.get("spec", {}).get("sessionRef", {}).get("name", ""))
-                if unpublished_refund(status):
-                    for phase in await publish_pending_refund(status, refund_ref(obj),
-                                                              self.publisher, session):
-                        self._confirmed[(ref.uid, phase)] = None
-                    while len(self._confirmed) > _CONFIRMED_KEPT:
-                        self._confirmed.popitem(last=False)
+        async with self._locks.hold(ref.uid):
+            obj = base or await self.get(ref.namespace, ref.name)
+            status = self._settle(ref.uid, RefundStatus.from_dict(obj.get("status")))
+            session = str(obj.get("spec", {}).get("sessionRef", {}).get("name", ""))
+            if unpublished_refund(status):
+                self._confirmed.remember(ref.uid, await publish_pending_refund(
+                    status, refund_ref(obj), self.publisher, session))
 
-                def decide(_obj: Manifest, current: RefundStatus) -> RefundStatus:
-                    return self._settle(ref.uid, current)
+            def decide(_obj: Manifest, current: RefundStatus) -> RefundStatus:
+                return self._settle(ref.uid, current)
 
-                return await self.apply(ref, decide, base=obj)
-        finally:
-            # Dropped by the last user only: a waiter keeps the same lock, and a newcomer
-            # must find it, or two publishers would run for one object.
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[ref.uid]
+            return await self.apply(ref, decide, base=obj)
 
     def _settle(self, uid: str, status: RefundStatus) -> RefundStatus:
         for entry in unpublished_refund(status):

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -39,6 +38,7 @@ from paykube.events.outbox import publish_pending
 from paykube.events.publisher import EventPublisher
 from paykube.events.relay import broker_state, needs_relay, settle_outbox
 from paykube.kube.client import KubeClient, Manifest, NotFound
+from paykube.kube.confirmed import Confirmed, KeyedLocks
 from paykube.kube.status import ref_of
 from paykube.lifecycle import mark_published, unpublished
 
@@ -78,10 +78,8 @@ class StatusWriter:
     # How long `apply_delivered` waits for the broker's receipt before it gives the events
     # to the outbox instead (the PSPs time a delivery out after a few seconds).
     deliver_wait: float = 3.0
-    _confirmed: OrderedDict[tuple[str, Phase], None] = field(default_factory=OrderedDict)
-    # One publisher at a time per object: two writes in a row (Pending, then Open) must not
-    # both send the first one's event.
-    _publishing: dict[str, tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
+    _confirmed: Confirmed[Phase] = field(default_factory=lambda: Confirmed(_CONFIRMED_KEPT))
+    _publishing: KeyedLocks = field(default_factory=KeyedLocks)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def apply(self, ref: ObjectRef, decide: Decide, *,
@@ -214,32 +212,22 @@ class StatusWriter:
 
     async def _publish_status(self, ref: ObjectRef, obj: Manifest, status: Status,
                               only: tuple[Phase, ...] | None) -> tuple[Phase, ...]:
-        lock, users = self._publishing.setdefault(ref.uid, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                # What the broker already confirmed is not sent again.
-                status = self._settle(ref.uid, status)
-                if only is not None:  # the others count as sent for this call
-                    for entry in unpublished(status):
-                        if entry.phase not in only:
-                            status = mark_published(status, entry.phase)
-                spec = obj.get("spec", {})
-                phases = await publish_pending(status, ref_of(obj), self.publisher,
-                                               spec_amount=spec.get("amount"),
-                                               spec_currency=spec.get("currency"),
-                                               include_url=self.include_url)
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._publishing[ref.uid]
+        async with self._publishing.hold(ref.uid):
+            # What the broker already confirmed is not sent again.
+            status = self._settle(ref.uid, status)
+            if only is not None:  # the others count as sent for this call
+                for entry in unpublished(status):
+                    if entry.phase not in only:
+                        status = mark_published(status, entry.phase)
+            spec = obj.get("spec", {})
+            phases = await publish_pending(status, ref_of(obj), self.publisher,
+                                           spec_amount=spec.get("amount"),
+                                           spec_currency=spec.get("currency"),
+                                           include_url=self.include_url)
         if self.on_publish is not None and unpublished(status):
             self.on_publish("published" if len(phases) == len(unpublished(status))
                             else "deferred")
-        for phase in phases:
-            self._confirmed[(ref.uid, phase)] = None
-        while len(self._confirmed) > _CONFIRMED_KEPT:
-            self._confirmed.popitem(last=False)
+        self._confirmed.remember(ref.uid, phases)
         return phases
 
     async def record_published(self, ref: ObjectRef, base: Manifest | None = None,
