@@ -198,10 +198,10 @@ async def patch_ceiling(target: ApiTarget, objects: list[Manifest], *, kind: str
     into each object, for the next run. `client_cpu` is this process's CPU over the run:
     only the client and the event loop run here.
 
-    With `as_webhook`, each write is what an applied event costs the API server by design
-    with a broker (and the session cache): the status PATCH, the transition Event (POST)
-    and the PATCH of the outbox mark, one after the other; a "write" then counts all
-    three."""
+    With `as_webhook`, each write is what an applied event cost the API server before the
+    PSP's redelivery became the webhook's outbox (with a broker and the session cache): the
+    status PATCH, the transition Event (POST) and the PATCH of the outbox mark, one after
+    the other; a "write" then counts all three."""
     latencies: list[float] = []
     failures = 0
     serial = 0
