@@ -166,6 +166,33 @@ def test_a_handled_cancel_is_recorded() -> None:
     assert json.loads(patch["metadata"]["annotations"][RECORD])["spec"]["cancel"] is True
 
 
+@pytest.mark.parametrize("record", ["not json", "[1]", "null"])
+def test_a_record_kopf_did_not_write_is_none(record: str) -> None:
+    """An author's annotation that kopf could not read would fail every event of the
+    object: the status says what was handled instead, and the next store replaces it."""
+    storage = SessionDiffBaseStorage()
+    assert cause_of(storage, session(OPEN, annotations={RECORD: record})) \
+        is causes.Reason.NOOP
+    storage.handled("uid-1")
+    patch = stored(storage, session(OPEN, cancel=True, annotations={RECORD: record}))
+    assert json.loads(patch["metadata"]["annotations"][RECORD])["spec"]["cancel"] is True
+
+
+@pytest.mark.parametrize("record", [
+    "not json", "[]", '"x"', '{"started": "yesterday"}', '{"retries": "1"}',
+    '{"subrefs": [1]}', '{"success": "no"}'])
+def test_a_progress_record_kopf_did_not_write_is_none(record: str) -> None:
+    storage = ProgressStorage()
+    key = kopf.HandlerId(CREATE_HANDLER)
+    body = as_body(session(OPEN, annotations={f"{PREFIX}/{CREATE_HANDLER}": record}))
+    assert storage.fetch(key=key, body=body) is None
+    kopfs = {"started": "2026-11-29T12:00:00.123456+00:00", "purpose": "create",
+             "retries": 1, "success": False, "failure": False, "message": None,
+             "subrefs": ["a"], "delayed": "2026-11-29T12:00:10+00:00"}
+    body = as_body(session(OPEN, annotations={f"{PREFIX}/{CREATE_HANDLER}": json.dumps(kopfs)}))
+    assert storage.fetch(key=key, body=body) == kopfs
+
+
 def test_progress_records_carry_no_marker() -> None:
     storage = ProgressStorage()
     patch = kopf.Patch()

@@ -18,6 +18,11 @@ kopf's `kopf-managed` marker annotation is not written either (it would cost the
 PATCH); paykube's own annotations are left out of every diff base instead, which is what
 the marker told kopf to do.
 
+Both records are annotations that anyone who may edit the object can write. One that is
+not what kopf writes (not JSON, not an object, a field of the wrong type) is taken as
+absent, with a warning: kopf would fail on it at every event of the object, and so stop
+handling it (its polls, its outbox, its finalizer).
+
 The diff base is built from the spec, labels and annotations alone: kopf deep-copies the
 whole body first (status with its history, managedFields), which was a tenth of the
 operator's CPU, and for a session it is built twice per event (read and current), so the
@@ -26,6 +31,8 @@ last one is kept for the same body.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections import OrderedDict
 from typing import Any, cast
 
@@ -37,6 +44,13 @@ PREFIX = "paykube.dev"
 KIND = "PaymentSession"
 CREATE_HANDLER = "reconcile-create"
 _HANDLED_KEPT = 65536  # uids whose create handler succeeded (about 100 bytes each)
+# The fields of kopf's progress record, by type (kopf ignores others; None is allowed).
+_PROGRESS_FIELDS: dict[str, type] = {
+    "started": str, "stopped": str, "delayed": str, "purpose": str, "message": str,
+    "retries": int, "success": bool, "failure": bool, "subrefs": list}
+_PROGRESS_TIMES = ("started", "stopped", "delayed")
+
+log = logging.getLogger(__name__)
 
 
 def created(status: Any) -> bool:
@@ -51,6 +65,31 @@ def created(status: Any) -> bool:
 def _is_session(body: Any) -> bool:
     return bool(body.get("kind") == KIND
                 and str(body.get("apiVersion", "")).startswith(f"{GROUP}/"))
+
+
+def _unreadable(what: str, body: Any) -> None:
+    metadata = body.get("metadata", {})
+    log.warning("ignoring the annotation %s of %s %s/%s: not a record that kopf wrote",
+                what, body.get("kind"), metadata.get("namespace"), metadata.get("name"))
+
+
+def _progress_record(record: Any) -> bool:
+    if not isinstance(record, dict):
+        return False
+    for field, kind in _PROGRESS_FIELDS.items():
+        value = record.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            return False
+        if isinstance(value, str) and field in _PROGRESS_TIMES:
+            try:
+                dt.datetime.fromisoformat(value)
+            except ValueError:
+                return False
+        if isinstance(value, list) and not all(isinstance(ref, str) for ref in value):
+            return False
+    return True
 
 
 class SessionDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -93,8 +132,20 @@ class SessionDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         self.remove_empty_stanzas(essence)
         return essence
 
+    def _stored(self, body: Any) -> Any:
+        """kopf's record of the handled spec, None without one (or with one it cannot use)."""
+        stored: Any
+        try:
+            stored = super().fetch(body=body)
+        except ValueError:  # not JSON
+            stored = False
+        if stored is None or isinstance(stored, dict):
+            return stored
+        _unreadable(f"{self.prefix}/{self.key}", body)
+        return None
+
     def fetch(self, *, body: Any) -> Any:
-        stored = super().fetch(body=body)
+        stored = self._stored(body)
         if stored is not None or not _is_session(body):
             return stored
         metadata = body.get("metadata", {})
@@ -132,3 +183,14 @@ class ProgressStorage(kopf.AnnotationsProgressStorage):
 
     def _store_marker(self, prefix: str, patch: Any, body: Any) -> None:
         return None
+
+    def fetch(self, *, key: Any, body: Any) -> Any:
+        record: Any
+        try:
+            record = super().fetch(key=key, body=body)
+        except ValueError:  # not JSON
+            record = False
+        if record is None or _progress_record(record):
+            return record
+        _unreadable(f"{self.prefix}/{key}", body)
+        return None  # the handler starts afresh; its next record replaces this one
