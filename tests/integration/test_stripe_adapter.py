@@ -439,3 +439,15 @@ async def test_the_default_transport_turns_refusals_and_stalls_into_retryable_er
     finally:
         server.close()
         await asyncio.wait_for(server.wait_closed(), 5)
+
+
+async def test_a_call_after_close_is_a_retryable_unavailability(
+        async_stripe_emulator: StripeEmulator) -> None:
+    """A poll still running while the operator shuts down meets a closed client: a
+    retryable PROVIDER_UNAVAILABLE, not a bare RuntimeError."""
+    stripe = provider(async_stripe_emulator.base_url, attempts=1)
+    created = await stripe.create_session(request(), KEY)  # the session exists now
+    await stripe.aclose()
+    with pytest.raises(ProviderError) as caught:
+        await stripe.get_session(created.snapshot.session_id, KEY)
+    assert caught.value.code is ErrorCode.PROVIDER_UNAVAILABLE and caught.value.retryable

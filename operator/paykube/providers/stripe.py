@@ -482,6 +482,8 @@ class _AIOHTTP(_Transport):
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout, connector=aiohttp.TCPConnector(ssl=tls),
                 auto_decompress=True)
+        elif self._session.closed:  # a call still running while the provider shuts down
+            raise aiohttp.ClientConnectionError("the Stripe client is closed")
         data = post_data.encode() if isinstance(post_data, str) else post_data
         async with self._session.request(method, url, headers=dict(headers or {}),
                                          data=data or None) as response:
