@@ -8,6 +8,7 @@ Tests that stop (or freeze) the broker bring it back in `finally`: the fixture i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -180,6 +181,32 @@ async def test_frozen_broker_times_out_on_the_receipt(
                 break
         print(f"copies delivered after the freeze: {len(copies)}")
         assert set(copies) == {ev.id} and 1 <= len(copies) <= 2
+
+
+async def test_publishes_waiting_for_receipts_hold_no_thread(
+        activemq: ActiveMQ, publisher: StompPublisher) -> None:
+    """Many publishes wait for their receipts at once (the webhook answers only after the
+    receipt): each waits on the event loop, not on a worker thread, so all of them are in
+    flight together and the loop's few executor threads stay free."""
+    await publisher.publish(event())  # connected
+    pid = activemq.pid
+    assert pid is not None
+    waiting = 40
+    os.kill(pid, signal.SIGSTOP)  # the connection stays up; no receipt comes back
+    try:
+        tasks = [asyncio.create_task(publisher.publish(event())) for _ in range(waiting)]
+        in_flight = 0
+        for _ in range(100):  # bounded: well within the 2 s receipt timeout
+            await asyncio.sleep(0.01)
+            in_flight = len(publisher._listener._receipts) if publisher._listener else 0
+            if in_flight == waiting:
+                break
+        assert in_flight == waiting, f"only {in_flight} of {waiting} in flight at once"
+        assert await asyncio.to_thread(lambda: "free") == "free"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(o is None or isinstance(o, BrokerUnavailableError) for o in outcomes)
 
 
 async def test_outbox_publishes_in_order_and_nothing_is_lost_in_an_outage(

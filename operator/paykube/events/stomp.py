@@ -31,6 +31,7 @@ time: the outbox must eventually get through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -65,11 +66,21 @@ def destination_for(template: str, event: CloudEvent) -> str:
 
 
 class _Receipt:
-    __slots__ = ("done", "error")
+    """One awaited RECEIPT, finished on the receiver thread; `notify` (if any) is called
+    then too, so that an event loop can await it without holding a thread."""
 
-    def __init__(self) -> None:
+    __slots__ = ("done", "error", "notify")
+
+    def __init__(self, notify: Callable[[], None] | None = None) -> None:
         self.done = threading.Event()
         self.error: str | None = None
+        self.notify = notify
+
+    def finish(self, error: str | None = None) -> None:
+        self.error = error
+        self.done.set()
+        if self.notify is not None:
+            self.notify()
 
 
 class _Listener:
@@ -83,14 +94,14 @@ class _Listener:
         self.connected = False
         self.lost: str | None = None  # why the connection is unusable
 
-    def expect(self, receipt_id: str) -> _Receipt:
-        receipt = _Receipt()
+    def expect(self, receipt_id: str, notify: Callable[[], None] | None = None) -> _Receipt:
+        receipt = _Receipt(notify)
         with self._lock:
-            if self.lost is not None:
-                receipt.error = self.lost
-                receipt.done.set()
-            else:
+            lost = self.lost
+            if lost is None:
                 self._receipts[receipt_id] = receipt
+        if lost is not None:
+            receipt.finish(lost)
         return receipt
 
     def forget(self, receipt_id: str) -> None:
@@ -103,8 +114,7 @@ class _Listener:
                 self.lost = reason
             receipts, self._receipts = self._receipts, {}
         for receipt in receipts.values():
-            receipt.error = reason
-            receipt.done.set()
+            receipt.finish(reason)
         self.settled.set()
 
     # stomp.py callbacks
@@ -116,7 +126,7 @@ class _Listener:
         with self._lock:
             receipt = self._receipts.pop(str(frame.headers.get("receipt-id", "")), None)
         if receipt is not None:
-            receipt.done.set()
+            receipt.finish()
 
     def on_error(self, frame: Any) -> None:
         # Either the connection was refused (bad login) or a frame was; either way the
@@ -196,7 +206,24 @@ class StompPublisher:
 
     # -- async API -----------------------------------------------------------------------
     async def publish(self, event: CloudEvent) -> None:
-        await asyncio.to_thread(self.publish_sync, event)
+        """Send on a worker thread (connecting may block), then await the receipt on the
+        loop: a thread per publish in flight capped the webhook at the default executor's
+        few threads times the broker's receipt latency."""
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Future[None] = loop.create_future()
+
+        def notify() -> None:  # on stomp.py's receiver thread (or the sending one)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(_resolve, arrived)
+
+        conn, listener, receipt_id, receipt = await asyncio.to_thread(
+            self._send, event, notify)
+        try:
+            await asyncio.wait_for(arrived, self._receipt_timeout)
+        except TimeoutError:
+            listener.forget(receipt_id)
+            raise self._failed(conn, f"no receipt within {self._receipt_timeout:g}s") from None
+        self._settle(conn, receipt)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -210,9 +237,17 @@ class StompPublisher:
 
     def publish_sync(self, event: CloudEvent) -> None:
         """Send `event` and wait for the broker's receipt; raise `BrokerUnavailableError`."""
+        conn, listener, receipt_id, receipt = self._send(event)
+        if not receipt.done.wait(self._receipt_timeout):
+            listener.forget(receipt_id)
+            raise self._failed(conn, f"no receipt within {self._receipt_timeout:g}s")
+        self._settle(conn, receipt)
+
+    def _send(self, event: CloudEvent, notify: Callable[[], None] | None = None,
+              ) -> tuple[Any, _Listener, str, _Receipt]:
         conn, listener = self._connection()
         receipt_id = f"{event.id}#{uuid.uuid4().hex[:12]}"
-        receipt = listener.expect(receipt_id)
+        receipt = listener.expect(receipt_id, notify)
         # The CloudEvents attributes as `ce_` properties, so consumers can use selectors.
         attributes = {f"ce_{k}": v for k, v in event.to_dict().items()
                       if k not in ("data", "datacontenttype")}
@@ -224,9 +259,9 @@ class StompPublisher:
         except (StompException, OSError) as exc:
             listener.forget(receipt_id)
             raise self._failed(conn, f"send failed: {exc!r}") from exc
-        if not receipt.done.wait(self._receipt_timeout):
-            listener.forget(receipt_id)
-            raise self._failed(conn, f"no receipt within {self._receipt_timeout:g}s")
+        return conn, listener, receipt_id, receipt
+
+    def _settle(self, conn: Any, receipt: _Receipt) -> None:
         if receipt.error is not None:
             raise self._failed(conn, receipt.error)
         with self._lock:
@@ -340,3 +375,8 @@ def _drop(conn: Any) -> None:
         conn.transport.disconnect_socket()
     except (StompException, OSError) as exc:
         log.debug("error while dropping the broker connection: %r", exc)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
