@@ -61,7 +61,7 @@ from bench.common import (
     process_stats,
 )
 from bench.profiled import summary
-from bench.wrkload import WrkResult, run_wrk, write_script, wrk_binary
+from bench.wrkload import WrkResult, run_wrk, write_events_script, write_script, wrk_binary
 from paykube.kube.client import KubeClient
 from paykube.kube.config import KubeConfig
 from paykube_dev.apicalls import per_object_calls, request_counts
@@ -205,27 +205,6 @@ def run_load(url: str, events: list[dict[str, str]], concurrency: int, duration:
         raise RuntimeError(f"load process exited with {proc.returncode}")
     result: dict[str, Any] = json.loads(out)
     return result
-
-
-def report(label: str, result: dict[str, Any], cpu_seconds: float, rss: RssSampler,
-           duration: float) -> None:
-    lat = result["latencies"]
-    print(f"\n== {label} ==")
-    print(f"{result['expect']} answers/s:   {result['count'] / result['elapsed']:.0f} "
-          f"({result['count']} in {result['elapsed']:.1f} s)")
-    if result["ran_out_after"] is not None:
-        print(f"DURATION NOT HELD: events ran out after {result['ran_out_after']:.1f} of "
-              f"{duration:g} s (raise --expected-rate)")
-    print(f"{result['expect']} latency p50/p99/p999: {percentile(lat, 0.5) * 1000:.1f} / "
-          f"{percentile(lat, 0.99) * 1000:.1f} / {percentile(lat, 0.999) * 1000:.1f} ms")
-    print(f"answers:           {result['statuses']}; errors: {result['unexpected']} "
-          f"not {result['expect']}, "
-          f"{result['transport_errors']} transport")
-    print(f"webhook CPU:       {cpu_seconds:.1f} s "
-          f"({cpu_seconds / result['elapsed'] * 100:.0f}% of one core, "
-          f"{1000 * cpu_seconds / max(1, result['count']):.1f} ms per answer)")
-    print(f"webhook RSS:       {rss.samples[0]:.0f} MiB before, {max(rss.samples):.0f} MiB "
-          f"max during, {rss.samples[-1]:.0f} MiB after")
 
 
 def outcomes(url: str, counter: str) -> dict[str, int]:
@@ -498,35 +477,61 @@ def profile_valid(plane: ControlPlane, directory: Path, env: dict[str, str],
         shutil.copy(out, Path(args.profile_out) / out.name)
 
 
+@dataclass(frozen=True)
+class Valid:
+    """(a) against one webhook: wrk's figures and how many events there were."""
+    wrk: WrkResult
+    events: int
+
+    @property
+    def ran_out(self) -> bool:
+        return self.wrk.requests > self.events
+
+
 def valid_phase(plane: ControlPlane, webhook: Program, namespace: str,
                 objects: list[dict[str, Any]], others: dict[str, int],
-                args: argparse.Namespace, directory: Path, title: str) -> dict[str, Any]:
-    """(a) against one webhook: its answers, API calls per event, every process's CPU, the
-    objects' phases and the publishes."""
+                args: argparse.Namespace, directory: Path, title: str) -> Valid:
+    """(a) against one webhook, driven by wrk (each object's event once, --concurrency
+    connections): its answers, API calls per event, every process's CPU, the objects'
+    phases, the publishes and the Kubernetes Events."""
     pid = webhook.proc.pid
     url = f"{webhook.url}/webhooks/stripe"
-    valid = [signed_event(namespace, o, SECRET) for o in objects]
+    events = [signed_event(namespace, o, SECRET) for o in objects]
+    script = write_events_script(
+        directory / f"valid-{pid}.lua", [(e["body"], e["signature"]) for e in events],
+        "Stripe-Signature", {"Content-Type": "application/json"})
     counted = request_counts(plane)
     cpu_before = process_stats(pid).cpu_seconds
     with RssSampler(pid) as rss, CpuSampler({"webhook": pid, **others}) as cpu:
-        result = run_load(url, valid, args.concurrency, args.duration, directory,
-                          f"valid-{pid}", "2xx", cpu)
+        result = run_wrk([url], script, connections=args.concurrency,
+                         duration=args.duration, cpu=cpu)
         time.sleep(2.0)  # the Events written after the answers
-    report(title, result, process_stats(pid).cpu_seconds - cpu_before, rss, args.duration)
+    valid = Valid(result, len(events))
+    cpu_seconds = process_stats(pid).cpu_seconds - cpu_before
+    print(f"\n== {title} ==")
+    print(f"wrk -t1 -c{args.concurrency}: {result.line()}")
+    if valid.ran_out:
+        print(f"DURATION NOT HELD: {result.requests} requests for {len(events)} events, the "
+              f"rest were duplicates (raise --expected-rate)")
+    per_answer = 1000 * cpu_seconds / max(1, result.requests)
+    print(f"webhook CPU:       {cpu_seconds:.1f} s ({per_answer:.1f} ms per answer); "
+          f"RSS {rss.samples[0]:.0f} MiB before, "
+          f"{max(rss.samples):.0f} MiB max during")
     calls = per_object_calls(counted, request_counts(plane), created_by_client=0)
-    events = max(1, result["count"])
-    detail = ", ".join(f"{v} {r}{'/' + s if s else ''} {n / events:.2f}"
+    answered = max(1, result.requests - result.non_2xx_3xx)
+    detail = ", ".join(f"{v} {r}{'/' + s if s else ''} {n / answered:.2f}"
                        for (v, r, s), n in sorted(calls.items()))
-    print(f"API calls/event:   {sum(calls.values()) / events:.2f} "
+    print(f"API calls/event:   {sum(calls.values()) / answered:.2f} "
           f"(apiserver_request_total: {detail})")
     print(cpu.line())
     names = {o["metadata"]["name"] for o in objects}
     phases = asyncio.run(count_phases(plane, namespace, names))
-    print(f"objects by phase:  {phases} (2xx answers: {result['count']})")
+    print(f"objects by phase:  {phases} (answers: {result.requests}, "
+          f"{result.non_2xx_3xx} not 2xx)")
     print(f"publishes:         {outcomes(f'{webhook.url}/metrics', 'publishes')}")
     print(f"Kubernetes Events: {outcomes(f'{webhook.url}/metrics', 'kube_events')} "
           f"(PAYKUBE_WEBHOOK_EVENT_RATE)")
-    return result
+    return valid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -606,9 +611,8 @@ def main(argv: list[str] | None = None) -> int:
 
             ceilings = patch_ceilings(plane, args.concurrency, args.duration, base)
             ceiling, design = ceilings.patch, ceilings.design
-            for label, result in results.items():
-                valid_rate = result["count"] / result["elapsed"]
-                p99 = percentile(result["latencies"], 0.99) * 1000
+            for label, valid in results.items():
+                valid_rate, p99 = valid.wrk.rate, valid.wrk.p99_ms
                 print(f"valid events / PATCH ceiling ({ceiling.kind}), {label}: "
                       f"{valid_rate:.0f} / {ceiling.rate:.0f} = {valid_rate / ceiling.rate:.2f}"
                       f" (goal >= 0.7), p99 {p99:.0f} ms (goal <= 100 ms); / the earlier "

@@ -1,7 +1,8 @@
 """Drive a URL with `wrk` (Debian's package, installed by hack/install-services.sh): a
 compiled load generator, so that the figure is the server's and not a Python client's.
 
-The request is a POST of a fixed body with fixed headers (a Lua script); wrk's `done` hook
+The request is a POST of a fixed body with fixed headers (a Lua script), or one of a list of
+bodies, each with its own signature, sent in turn (`write_events_script`); wrk's `done` hook
 prints the summary as one JSON line, which is parsed here."""
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from pathlib import Path
 
 from bench.common import CpuSampler
 
-_SCRIPT = """\
-wrk.method = "POST"
-wrk.body = [==[{body}]==]
-{headers}
+_DONE = """\
 done = function(summary, latency, requests)
   io.write(string.format(
     'WRKJSON {{"requests": %d, "duration_us": %d, "non_2xx_3xx": %d, "connect": %d, '
@@ -28,6 +26,36 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 """
+_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+{headers}
+""" + _DONE
+# One Lua state with -t1: the index is shared by all connections, so each body goes once
+# until the list runs out (then they repeat: the caller compares the count).
+_EVENTS = """\
+wrk.method = "POST"
+{headers}
+local bodies = {{
+{bodies}
+}}
+local signatures = {{
+{signatures}
+}}
+local i = 0
+local primed = false
+request = function()
+  -- wrk calls this once per thread before it connects, and does not send that request
+  if not primed then
+    primed = true
+    return wrk.format(nil, nil, nil, bodies[1])
+  end
+  i = i + 1
+  if i > #bodies then i = 1 end
+  wrk.headers["{signature_header}"] = signatures[i]
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+""" + _DONE
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,20 @@ def write_script(path: Path, body: str, headers: dict[str, str]) -> Path:
     lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}"
                       for k, v in headers.items())
     path.write_text(_SCRIPT.format(body=body, headers=lines))
+    return path
+
+
+def write_events_script(path: Path, events: list[tuple[str, str]], signature_header: str,
+                        headers: dict[str, str]) -> Path:
+    """A script that posts each (body, signature) of `events` in turn."""
+    if any("]==]" in body for body, _ in events):
+        raise ValueError("a body must not contain the Lua long-bracket end ]==]")
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}"
+                      for k, v in headers.items())
+    path.write_text(_EVENTS.format(
+        headers=lines, signature_header=signature_header,
+        bodies=",\n".join(f"[==[{body}]==]" for body, _ in events),
+        signatures=",\n".join(json.dumps(signature) for _, signature in events)))
     return path
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from bench.wrkload import parse, run_wrk, write_script
+from bench.wrkload import parse, run_wrk, write_events_script, write_script
 
 from paykube_dev.proc import free_port, port_open, start_process, stop_process, wait_until
 
@@ -69,6 +69,38 @@ def test_the_request_wrk_sends_is_the_scripted_post(tmp_path: Path) -> None:
     assert seen
     assert set(seen) == {("POST", "/webhooks/stripe", "application/json", "t=1,v1=bad",
                           body.encode())}
+
+
+def test_an_events_script_sends_each_body_with_its_signature_in_turn(tmp_path: Path) -> None:
+    """(a)'s script: each event once, in order, with its own signature, then repeats."""
+    seen: list[tuple[str, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.headers["Stripe-Signature"], await request.read()))
+        return web.Response(status=200)
+
+    events = [(json.dumps({"n": n, "pad": "x" * n}), f"t=1,v1=sig{n}") for n in range(50)]
+    script = write_events_script(tmp_path / "events.lua", events, "Stripe-Signature",
+                                 {"Content-Type": "application/json"})
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", record)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            await asyncio.to_thread(run_wrk, [f"http://127.0.0.1:{port}/"], script,
+                                    connections=1, duration=1)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+    assert len(seen) > len(events), "a second round began"
+    expected = [(signature, body.encode()) for body, signature in events]
+    assert seen[:len(events)] == expected
+    assert seen[len(events):2 * len(events)] == expected[:len(seen) - len(events)]
 
 
 def test_a_summary_without_the_hook_line_is_an_error() -> None:
