@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import kopf
+import uvloop
 
 from paykube import logs
 from paykube.kube.client import KubeClient
@@ -71,7 +72,9 @@ async def run(settings: Settings, kube_config: KubeConfig) -> None:
 def main() -> int:
     settings = load_settings("paykube-operator")
     logs.configure(settings.log_level)
-    asyncio.run(run(settings, load_at_start("paykube-operator")))
+    # libuv's loop, as kopf's own CLI picks it when uvloop is installed.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run(settings, load_at_start("paykube-operator")))
     return 0
 
 
