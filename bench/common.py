@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+import uvloop
 
 from paykube_dev.kube import REPO, ControlPlane
 
@@ -162,3 +166,13 @@ class CpuSampler:
         parts = [f"{name} {avg:.0%} (max {busiest:.0%})"
                  for name, (avg, busiest) in self.averages().items()]
         return "CPU, share of one core, sampled 1/s: " + ", ".join(parts)
+
+
+T = TypeVar("T")
+
+
+def run_like_paykube(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a bare loop on the event loop paykube's programs use (uvloop), so that a ceiling
+    and the program it is compared with differ only in paykube's own work."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)

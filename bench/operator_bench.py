@@ -51,6 +51,7 @@ from bench.common import (
     plane_processes,
     platform,
     process_stats,
+    run_like_paykube,
 )
 from bench.profiled import memory_summary, summary
 from paykube.api.types import ObjectRef, PaymentSessionSpec
@@ -223,7 +224,7 @@ def run(plane: ControlPlane, directory: Path, count: int, rate: float | None,
             before = process_stats(pid)
             counted = request_counts(plane)
             with CpuSampler(processes) as cpu:
-                timeline, started, creating = asyncio.run(
+                timeline, started, creating = run_like_paykube(
                     create_and_watch(plane, namespace, count, 1800, create_rate))
                 after = process_stats(pid)
                 time.sleep(1.0)  # kopf's bookkeeping and the Events after the last Open
@@ -395,7 +396,7 @@ def ceiling(plane: ControlPlane, directory: Path, count: int, measured: Operator
             processes = {**plane_processes(plane), "stripe emulator": emulator.proc.pid,
                          "bench (the bare loop)": os.getpid()}
             with CpuSampler(processes) as cpu:
-                seconds, own_cpu = asyncio.run(bare_loop(plane, emulator, namespace, count,
+                seconds, own_cpu = run_like_paykube(bare_loop(plane, emulator, namespace, count,
                                                          writes, with_creates=with_creates))
         rate = count / seconds
         what = ("creates, writes and the watch, timed from the first create to the last "

@@ -2,8 +2,8 @@
 
     python bench/webhook_bench.py --duration 20 --concurrency 16
 
-(a) valid `checkout.session.completed` events from --concurrency senders (a separate
-    Python load process), each moving one Open PaymentSession to Paid through the real API
+(a) valid `checkout.session.completed` events from --concurrency connections of wrk (each
+    signed event once, in turn), each moving one Open PaymentSession to Paid through the real API
     server and publishing to the real ActiveMQ: events/s, p50/p99/p999, and API calls per
     event as the API server counts them (`apiserver_request_total`). There are duration x
     --expected-rate objects, half for (a) and half for (a'); the report says if they ran
@@ -16,7 +16,8 @@
     their client CPU per 1000 calls is the client comparison (issue 11 item 5).
 (b) rejections: `wrk -t1 -c32` (compiled, Debian's `wrk`) posting a 2 KB event with a bad
     Stripe-Signature; its ceiling is a bare aiohttp handler (bench/bare_aiohttp.py: read the
-    body, answer 400) under the same wrk command. Then the same load split over two webhook
+    body, answer 400) under the same wrk command, on the standard event loop and on uvloop
+    (the webhook's loop: the like-for-like ceiling). Then the same load split over two webhook
     processes on two ports (two wrk processes, 16 connections each): how far a second
     process, as a second replica would, takes the rate on this machine.
 (c) with --slow-clients N: N anonymous uploads that announce a 1 MiB body, send part of it
@@ -59,6 +60,7 @@ from bench.common import (
     plane_processes,
     platform,
     process_stats,
+    run_like_paykube,
 )
 from bench.profiled import summary
 from bench.wrkload import WrkResult, run_wrk, write_events_script, write_script, wrk_binary
@@ -307,10 +309,10 @@ def probe(url: str, body: str, signature: str) -> int:
         "Content-Type": "application/json", "Stripe-Signature": signature}).status_code
 
 
-def start_bare(directory: Path, index: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_bare(directory: Path, index: int, *loop: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = start_process([sys.executable, str(Path(__file__).with_name("bare_aiohttp.py")),
-                          str(port)], log=directory / f"bare-{index}.log")
+                          str(port), *loop], log=directory / f"bare-{index}.log")
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: port_open(port), timeout=30, what="bare aiohttp", proc=proc,
                log=directory / f"bare-{index}.log")
@@ -336,20 +338,26 @@ def rejections(plane: ControlPlane, directory: Path, webhook: Program, namespace
     print(f"                   {cpu.line()}")
     print(f"webhook CPU:       {1e6 * cpu.seconds('webhook') / paykube.requests:.0f} µs "
           f"per rejection")
-    bare_proc, bare_url = start_bare(directory, 1)
-    try:
-        answered = probe(bare_url + path, body, signature)
-        with CpuSampler({"bare aiohttp": bare_proc.pid, **base}) as cpu:
-            bare = run_wrk([bare_url + path], script, connections=connections,
-                           duration=duration, cpu=cpu)
-    finally:
-        stop_process(bare_proc)
-    print(f"bare aiohttp:      {bare.line()} (probe: HTTP {answered})")
-    print(f"                   {cpu.line()}")
-    print(f"bare CPU:          {1e6 * cpu.seconds('bare aiohttp') / bare.requests:.0f} µs "
-          f"per answer")
-    print(f"paykube / bare:    {paykube.rate:,.0f} / {bare.rate:,.0f} = "
-          f"{paykube.rate / bare.rate:.2f} (goal >= 0.8)")
+    bares: dict[str, WrkResult] = {}
+    for index, loop in enumerate(("", "uvloop"), start=1):
+        label = f"bare aiohttp{' on uvloop' if loop else ''}"
+        bare_proc, bare_url = start_bare(directory, index, *([loop] if loop else []))
+        try:
+            answered = probe(bare_url + path, body, signature)
+            with CpuSampler({label: bare_proc.pid, **base}) as cpu:
+                bare = bares[label] = run_wrk([bare_url + path], script,
+                                              connections=connections, duration=duration,
+                                              cpu=cpu)
+        finally:
+            stop_process(bare_proc)
+        print(f"{label + ':':<19}{bare.line()} (probe: HTTP {answered})")
+        print(f"                   {cpu.line()}")
+        print(f"bare CPU:          {1e6 * cpu.seconds(label) / bare.requests:.0f} µs "
+              f"per answer")
+    for label, bare in bares.items():
+        print(f"paykube / {label}: {paykube.rate:,.0f} / {bare.rate:,.0f} = "
+              f"{paykube.rate / bare.rate:.2f} (goal >= 0.8"
+              f"{'; like for like: the webhook runs on uvloop' if 'uvloop' in label else ''})")
 
     second = start_webhook(plane.kubeconfig, directory / "webhook-2.log", env)
     try:
@@ -365,7 +373,7 @@ def rejections(plane: ControlPlane, directory: Path, webhook: Program, namespace
     print(f"                   {cpu.line()}")
     print(f"scaling:           2 processes / 1 = {both.rate / paykube.rate:.2f} on "
           f"{os.cpu_count()} cores shared with the load generators")
-    return paykube, bare
+    return paykube, bares["bare aiohttp on uvloop"]
 
 
 def patch_ceilings(plane: ControlPlane, clients: int, duration: float,
@@ -381,8 +389,8 @@ def patch_ceilings(plane: ControlPlane, clients: int, duration: float,
           f"{duration:g} s each ==")
     for kind in ("httpx", "aiohttp"):
         with CpuSampler({**base, "bench (client)": os.getpid()}) as cpu:
-            run = asyncio.run(patch_ceiling(target, objects, kind=kind, clients=clients,
-                                            duration=duration))
+            run = run_like_paykube(patch_ceiling(target, objects, kind=kind,
+                                                 clients=clients, duration=duration))
         runs.append(run)
         lat = run.latencies
         print(f"{kind:<8} {run.rate:.0f} writes/s ({run.writes} in {run.elapsed:.1f} s, "
@@ -394,8 +402,9 @@ def patch_ceilings(plane: ControlPlane, clients: int, duration: float,
     print(f"client CPU per call, aiohttp / httpx: "
           f"{aiohttp_run.cpu_per_1000 / httpx_run.cpu_per_1000:.2f}")
     with CpuSampler({**base, "bench (client)": os.getpid()}) as cpu:
-        design = asyncio.run(patch_ceiling(target, objects, kind="aiohttp", clients=clients,
-                                           duration=duration, as_webhook=True))
+        design = run_like_paykube(patch_ceiling(target, objects, kind="aiohttp",
+                                                clients=clients, duration=duration,
+                                                as_webhook=True))
     lat = design.latencies
     print(f"as the webhook wrote an event before the PSP's redelivery became its outbox "
           f"(status PATCH + Event POST + mark PATCH, aiohttp): "
@@ -548,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--connections", type=int, default=32,
                         help="wrk's connections for the rejections")
-    parser.add_argument("--expected-rate", type=float, default=250.0,
+    parser.add_argument("--expected-rate", type=float, default=400.0,
                         help="events/s that (a) is expected to reach; sizes its object list")
     parser.add_argument("--profile", action="store_true",
                         help="only profile the webhook under (a) and (b) (cProfile)")
