@@ -321,6 +321,16 @@ async def test_a_deleting_object_keeps_the_outbox() -> None:
     assert written.claimed == () and published(kube.obj)["Paid"] is False
 
 
+async def test_a_deleting_object_read_from_the_api_server_keeps_the_outbox_too() -> None:
+    """Without a cached copy the object is read first: the same rule on what was read."""
+    kube = FakeKube()
+    await open_object(kube)
+    kube.obj["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"
+    publisher = RecordingPublisher(kube)
+    written = await writer(kube, publisher).apply_delivered(REF, paid_by_webhook)
+    assert written.claimed == () and published(kube.obj)["Paid"] is False
+
+
 def test_the_double_has_the_clients_signatures() -> None:
     for name in ("get_session", "replace_status"):
         assert hasattr(KubeClient, name)

@@ -99,7 +99,8 @@ class StatusWriter:
             if proposed == current:
                 return Written(obj, current, current)
             claimed: tuple[Phase, ...] = ()
-            if claim:
+            # A deletion's finalizer waits for unpublished entries only: no claims there.
+            if claim and not obj["metadata"].get("deletionTimestamp"):
                 claimed = tuple(h.phase for h in proposed.history[len(current.history):]
                                 if not h.published)
                 proposed = _with_published(proposed, claimed, True)
@@ -121,8 +122,6 @@ class StatusWriter:
         to the outbox. Raises a retryable error when neither the broker nor the outbox took
         a phase, so that the caller answers 5xx and the PSP delivers the event again."""
         claim = broker_state(self.publisher) == "connected"
-        if claim and base is not None and base["metadata"].get("deletionTimestamp"):
-            claim = False  # a deletion's finalizer waits for unpublished entries only
         written = await self.apply(ref, decide, base=base, claim=claim)
         if written.claimed:
             await self._deliver(ref, written.obj, written.claimed)
