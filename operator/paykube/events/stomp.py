@@ -1,6 +1,7 @@
 """`StompPublisher`: payment events to ActiveMQ (or Amazon MQ) over STOMP 1.2.
 
-stomp.py is thread-based; each publish runs in a worker thread (`asyncio.to_thread`).
+stomp.py is thread-based; each publish sends from a worker thread (`asyncio.to_thread`)
+and awaits its receipt on the event loop.
 
 Every event is one SEND frame:
 - body: the CloudEvent in structured mode (`application/cloudevents+json`), without a
@@ -66,21 +67,18 @@ def destination_for(template: str, event: CloudEvent) -> str:
 
 
 class _Receipt:
-    """One awaited RECEIPT, finished on the receiver thread; `notify` (if any) is called
-    then too, so that an event loop can await it without holding a thread."""
+    """One awaited RECEIPT, finished on the receiver thread, which then calls `notify` so
+    that the event loop awaiting it needs no thread of its own."""
 
-    __slots__ = ("done", "error", "notify")
+    __slots__ = ("error", "notify")
 
-    def __init__(self, notify: Callable[[], None] | None = None) -> None:
-        self.done = threading.Event()
+    def __init__(self, notify: Callable[[], None]) -> None:
         self.error: str | None = None
         self.notify = notify
 
     def finish(self, error: str | None = None) -> None:
         self.error = error
-        self.done.set()
-        if self.notify is not None:
-            self.notify()
+        self.notify()
 
 
 class _Listener:
@@ -94,7 +92,7 @@ class _Listener:
         self.connected = False
         self.lost: str | None = None  # why the connection is unusable
 
-    def expect(self, receipt_id: str, notify: Callable[[], None] | None = None) -> _Receipt:
+    def expect(self, receipt_id: str, notify: Callable[[], None]) -> _Receipt:
         receipt = _Receipt(notify)
         with self._lock:
             lost = self.lost
@@ -235,15 +233,7 @@ class StompPublisher:
         `BrokerUnavailableError`."""
         self._connection()
 
-    def publish_sync(self, event: CloudEvent) -> None:
-        """Send `event` and wait for the broker's receipt; raise `BrokerUnavailableError`."""
-        conn, listener, receipt_id, receipt = self._send(event)
-        if not receipt.done.wait(self._receipt_timeout):
-            listener.forget(receipt_id)
-            raise self._failed(conn, f"no receipt within {self._receipt_timeout:g}s")
-        self._settle(conn, receipt)
-
-    def _send(self, event: CloudEvent, notify: Callable[[], None] | None = None,
+    def _send(self, event: CloudEvent, notify: Callable[[], None],
               ) -> tuple[Any, _Listener, str, _Receipt]:
         conn, listener = self._connection()
         receipt_id = f"{event.id}#{uuid.uuid4().hex[:12]}"
