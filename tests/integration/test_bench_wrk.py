@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,27 @@ from bench.wrkload import parse, run_wrk, write_events_script, write_script
 from paykube_dev.proc import free_port, port_open, start_process, stop_process, wait_until
 
 BARE = Path(__file__).resolve().parents[2] / "bench" / "bare_aiohttp.py"
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def wrk_against(handler: Handler, script: Path, path: str) -> None:
+    """One second of `wrk -t1 -c1` with `script` against an aiohttp server of `handler`."""
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            await asyncio.to_thread(run_wrk, [f"http://127.0.0.1:{port}{path}"], script,
+                                    connections=1, duration=1)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
 
 
 def test_wrk_posts_the_body_and_headers_and_the_summary_parses(tmp_path: Path) -> None:
@@ -52,20 +74,7 @@ def test_the_request_wrk_sends_is_the_scripted_post(tmp_path: Path) -> None:
     script = write_script(tmp_path / "post.lua", body, {
         "Content-Type": "application/json", "Stripe-Signature": "t=1,v1=bad"})
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", record)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            await asyncio.to_thread(run_wrk, [f"http://127.0.0.1:{port}/webhooks/stripe"],
-                                    script, connections=1, duration=1)
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(serve())
+    wrk_against(record, script, "/webhooks/stripe")
     assert seen
     assert set(seen) == {("POST", "/webhooks/stripe", "application/json", "t=1,v1=bad",
                           body.encode())}
@@ -83,20 +92,7 @@ def test_an_events_script_sends_each_body_with_its_signature_in_turn(tmp_path: P
     script = write_events_script(tmp_path / "events.lua", events, "Stripe-Signature",
                                  {"Content-Type": "application/json"})
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", record)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            await asyncio.to_thread(run_wrk, [f"http://127.0.0.1:{port}/"], script,
-                                    connections=1, duration=1)
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(serve())
+    wrk_against(record, script, "/")
     assert len(seen) > len(events), "a second round began"
     expected = [(signature, body.encode()) for body, signature in events]
     assert seen[:len(events)] == expected
