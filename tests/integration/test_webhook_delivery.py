@@ -164,3 +164,39 @@ def test_kubernetes_events_over_the_budget_are_skipped_and_counted(
         assert [e for e in events if e["reason"] == "Paid"] == []
     finally:
         webhook.stop()
+
+
+def test_a_refused_event_never_republishes_the_sessions_stored_phase(
+        stack: Stack, activemq: ActiveMQ, unmanaged_namespace: str, tmp_path: Path) -> None:
+    """A signed event that names a Paid session but fails its binding (here another
+    session id; another tenant's event takes the same path) reaches a process that has not
+    seen the Paid event confirmed: it is refused and sends nothing. The genuine event's
+    redelivery to that process does republish: the refusal is what stopped it."""
+    managed = managed_session(stack, unmanaged_namespace, "refused-no-republish")
+    (event_id,) = events_for(stack, managed, "paid")
+    with subscriber(activemq, EVENTS_QUEUE) as sub:
+        assert stack.emulator.deliver(event_id, url=f"{stack.webhook.url}/webhooks/stripe",
+                                      secret=WEBHOOK_SECRET)[-1]["status"] == 200
+        assert paid_events(sub, managed.uid, wait=10.0) == [f"{managed.uid}/paid"]
+        entry = paid_entry(stack, managed.namespace, managed.name)
+        assert entry is not None and entry["published"] is True
+        fresh = start_webhook(stack.kube.kubeconfig, tmp_path / "fresh.log", stack.env)
+        try:
+            wait_until(lambda: httpx.get(f"{fresh.url}/readyz", timeout=10).json()["broker"]
+                       == "connected", timeout=30, what="broker connected",
+                       proc=fresh.proc, log=fresh.log)
+            forged = json.loads(stack.emulator.event_payload(event_id))
+            forged["id"] = "evt_forged_session"
+            forged["data"]["object"]["id"] = "cs_test_forged"
+            body = json.dumps(forged).encode()
+            answer = httpx.post(f"{fresh.url}/webhooks/stripe", content=body,
+                                headers=signed(body), timeout=30)
+            assert (answer.status_code, answer.json()["outcome"]) == (
+                200, "ignored_session_mismatch")
+            assert paid_events(sub, managed.uid, wait=2.0) == []
+            again = stack.emulator.deliver(event_id, url=f"{fresh.url}/webhooks/stripe",
+                                           secret=WEBHOOK_SECRET)[-1]
+            assert again["status"] == 200
+            assert paid_events(sub, managed.uid, wait=5.0) == [f"{managed.uid}/paid"]
+        finally:
+            fresh.stop()
